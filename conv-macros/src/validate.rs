@@ -1,0 +1,374 @@
+//! Stage 2: check every rule of the `conv!` grammar and resolve the parameters to numbers.
+//!
+//! Every rule is one small function. Errors are collected, not returned at the first one,
+//! so a user with three mistakes learns all three from one build; each error points at the
+//! token the user typed. Whatever the errors, a usable geometry comes back too (a bad value
+//! falls back to its default), so the caller can still emit code of the right shape and the
+//! user sees one error per mistake rather than a cascade.
+
+use proc_macro2::Span;
+use syn::Ident;
+
+use crate::parse::{Invocation, Param, Scalar, Value};
+
+/// The geometry a `conv!` invocation describes, every value resolved; `[h, w]` per axis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Zeros added before (top/left) each axis.
+    pub pad_before: [usize; 2],
+    /// Zeros added after (bottom/right) each axis.
+    pub pad_after: [usize; 2],
+    pub dilation: [usize; 2],
+    pub output_padding: [usize; 2],
+    /// `padding = same` was written (the pads above are already resolved from it).
+    pub same: bool,
+}
+
+/// The largest number of taps (`kh * kw`) one invocation unrolls.
+///
+/// 16 x 16 = 256 taps covers every kernel in common use (the largest in torchvision's
+/// models is 11 x 11) while keeping a single `conv!` quick to compile.
+pub const MAX_TAPS: usize = 256;
+
+/// The largest value any parameter may take. It keeps all shape arithmetic far from
+/// overflow and is well beyond any real layer.
+pub const MAX_VALUE: usize = 1 << 16;
+
+const KEYS: &str = "`k`, `kernel_size`, `stride`, `padding`, `dilation`, `output_padding`";
+
+/// The parameters a user can name. `k` and `kernel_size` are one parameter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Key {
+    KernelSize,
+    Stride,
+    Padding,
+    Dilation,
+    OutputPadding,
+}
+
+impl Key {
+    fn from_ident(ident: &Ident) -> Option<Key> {
+        Some(match ident.to_string().as_str() {
+            "k" | "kernel_size" => Key::KernelSize,
+            "stride" => Key::Stride,
+            "padding" => Key::Padding,
+            "dilation" => Key::Dilation,
+            "output_padding" => Key::OutputPadding,
+            _ => return None,
+        })
+    }
+
+    /// The smallest value the parameter accepts.
+    fn minimum(self) -> usize {
+        match self {
+            Key::KernelSize | Key::Stride | Key::Dilation => 1,
+            Key::Padding | Key::OutputPadding => 0,
+        }
+    }
+}
+
+/// How `padding` was given.
+#[derive(Clone, Copy)]
+enum PaddingMode {
+    Explicit([usize; 2]),
+    Same,
+}
+
+/// The accepted parameters with their spans, before cross-parameter rules.
+struct Collected<'a> {
+    kernel: Option<&'a Param>,
+    stride: Option<&'a Param>,
+    padding: Option<&'a Param>,
+    dilation: Option<&'a Param>,
+    output_padding: Option<&'a Param>,
+}
+
+/// Collects errors so that every problem in one invocation is reported together.
+#[derive(Default)]
+pub struct Errors(Vec<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        self.0.push(error);
+    }
+
+    /// All errors as one `syn::Error` (which renders as several `compile_error!`s), if any.
+    pub fn into_combined(self) -> Option<syn::Error> {
+        self.0.into_iter().reduce(|mut all, next| {
+            all.combine(next);
+            all
+        })
+    }
+}
+
+/// Checks an invocation. Returns the geometry to emit (with defaults standing in for any
+/// value that was wrong) and the errors found.
+pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
+    let mut errors = Errors::default();
+    let collected = collect_keys(&invocation.params, &mut errors);
+
+    let kernel = match collected.kernel {
+        Some(param) => dim(param, Key::KernelSize, &mut errors).unwrap_or([1, 1]),
+        None => {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing kernel size: add `k = 3` (or `kernel_size = (3, 3)`); \
+                 it is the only required parameter",
+            ));
+            [1, 1]
+        }
+    };
+    let stride = optional_dim(collected.stride, Key::Stride, [1, 1], &mut errors);
+    let dilation = optional_dim(collected.dilation, Key::Dilation, [1, 1], &mut errors);
+    let output_padding = optional_dim(
+        collected.output_padding,
+        Key::OutputPadding,
+        [0, 0],
+        &mut errors,
+    );
+    let padding = match collected.padding {
+        Some(param) => padding_mode(param, &mut errors),
+        None => PaddingMode::Explicit([0, 0]),
+    };
+
+    let kernel = check_tap_limit(collected.kernel, kernel, &mut errors);
+    let padding = check_same_needs_stride_one(collected.padding, padding, stride, &mut errors);
+    let output_padding = check_output_padding(
+        collected.output_padding,
+        output_padding,
+        stride,
+        dilation,
+        &mut errors,
+    );
+
+    let (pad_before, pad_after, same) = match padding {
+        PaddingMode::Explicit(pad) => (pad, pad, false),
+        PaddingMode::Same => {
+            let total = [dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)];
+            // PyTorch puts the odd extra row/column of `same` padding on the bottom/right.
+            let before = [total[0] / 2, total[1] / 2];
+            (before, [total[0] - before[0], total[1] - before[1]], true)
+        }
+    };
+
+    let geometry = Geometry {
+        kernel,
+        stride,
+        pad_before,
+        pad_after,
+        dilation,
+        output_padding,
+        same,
+    };
+    (geometry, errors)
+}
+
+/// Rule: every key is known, and given at most once (`k` and `kernel_size` are the same key).
+fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
+    let mut collected = Collected {
+        kernel: None,
+        stride: None,
+        padding: None,
+        dilation: None,
+        output_padding: None,
+    };
+    for param in params {
+        let Some(key) = Key::from_ident(&param.key) else {
+            errors.push(unknown_key(&param.key));
+            continue;
+        };
+        let slot = match key {
+            Key::KernelSize => &mut collected.kernel,
+            Key::Stride => &mut collected.stride,
+            Key::Padding => &mut collected.padding,
+            Key::Dilation => &mut collected.dilation,
+            Key::OutputPadding => &mut collected.output_padding,
+        };
+        match slot {
+            Some(first) => errors.push(syn::Error::new(
+                param.key.span(),
+                format!(
+                    "`{}` is given twice (first as `{}`); each parameter may appear once",
+                    param.key, first.key
+                ),
+            )),
+            None => *slot = Some(param),
+        }
+    }
+    collected
+}
+
+fn unknown_key(key: &Ident) -> syn::Error {
+    let name = key.to_string();
+    let hint = match name.as_str() {
+        "kernel" | "ksize" | "kernel_shape" | "size" => " (did you mean `kernel_size`?)",
+        "strides" => " (did you mean `stride`?)",
+        "pad" | "pads" => " (did you mean `padding`?)",
+        "dilations" | "dilation_rate" | "rate" => " (did you mean `dilation`?)",
+        "output_pad" | "out_padding" | "outpadding" => " (did you mean `output_padding`?)",
+        "groups" | "in_channels" | "out_channels" | "bias" => {
+            " (channels, groups and bias belong to the layer, not the geometry: \
+             `Conv2d::builder(geometry, in_channels, out_channels).groups(n)`)"
+        }
+        _ => "",
+    };
+    syn::Error::new(
+        key.span(),
+        format!("unknown parameter `{name}`{hint}; expected one of {KEYS}"),
+    )
+}
+
+/// Rule: a dimension is an integer or an `(h, w)` pair of integers, each within
+/// `[minimum, MAX_VALUE]`.
+fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
+    match &param.value {
+        Value::Scalar(scalar) => {
+            let value = scalar_value(scalar, &param.key, key, errors)?;
+            Some([value, value])
+        }
+        Value::Pair { h, w, .. } => {
+            let h = scalar_value(h, &param.key, key, errors);
+            let w = scalar_value(w, &param.key, key, errors);
+            Some([h?, w?])
+        }
+        Value::Word(word) => {
+            let message = if matches!(word.to_string().as_str(), "same" | "valid") {
+                format!(
+                    "`{word}` is a padding mode; `{}` takes an integer or a pair `(h, w)`",
+                    param.key
+                )
+            } else {
+                format!(
+                    "expected an integer or a pair `(h, w)` for `{}`, found `{word}`",
+                    param.key
+                )
+            };
+            errors.push(syn::Error::new(word.span(), message));
+            None
+        }
+    }
+}
+
+fn optional_dim(
+    param: Option<&Param>,
+    key: Key,
+    default: [usize; 2],
+    errors: &mut Errors,
+) -> [usize; 2] {
+    param
+        .and_then(|param| dim(param, key, errors))
+        .unwrap_or(default)
+}
+
+/// Rule: integers only, in `[minimum, MAX_VALUE]`.
+fn scalar_value(scalar: &Scalar, name: &Ident, key: Key, errors: &mut Errors) -> Option<usize> {
+    let minimum = key.minimum();
+    let error = match scalar {
+        Scalar::Int(lit) if !lit.suffix().is_empty() => scalar.error(format!(
+            "`{name}` takes a plain integer; remove the suffix `{}`",
+            lit.suffix()
+        )),
+        Scalar::Int(lit) => match lit.base10_parse::<usize>() {
+            Ok(value) if value < minimum => scalar.error(format!(
+                "`{name}` must be at least {minimum}, found {value}"
+            )),
+            Ok(value) if value <= MAX_VALUE => return Some(value),
+            _ => scalar.error(format!(
+                "`{name}` = {} is too large: conv! accepts values up to {MAX_VALUE}",
+                lit.base10_digits()
+            )),
+        },
+        Scalar::Negative { lit, .. } => scalar.error(format!(
+            "`{name}` must be at least {minimum}, found -{}",
+            lit.base10_digits()
+        )),
+        Scalar::Float(lit) => scalar.error(format!(
+            "`{name}` takes integers only, found `{}`",
+            lit.base10_digits()
+        )),
+    };
+    errors.push(error);
+    None
+}
+
+/// Rule: `padding` is a dimension, `same` or `valid` (`valid` means no padding).
+fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
+    match &param.value {
+        Value::Word(word) if word == "same" => PaddingMode::Same,
+        Value::Word(word) if word == "valid" => PaddingMode::Explicit([0, 0]),
+        Value::Word(word) => {
+            errors.push(syn::Error::new(
+                word.span(),
+                format!(
+                    "unknown padding mode `{word}`; expected an integer, a pair `(h, w)`, \
+                     `same` or `valid`"
+                ),
+            ));
+            PaddingMode::Explicit([0, 0])
+        }
+        _ => PaddingMode::Explicit(dim(param, Key::Padding, errors).unwrap_or([0, 0])),
+    }
+}
+
+/// Rule: the kernel has at most `MAX_TAPS` taps, since every tap is unrolled.
+fn check_tap_limit(param: Option<&Param>, kernel: [usize; 2], errors: &mut Errors) -> [usize; 2] {
+    let taps = kernel[0] * kernel[1];
+    match param {
+        Some(param) if taps > MAX_TAPS => {
+            errors.push(param.value.error(format!(
+                "a {}x{} kernel has {taps} taps; conv! unrolls every tap and accepts at most \
+                 {MAX_TAPS} (for example 16x16)",
+                kernel[0], kernel[1]
+            )));
+            [1, 1]
+        }
+        _ => kernel,
+    }
+}
+
+/// Rule (PyTorch's): `padding = same` only with stride 1 on both axes.
+fn check_same_needs_stride_one(
+    param: Option<&Param>,
+    padding: PaddingMode,
+    stride: [usize; 2],
+    errors: &mut Errors,
+) -> PaddingMode {
+    match (param, padding) {
+        (Some(param), PaddingMode::Same) if stride != [1, 1] => {
+            errors.push(param.value.error(format!(
+                "`padding = same` needs stride 1 (as in PyTorch), but the stride is ({}, {})",
+                stride[0], stride[1]
+            )));
+            PaddingMode::Explicit([0, 0])
+        }
+        _ => padding,
+    }
+}
+
+/// Rule (PyTorch's): `output_padding` is smaller than the stride or the dilation on each
+/// axis; otherwise it would add rows and columns no input can reach.
+fn check_output_padding(
+    param: Option<&Param>,
+    output_padding: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    errors: &mut Errors,
+) -> [usize; 2] {
+    let Some(param) = param else {
+        return output_padding;
+    };
+    for (axis, name) in ["height", "width"].into_iter().enumerate() {
+        let limit = stride[axis].max(dilation[axis]);
+        if output_padding[axis] >= limit {
+            errors.push(param.value.error(format!(
+                "`output_padding` must be smaller than the stride or the dilation: on the \
+                 {name} axis it is {}, with stride {} and dilation {}",
+                output_padding[axis], stride[axis], dilation[axis]
+            )));
+            return [0, 0];
+        }
+    }
+    output_padding
+}

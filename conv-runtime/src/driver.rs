@@ -1,0 +1,346 @@
+//! Runs a layer: lays the input out for the kernels, splits the output into independent
+//! pieces of work, and calls the row kernel on each.
+//!
+//! Nothing here depends on the geometry type: the geometry arrives as the instantiated row
+//! kernels and a [`Plan`] of plain values, so this code is compiled once, not per `conv!`.
+
+use std::cell::Cell;
+use std::ops::Range;
+
+use ndarray::{ArrayView3, ArrayView4, ArrayViewMut4, Axis};
+use rayon::prelude::*;
+
+use crate::__private::PhasePlan;
+use crate::GeometrySpec;
+use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
+use crate::pack::PackedWeights;
+
+/// The geometry-specific half of a layer, chosen once at construction.
+#[derive(Clone, Copy)]
+pub(crate) struct Plan {
+    pub spec: GeometrySpec,
+    /// The direction's phases (one for the convolution).
+    pub phases: &'static [PhasePlan],
+    /// Zeros on the left of each prepared row, before column 0 of the input.
+    pub input_shift: usize,
+    /// Column phases of the prepared input.
+    pub col_stride: usize,
+    /// Row kernel for rows whose taps are all inside the input.
+    pub interior: RowKernel,
+    /// Row kernel that skips taps reading padding rows.
+    pub border: RowKernel,
+    /// Output columns per kernel tile.
+    pub tile: usize,
+}
+
+/// The weights and bias of a layer, as the kernels read them.
+pub(crate) struct Parameters<'a> {
+    pub packed: &'a PackedWeights,
+    /// One per output channel (zeros when the layer has no bias).
+    pub bias: &'a [f32],
+    pub groups: usize,
+}
+
+/// Enough independent pieces of work per thread that uneven pieces still balance.
+const TASKS_PER_THREAD: usize = 4;
+
+/// Below this many multiply-adds a layer runs on the calling thread: handing work to other
+/// threads costs more than it saves.
+const PARALLEL_THRESHOLD: usize = 1 << 18;
+
+/// Convolution of `input` into `output` (standard layout, of the right shape).
+pub(crate) fn convolve(
+    plan: &Plan,
+    params: &Parameters,
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<f32>,
+) {
+    let (_, channels, in_h, in_w) = input.dim();
+    let out_w = output.dim().3;
+    let pad_left = plan.spec.pad_before().1;
+    let extent = plan.phases[0].extent.expect("a convolution has taps");
+    // Output column `ow`'s window starts at prepared column `ow * stride_w`.
+    let last_column = extent.cols.1 as usize / plan.col_stride;
+    let layout = PreparedLayout {
+        channels,
+        rows: in_h,
+        col_phases: plan.col_stride,
+        phase_len: (out_w + plan.tile + last_column)
+            .max((in_w + pad_left).div_ceil(plan.col_stride)),
+    };
+    let rows = RowMap {
+        transposed: false,
+        spec: plan.spec,
+        out_w,
+    };
+    run(plan, params, input, output, layout, &rows);
+}
+
+/// Transposed convolution of `input` into `output` (standard layout, of the right shape).
+pub(crate) fn convolve_transposed(
+    plan: &Plan,
+    params: &Parameters,
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<f32>,
+) {
+    let (_, channels, in_h, in_w) = input.dim();
+    let out_w = output.dim().3;
+    let rows = RowMap {
+        transposed: true,
+        spec: plan.spec,
+        out_w,
+    };
+    let widest = (0..plan.spec.stride.1)
+        .map(|col_phase| rows.phase_cols(col_phase).end)
+        .max()
+        .unwrap_or(0);
+    let layout = PreparedLayout {
+        channels,
+        rows: in_h,
+        col_phases: 1,
+        phase_len: (widest + plan.tile).max(in_w) + plan.input_shift,
+    };
+    run(plan, params, input, output, layout, &rows);
+}
+
+/// Where each output row's windows start and which pieces of the row each phase computes.
+struct RowMap {
+    transposed: bool,
+    spec: GeometrySpec,
+    out_w: usize,
+}
+
+/// A run of one output row computed by one kernel call.
+struct Piece {
+    /// The tap list's phase.
+    phase: usize,
+    /// Tile columns: output columns, or phase columns `q` of a transposed convolution.
+    cols: Range<usize>,
+    /// The output column of `cols.start`.
+    first_x: usize,
+    /// Output columns between consecutive tile columns.
+    step: usize,
+}
+
+impl RowMap {
+    /// The input row at the origin of output row `y`'s windows.
+    fn origin_row(&self, y: usize) -> isize {
+        let (pad_top, _) = self.spec.pad_before();
+        if self.transposed {
+            ((y + pad_top) / self.spec.stride.0) as isize
+        } else {
+            (y * self.spec.stride.0) as isize - pad_top as isize
+        }
+    }
+
+    /// Pieces per row: one per column phase of a transposed convolution, else one.
+    fn pieces_per_row(&self) -> usize {
+        if self.transposed {
+            self.spec.stride.1
+        } else {
+            1
+        }
+    }
+
+    fn piece(&self, y: usize, index: usize) -> Piece {
+        if !self.transposed {
+            return Piece {
+                phase: 0,
+                cols: 0..self.out_w,
+                first_x: 0,
+                step: 1,
+            };
+        }
+        let (pad_top, pad_left) = self.spec.pad_before();
+        let (stride_h, stride_w) = self.spec.stride;
+        let cols = self.phase_cols(index);
+        Piece {
+            phase: (y + pad_top) % stride_h * stride_w + index,
+            first_x: (cols.start * stride_w + index).saturating_sub(pad_left),
+            cols,
+            step: stride_w,
+        }
+    }
+
+    /// The phase columns `q` of column phase `col_phase` that land inside the output:
+    /// output column `x = q * stride_w + col_phase - pad_left`, `0 <= x < out_w`.
+    fn phase_cols(&self, col_phase: usize) -> Range<usize> {
+        let (_, pad_left) = self.spec.pad_before();
+        let stride_w = self.spec.stride.1;
+        let first = pad_left.saturating_sub(col_phase).div_ceil(stride_w);
+        let end = (self.out_w + pad_left)
+            .saturating_sub(col_phase)
+            .div_ceil(stride_w);
+        first..end.max(first)
+    }
+}
+
+/// The shared loop of both directions: per image, prepare the input, then compute every
+/// (group, channel block, row range) piece, in parallel when the layer is large enough.
+fn run(
+    plan: &Plan,
+    params: &Parameters,
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<f32>,
+    layout: PreparedLayout,
+    rows: &RowMap,
+) {
+    let packed = params.packed;
+    let (_, out_channels, out_h, out_w) = output.dim();
+    let blocks = params.groups * packed.blocks_per_group;
+    let work_per_image = out_channels
+        * out_h
+        * out_w
+        * packed.in_per_group
+        * plan.phases.iter().map(|p| p.taps).sum::<usize>().max(1)
+        / plan.phases.len();
+    let threads = if work_per_image * input.dim().0 < PARALLEL_THRESHOLD {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    let row_chunks = (threads * TASKS_PER_THREAD)
+        .div_ceil(blocks)
+        .clamp(1, out_h.max(1));
+    let chunk_rows = out_h.div_ceil(row_chunks).max(1);
+
+    with_scratch(layout.len(), |scratch| {
+        for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
+            prepare(&image, plan, layout, scratch);
+            let prepared = Prepared::new(scratch, layout);
+            let plane = out_h * out_w;
+            let out = SharedOutput(
+                out_image
+                    .as_slice_mut()
+                    .expect("output is in standard layout")
+                    .as_mut_ptr(),
+            );
+            let task = |(block, chunk): (usize, usize)| {
+                let (group, b) = (
+                    block / packed.blocks_per_group,
+                    block % packed.blocks_per_group,
+                );
+                let first_out = b * packed.block;
+                let count = packed.block.min(packed.out_per_group - first_out);
+                let channel0 = group * packed.out_per_group + first_out;
+                let rows_here = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(out_h);
+                for y in rows_here {
+                    let origin_row = rows.origin_row(y);
+                    for index in 0..rows.pieces_per_row() {
+                        let Piece {
+                            phase,
+                            cols,
+                            first_x,
+                            step,
+                        } = rows.piece(y, index);
+                        if cols.is_empty() {
+                            continue;
+                        }
+                        let interior = plan.phases[phase].extent.is_some_and(|extent| {
+                            origin_row + extent.rows.0 >= 0
+                                && origin_row + extent.rows.1 < layout.rows as isize
+                        });
+                        let span = (cols.len() - 1) * step + 1;
+                        let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
+                        for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
+                            let start = (channel0 + j) * plane + y * out_w + first_x;
+                            // SAFETY: `out` points at this image's output, `plane * out_channels`
+                            // floats in standard layout; `start + span <= (channel + 1) * plane`
+                            // because the row pieces stay inside the row. Every task writes
+                            // only its own channels (`block`) and rows (`chunk`), and a row's
+                            // pieces are disjoint column sets, so no two slices overlap.
+                            *slice = unsafe { out.slice(start, span) };
+                        }
+                        let mut job = RowJob {
+                            input: &prepared,
+                            channels: group * packed.in_per_group
+                                ..(group + 1) * packed.in_per_group,
+                            origin_row,
+                            phase,
+                            weights: packed.block(group, b),
+                            bias: &params.bias[channel0..channel0 + count],
+                            cols,
+                            out: &mut row_slices[..count],
+                            out_step: step,
+                        };
+                        if interior {
+                            (plan.interior)(&mut job);
+                        } else {
+                            (plan.border)(&mut job);
+                        }
+                    }
+                }
+            };
+            let tasks = blocks * row_chunks;
+            let split = |index: usize| (index / row_chunks, index % row_chunks);
+            if threads == 1 {
+                (0..tasks).map(split).for_each(task);
+            } else {
+                (0..tasks).into_par_iter().map(split).for_each(task);
+            }
+        }
+    });
+}
+
+/// The largest output-channel block any kernel uses.
+pub(crate) const MAX_BLOCK: usize = 8;
+
+/// The output of one image, written by several tasks at once, each to its own rows.
+#[derive(Clone, Copy)]
+struct SharedOutput(*mut f32);
+
+// SAFETY: tasks write through the pointer only to disjoint ranges (see `run`), and the
+// output outlives the parallel section.
+unsafe impl Send for SharedOutput {}
+unsafe impl Sync for SharedOutput {}
+
+impl SharedOutput {
+    /// # Safety
+    ///
+    /// `start..start + len` must be inside the output, and no other live slice may overlap it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+/// Copies one image into the kernels' layout: zeros around it, columns split into
+/// `plan.col_stride` phases. Reads any strides, so non-contiguous inputs cost nothing extra.
+fn prepare(image: &ArrayView3<f32>, plan: &Plan, layout: PreparedLayout, scratch: &mut [f32]) {
+    scratch.fill(0.0);
+    let phases = plan.col_stride;
+    for (channel, source) in image.axis_iter(Axis(0)).enumerate() {
+        for (row, source) in source.axis_iter(Axis(0)).enumerate() {
+            let start = channel * layout.channel_stride() + row * layout.row_stride();
+            let target = &mut scratch[start..start + layout.row_stride()];
+            match (phases, source.as_slice()) {
+                (1, Some(source)) => {
+                    target[plan.input_shift..plan.input_shift + source.len()]
+                        .copy_from_slice(source);
+                }
+                _ => {
+                    for (col, &value) in source.iter().enumerate() {
+                        let column = col + plan.input_shift;
+                        target[column % phases * layout.phase_len + column / phases] = value;
+                    }
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's buffer for prepared inputs, reused across calls.
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Lends `f` a buffer of `len` floats. The buffer is taken out of the thread's slot while in
+/// use, so a nested call (a layer run from inside another's parallel section) gets its own.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = SCRATCH.take();
+    buffer.resize(len, 0.0);
+    let result = f(&mut buffer[..len]);
+    SCRATCH.set(buffer);
+    result
+}

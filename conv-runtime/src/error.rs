@@ -1,0 +1,112 @@
+//! Every way a layer can refuse its input.
+
+/// Why a layer could not be built or run. Each variant names what was expected and what
+/// came; no input a user can construct makes a layer panic or return a wrong-shaped array.
+///
+/// ```
+/// use conv_runtime::prelude::*;
+/// use conv_runtime::ndarray::Array4;
+///
+/// let layer = Conv2d::new(conv!(k = 3), 3, 8);
+/// let error = layer.forward(&Array4::<f32>::zeros((1, 4, 8, 8))).unwrap_err();
+/// assert_eq!(error, ConvError::InputChannels { expected: 3, got: 4 });
+/// assert_eq!(
+///     error.to_string(),
+///     "input has 4 channels, but the layer expects 3 (its in_channels)"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[allow(missing_docs)] // The fields say what they hold; sizes are `(h, w)`, shapes NCHW.
+pub enum ConvError {
+    /// The input's channel axis (axis 1, NCHW) does not match the layer.
+    #[error("input has {got} channels, but the layer expects {expected} (its in_channels)")]
+    InputChannels { expected: usize, got: usize },
+
+    /// The input's height or width is below what the geometry needs for one output.
+    #[error(
+        "input of {}x{} is too small: this {operation} needs at least {}x{} (h x w)",
+        got.0, got.1, min.0, min.1
+    )]
+    InputTooSmall {
+        operation: Operation,
+        min: (usize, usize),
+        got: (usize, usize),
+    },
+
+    /// The weight's kernel axes (2 and 3) do not match the geometry.
+    #[error(
+        "weight has a {}x{} kernel (shape {got:?}), but the geometry's kernel is {}x{}",
+        got[2], got[3], expected.0, expected.1
+    )]
+    KernelSize {
+        expected: (usize, usize),
+        got: [usize; 4],
+    },
+
+    /// The bias does not have one value per output channel.
+    #[error("bias has {got} values, but the layer has {expected} output channels")]
+    BiasShape { expected: usize, got: usize },
+
+    /// `groups` is zero or does not divide both channel counts.
+    #[error(
+        "groups = {groups} must be at least 1 and divide both in_channels ({in_channels}) and \
+         out_channels ({out_channels})"
+    )]
+    Groups {
+        groups: usize,
+        in_channels: usize,
+        out_channels: usize,
+    },
+
+    /// A channel count is zero.
+    #[error(
+        "channel counts must be at least 1, got in_channels = {in_channels}, \
+         out_channels = {out_channels}"
+    )]
+    ZeroChannels {
+        in_channels: usize,
+        out_channels: usize,
+    },
+
+    /// `forward_with_output_size` asked for a size the transposed convolution cannot produce.
+    #[error(
+        "requested output size {}x{} is out of range: for this input it must be between {}x{} \
+         and {}x{}",
+        requested.0, requested.1, min.0, min.1, max.0, max.1
+    )]
+    OutputSize {
+        requested: (usize, usize),
+        min: (usize, usize),
+        max: (usize, usize),
+    },
+
+    /// The array given to `forward_into` has the wrong shape.
+    #[error("output array has shape {got:?}, but this input gives {expected:?}")]
+    OutputShape {
+        expected: [usize; 4],
+        got: [usize; 4],
+    },
+
+    /// A shape so large its output size does not fit in `usize`.
+    #[error("input of {}x{} is too large: its output size overflows usize", got.0, got.1)]
+    TooLarge { got: (usize, usize) },
+}
+
+/// Which direction a shape error concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `Conv2d`.
+    Convolution,
+    /// `ConvTranspose2d`.
+    TransposedConvolution,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Operation::Convolution => "convolution",
+            Operation::TransposedConvolution => "transposed convolution",
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! The geometry of a convolution as values: what `conv!` fixes at compile time, and all the
+//! shape arithmetic that follows from it. Shape arithmetic lives here and nowhere else.
+
+use std::fmt;
+
+use crate::__private::Kernels;
+
+/// How a convolution pads its input, as PyTorch's `padding` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Padding {
+    /// `(h, w)` zeros on both sides of each axis (`padding = valid` is `Explicit(0, 0)`).
+    Explicit(usize, usize),
+    /// As many zeros as keep the output the size of the input at stride 1; an odd total puts
+    /// the extra row or column at the bottom or right, as PyTorch does.
+    Same,
+}
+
+/// Every parameter of a convolution geometry, `(h, w)` per axis, with the shape arithmetic
+/// that follows from them as `const fn`s.
+///
+/// Each `conv!` type carries one as `SPEC`:
+///
+/// ```
+/// use conv_runtime::prelude::*;
+///
+/// conv!(struct Atrous; k = 3, dilation = 2, padding = 2);
+/// const OUT: Option<(usize, usize)> = Atrous::SPEC.output_size((64, 64));
+/// assert_eq!(OUT, Some((64, 64)));
+/// assert_eq!(Atrous::SPEC.receptive_field(), (5, 5));
+/// assert_eq!(Atrous::SPEC.to_string(), "conv!(k = 3, padding = 2, dilation = 2)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GeometrySpec {
+    /// `(kh, kw)`.
+    pub kernel_size: (usize, usize),
+    /// `(sh, sw)`.
+    pub stride: (usize, usize),
+    /// Zeros around the input.
+    pub padding: Padding,
+    /// `(dh, dw)`: the spacing between taps.
+    pub dilation: (usize, usize),
+    /// Extra rows and columns at the bottom and right of the transposed convolution's output.
+    pub output_padding: (usize, usize),
+}
+
+impl GeometrySpec {
+    /// The input window one output element of the convolution sees:
+    /// `dilation * (kernel_size - 1) + 1` per axis.
+    pub const fn receptive_field(&self) -> (usize, usize) {
+        (
+            self.dilation.0 * (self.kernel_size.0 - 1) + 1,
+            self.dilation.1 * (self.kernel_size.1 - 1) + 1,
+        )
+    }
+
+    /// Zeros added at the top and at the left.
+    pub const fn pad_before(&self) -> (usize, usize) {
+        match self.padding {
+            Padding::Explicit(h, w) => (h, w),
+            Padding::Same => {
+                let (h, w) = self.same_total();
+                (h / 2, w / 2)
+            }
+        }
+    }
+
+    /// Zeros added at the bottom and at the right.
+    pub const fn pad_after(&self) -> (usize, usize) {
+        match self.padding {
+            Padding::Explicit(h, w) => (h, w),
+            Padding::Same => {
+                let (h, w) = self.same_total();
+                (h - h / 2, w - w / 2)
+            }
+        }
+    }
+
+    const fn same_total(&self) -> (usize, usize) {
+        let (h, w) = self.receptive_field();
+        (h - 1, w - 1)
+    }
+
+    /// The convolution's output `(h, w)` for an input `(h, w)`, as PyTorch computes it:
+    /// `(input + pad_before + pad_after - receptive_field) / stride + 1`. `None` when the padded
+    /// input is smaller than the receptive field, or an axis is empty.
+    pub const fn output_size(&self, input: (usize, usize)) -> Option<(usize, usize)> {
+        let (pad_h, pad_w) = self.pad_sums();
+        let (field_h, field_w) = self.receptive_field();
+        match (
+            conv_axis(input.0, pad_h, field_h, self.stride.0),
+            conv_axis(input.1, pad_w, field_w, self.stride.1),
+        ) {
+            (Some(h), Some(w)) => Some((h, w)),
+            _ => None,
+        }
+    }
+
+    /// The transposed convolution's output `(h, w)` for an input `(h, w)`, as PyTorch computes
+    /// it: `(input - 1) * stride - pad_before - pad_after + receptive_field + output_padding`.
+    /// `None` when the padding crops everything away, or an axis is empty.
+    pub const fn transposed_output_size(&self, input: (usize, usize)) -> Option<(usize, usize)> {
+        self.transposed_output_size_with_padding(input, self.output_padding)
+    }
+
+    /// As [`transposed_output_size`](Self::transposed_output_size), with another output padding.
+    pub(crate) const fn transposed_output_size_with_padding(
+        &self,
+        input: (usize, usize),
+        output_padding: (usize, usize),
+    ) -> Option<(usize, usize)> {
+        let (pad_h, pad_w) = self.pad_sums();
+        let (field_h, field_w) = self.receptive_field();
+        match (
+            transposed_axis(input.0, pad_h, field_h, self.stride.0, output_padding.0),
+            transposed_axis(input.1, pad_w, field_w, self.stride.1, output_padding.1),
+        ) {
+            (Some(h), Some(w)) => Some((h, w)),
+            _ => None,
+        }
+    }
+
+    /// The smallest input `(h, w)` the convolution accepts.
+    pub const fn min_input_size(&self) -> (usize, usize) {
+        let (pad_h, pad_w) = self.pad_sums();
+        let (field_h, field_w) = self.receptive_field();
+        (
+            max(1, field_h.saturating_sub(pad_h)),
+            max(1, field_w.saturating_sub(pad_w)),
+        )
+    }
+
+    /// The smallest input `(h, w)` the transposed convolution accepts (its output must keep
+    /// at least one row and column after the padding is cropped).
+    pub const fn transposed_min_input_size(&self) -> (usize, usize) {
+        let (pad_h, pad_w) = self.pad_sums();
+        let (field_h, field_w) = self.receptive_field();
+        (
+            1 + (pad_h + 1)
+                .saturating_sub(field_h + self.output_padding.0)
+                .div_ceil(self.stride.0),
+            1 + (pad_w + 1)
+                .saturating_sub(field_w + self.output_padding.1)
+                .div_ceil(self.stride.1),
+        )
+    }
+
+    const fn pad_sums(&self) -> (usize, usize) {
+        let (before_h, before_w) = self.pad_before();
+        let (after_h, after_w) = self.pad_after();
+        (before_h + after_h, before_w + after_w)
+    }
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+const fn conv_axis(input: usize, pads: usize, field: usize, stride: usize) -> Option<usize> {
+    if input == 0 {
+        return None;
+    }
+    match input.checked_add(pads) {
+        Some(padded) if padded >= field => Some((padded - field) / stride + 1),
+        _ => None,
+    }
+}
+
+const fn transposed_axis(
+    input: usize,
+    pads: usize,
+    field: usize,
+    stride: usize,
+    output_padding: usize,
+) -> Option<usize> {
+    if input == 0 {
+        return None;
+    }
+    let Some(spread) = (input - 1).checked_mul(stride) else {
+        return None;
+    };
+    let Some(full) = spread.checked_add(field + output_padding) else {
+        return None;
+    };
+    if full > pads { Some(full - pads) } else { None }
+}
+
+/// Prints the geometry as the `conv!` invocation that makes it, leaving out defaults.
+impl fmt::Display for GeometrySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn dim(value: (usize, usize)) -> String {
+            if value.0 == value.1 {
+                value.0.to_string()
+            } else {
+                format!("({}, {})", value.0, value.1)
+            }
+        }
+        write!(f, "conv!(k = {}", dim(self.kernel_size))?;
+        if self.stride != (1, 1) {
+            write!(f, ", stride = {}", dim(self.stride))?;
+        }
+        match self.padding {
+            Padding::Same => write!(f, ", padding = same")?,
+            Padding::Explicit(0, 0) => {}
+            Padding::Explicit(h, w) => write!(f, ", padding = {}", dim((h, w)))?,
+        }
+        if self.dilation != (1, 1) {
+            write!(f, ", dilation = {}", dim(self.dilation))?;
+        }
+        if self.output_padding != (0, 0) {
+            write!(f, ", output_padding = {}", dim(self.output_padding))?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A convolution geometry fixed at compile time: the type `conv!` defines.
+///
+/// Do not implement this trait by hand; `conv!` implements it, together with the kernels the
+/// layers run.
+///
+/// ```
+/// use conv_runtime::prelude::*;
+///
+/// let geometry = conv!(k = (3, 5), stride = 2, padding = (1, 2));
+/// let spec = geometry.spec();
+/// assert_eq!(spec.kernel_size, (3, 5));
+/// assert_eq!(spec.output_size((32, 32)), Some((16, 16)));
+/// ```
+pub trait Geometry: Kernels + Copy + Default + fmt::Debug + Send + Sync + 'static {
+    /// Every parameter of the geometry.
+    const SPEC: GeometrySpec;
+
+    /// [`Self::SPEC`], reachable from a value of an anonymous `conv!` type.
+    fn spec(&self) -> GeometrySpec {
+        Self::SPEC
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(k: usize, stride: usize, padding: Padding, dilation: usize) -> GeometrySpec {
+        GeometrySpec {
+            kernel_size: (k, k),
+            stride: (stride, stride),
+            padding,
+            dilation: (dilation, dilation),
+            output_padding: (0, 0),
+        }
+    }
+
+    #[test]
+    fn seed_geometries_have_pytorch_output_sizes() {
+        let dilated = spec(3, 1, Padding::Explicit(2, 2), 2);
+        assert_eq!(dilated.output_size((64, 64)), Some((64, 64)));
+        assert_eq!(dilated.receptive_field(), (5, 5));
+        let up = spec(2, 2, Padding::Explicit(0, 0), 1);
+        assert_eq!(up.transposed_output_size((64, 64)), Some((128, 128)));
+    }
+
+    #[test]
+    fn same_padding_puts_the_odd_zero_after() {
+        let even = spec(4, 1, Padding::Same, 1);
+        assert_eq!(even.pad_before(), (1, 1));
+        assert_eq!(even.pad_after(), (2, 2));
+        assert_eq!(even.output_size((7, 9)), Some((7, 9)));
+    }
+
+    #[test]
+    fn too_small_inputs_have_no_output() {
+        let geometry = spec(5, 1, Padding::Explicit(0, 0), 1);
+        assert_eq!(geometry.output_size((4, 9)), None);
+        assert_eq!(geometry.output_size((0, 9)), None);
+        assert_eq!(geometry.min_input_size(), (5, 5));
+        assert_eq!(geometry.output_size((5, 5)), Some((1, 1)));
+    }
+
+    #[test]
+    fn transposed_minimum_input_is_the_first_with_output() {
+        for (k, stride, pad, dilation) in [(3, 2, 4, 1), (2, 3, 5, 2), (1, 1, 0, 1), (4, 2, 1, 1)] {
+            let geometry = spec(k, stride, Padding::Explicit(pad, pad), dilation);
+            let (min, _) = geometry.transposed_min_input_size();
+            assert!(geometry.transposed_output_size((min, 1)).is_some());
+            if min > 1 {
+                assert_eq!(geometry.transposed_output_size((min - 1, 1)), None);
+            }
+        }
+    }
+
+    #[test]
+    fn huge_inputs_do_not_overflow() {
+        let geometry = spec(3, 4, Padding::Explicit(1, 1), 1);
+        assert_eq!(geometry.transposed_output_size((usize::MAX, 1)), None);
+        assert_eq!(geometry.output_size((usize::MAX, 1)), None);
+    }
+}

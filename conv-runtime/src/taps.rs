@@ -1,0 +1,72 @@
+//! The contract between the code `conv!` generates and the runtime's kernels.
+//!
+//! `conv!` knows the geometry; the runtime knows the data (channel counts, sizes, layouts,
+//! which SIMD instructions the CPU has). They meet here:
+//!
+//! * The macro implements [`Kernels`] for each geometry: the *taps* of the convolution and of
+//!   each phase of the transposed convolution, each tap one call of
+//!   [`TapVisitor::tap`] whose weight index and offsets are constant generic arguments.
+//! * A runtime kernel is a [`TapVisitor`]: it says what one tap does (load the input at that
+//!   offset, multiply by the weight, accumulate) for one block of outputs. Calling
+//!   `G::forward_taps(&mut visitor)` inlines every tap into straight-line code with
+//!   compile-time offsets, which is the whole point of generating kernels per geometry.
+//!
+//! New kernels (another SIMD width, another blocking, gradients) are new visitors; the
+//! generated code does not change. The contract for each tap: it multiplies weight `WEIGHT`
+//! (index `th * kw + tw` into one `kh x kw` filter) with the input element `ROW` rows and `COL`
+//! columns from the output's window origin:
+//!
+//! * convolution, output `(oh, ow)`: origin `(oh * sh - pad_top, ow * sw - pad_left)`;
+//!   offsets are `(th * dh, tw * dw)`, never negative;
+//! * transposed convolution, phase `(r, c)`, output `(y, x) = (q * sh + r - pad_top,
+//!   q' * sw + c - pad_left)`: origin `(q, q')`; offsets are never positive, and the phase
+//!   holds exactly the taps that reach its outputs.
+//!
+//! This module is public only so that generated code can name it (as
+//! `::conv_runtime::__private`); it is not part of the API and may change in any release.
+
+/// The smallest and largest offsets (inclusive) a set of taps reads, per axis. An output
+/// whose window keeps both ends inside the input is *interior*: its kernel needs no bounds
+/// checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// Row offsets `(min, max)`.
+    pub rows: (isize, isize),
+    /// Column offsets `(min, max)`.
+    pub cols: (isize, isize),
+}
+
+/// What one phase of a kernel reads (the convolution has a single phase).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhasePlan {
+    /// Output rows with `(y + pad_top) % stride_h == row_phase` belong to the phase.
+    pub row_phase: usize,
+    /// Output columns with `(x + pad_left) % stride_w == col_phase` belong to the phase.
+    pub col_phase: usize,
+    /// How many taps reach the phase.
+    pub taps: usize,
+    /// The offsets they read; `None` when no tap reaches the phase (its outputs are the bias).
+    pub extent: Option<Extent>,
+}
+
+/// One kernel's action for one tap. See the [module documentation](self) for the meaning of
+/// the constants.
+pub trait TapVisitor {
+    /// Applies the tap of weight `WEIGHT` at offset `(ROW, COL)`.
+    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self);
+}
+
+/// The unrolled taps of one geometry, implemented by `conv!`.
+pub trait Kernels {
+    /// The convolution's single phase.
+    const FORWARD: PhasePlan;
+    /// The transposed convolution's `stride_h * stride_w` phases, row phase first
+    /// (index `row_phase * stride_w + col_phase`).
+    const TRANSPOSED: &'static [PhasePlan];
+
+    /// Calls `visitor.tap` once per tap of the convolution, in filter order.
+    fn forward_taps<V: TapVisitor>(visitor: &mut V);
+
+    /// Calls `visitor.tap` once per tap reaching transposed-convolution phase `phase`.
+    fn transposed_taps<V: TapVisitor>(phase: usize, visitor: &mut V);
+}
