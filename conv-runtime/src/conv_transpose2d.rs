@@ -148,7 +148,8 @@ impl<G: Geometry> ConvTranspose2d<G> {
     /// As [`forward`](Self::forward), with PyTorch's `output_size` argument: a strided
     /// transposed convolution maps several input sizes to one output size, and this picks
     /// the output `(h, w)` back, anywhere from the smallest size to `stride - 1` more on each
-    /// axis (the geometry's `output_padding` is ignored, as in PyTorch).
+    /// axis (see [`GeometrySpec::transposed_output_range`](crate::GeometrySpec::transposed_output_range); the geometry's `output_padding`
+    /// is ignored, as in PyTorch).
     ///
     /// ```
     /// use conv_runtime::prelude::*;
@@ -167,16 +168,11 @@ impl<G: Geometry> ConvTranspose2d<G> {
         output_size: (usize, usize),
     ) -> Result<Array4<f32>, ConvError> {
         let [n, ..] = self.output_shape(x.dim().into())?;
-        let spec = G::SPEC;
         let input = (x.dim().2, x.dim().3);
-        let min = spec
-            .transposed_output_size_with_padding(input, (0, 0))
-            .ok_or(ConvError::InputTooSmall {
-                operation: Operation::TransposedConvolution,
-                min: spec.transposed_min_input_size(),
-                got: input,
-            })?;
-        let max = (min.0 + spec.stride.0 - 1, min.1 + spec.stride.1 - 1);
+        // `output_shape` accepted the input, so some output size exists.
+        let (min, max) = G::SPEC
+            .transposed_output_range(input)
+            .ok_or(ConvError::TooLarge { got: input })?;
         let (out_h, out_w) = output_size;
         if out_h < min.0 || out_h > max.0 || out_w < min.1 || out_w > max.1 {
             return Err(ConvError::OutputSize {

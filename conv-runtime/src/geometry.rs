@@ -99,22 +99,50 @@ impl GeometrySpec {
     /// it: `(input - 1) * stride - pad_before - pad_after + receptive_field + output_padding`.
     /// `None` when the padding crops everything away, or an axis is empty.
     pub const fn transposed_output_size(&self, input: (usize, usize)) -> Option<(usize, usize)> {
-        self.transposed_output_size_with_padding(input, self.output_padding)
-    }
-
-    /// As [`transposed_output_size`](Self::transposed_output_size), with another output padding.
-    pub(crate) const fn transposed_output_size_with_padding(
-        &self,
-        input: (usize, usize),
-        output_padding: (usize, usize),
-    ) -> Option<(usize, usize)> {
         let (pad_h, pad_w) = self.pad_sums();
         let (field_h, field_w) = self.receptive_field();
         match (
-            transposed_axis(input.0, pad_h, field_h, self.stride.0, output_padding.0),
-            transposed_axis(input.1, pad_w, field_w, self.stride.1, output_padding.1),
+            transposed_axis(
+                input.0,
+                pad_h,
+                field_h,
+                self.stride.0,
+                self.output_padding.0,
+            ),
+            transposed_axis(
+                input.1,
+                pad_w,
+                field_w,
+                self.stride.1,
+                self.output_padding.1,
+            ),
         ) {
             (Some(h), Some(w)) => Some((h, w)),
+            _ => None,
+        }
+    }
+
+    /// The output sizes `(min, max)` a transposed convolution of an input `(h, w)` can
+    /// produce through PyTorch's `output_size` argument: from the size without output padding
+    /// (but at least 1) to `stride - 1` more, per axis. `None` when even the largest is empty.
+    ///
+    /// ```
+    /// use conv_runtime::prelude::*;
+    ///
+    /// conv!(struct Up; k = 3, stride = 2, padding = 1);
+    /// assert_eq!(Up::SPEC.transposed_output_range((8, 8)), Some(((15, 15), (16, 16))));
+    /// ```
+    pub const fn transposed_output_range(
+        &self,
+        input: (usize, usize),
+    ) -> Option<((usize, usize), (usize, usize))> {
+        let (pad_h, pad_w) = self.pad_sums();
+        let (field_h, field_w) = self.receptive_field();
+        match (
+            transposed_axis_range(input.0, pad_h, field_h, self.stride.0),
+            transposed_axis_range(input.1, pad_w, field_w, self.stride.1),
+        ) {
+            (Some((min_h, max_h)), Some((min_w, max_w))) => Some(((min_h, min_w), (max_h, max_w))),
             _ => None,
         }
     }
@@ -182,6 +210,19 @@ const fn transposed_axis(
         return None;
     };
     if full > pads { Some(full - pads) } else { None }
+}
+
+const fn transposed_axis_range(
+    input: usize,
+    pads: usize,
+    field: usize,
+    stride: usize,
+) -> Option<(usize, usize)> {
+    match transposed_axis(input, pads, field, stride, stride - 1) {
+        Some(max) if max + 1 > stride => Some((max + 1 - stride, max)),
+        Some(max) => Some((1, max)),
+        None => None,
+    }
 }
 
 /// Prints the geometry as the `conv!` invocation that makes it, leaving out defaults.

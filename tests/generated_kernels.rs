@@ -1,0 +1,212 @@
+//! Every generated kernel against the naive reference, on a sampled grid of geometries.
+//!
+//! Each geometry below is a real `conv!` invocation, so each test runs kernels unrolled for
+//! that geometry. The grid samples kernel sizes 1 to 7, strides 1 to 3, dilations 1 to 3,
+//! paddings 0 to 3 and `same`, output paddings where legal and per-axis pairs, without taking
+//! every cross product (each geometry costs compile time). For each, proptest draws channel
+//! counts, groups, batch and odd spatial sizes down to the smallest legal input (1x1 where
+//! the geometry allows it), and checks:
+//!
+//! * `Conv2d::forward` against `reference::conv2d`;
+//! * `ConvTranspose2d::forward` and every `forward_with_output_size` against
+//!   `reference::conv_transpose2d`;
+//! * the adjoint identity `<conv(x), y> = <x, conv_transpose(y)>` with shared weights.
+
+use conv_runtime::ndarray::{Array1, Array4, ArrayView4, Zip};
+use conv_runtime::prelude::*;
+use conv_runtime::reference;
+use convgen::{assert_close, random_array};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+/// Output elements are sums of up to a few hundred products of values in [-1, 1); the
+/// kernels and the reference (which sums in f64) may round differently.
+const TOLERANCE: f32 = 2e-5;
+
+/// The layer sizes one case draws.
+#[derive(Clone, Debug)]
+struct Case {
+    batch: usize,
+    groups: usize,
+    in_per_group: usize,
+    out_per_group: usize,
+    /// Added to the smallest legal input size.
+    extra: (usize, usize),
+    bias: bool,
+    seed: u64,
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    (
+        1usize..=2,
+        1usize..=3,
+        1usize..=5,
+        1usize..=6,
+        0usize..=9,
+        0usize..=21,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(batch, groups, in_per_group, out_per_group, extra_h, extra_w, bias, seed)| Case {
+                batch,
+                groups,
+                in_per_group,
+                out_per_group,
+                // Odd sizes mostly; the smallest legal input comes up often.
+                extra: (extra_h, extra_w),
+                bias,
+                seed,
+            },
+        )
+}
+
+fn weights(
+    shape: (usize, usize, usize, usize),
+    bias: usize,
+    case: &Case,
+) -> (Array4<f32>, Option<Array1<f32>>) {
+    let weight = random_array(shape, case.seed);
+    let bias = case.bias.then(|| random_array(bias, case.seed ^ 1));
+    (weight, bias)
+}
+
+fn inner_product(a: &ArrayView4<f32>, b: &ArrayView4<f32>) -> f64 {
+    let mut sum = 0.0;
+    Zip::from(a)
+        .and(b)
+        .for_each(|&a, &b| sum += f64::from(a) * f64::from(b));
+    sum
+}
+
+fn check_geometry<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
+    let spec = G::SPEC;
+    let (kh, kw) = spec.kernel_size;
+    let in_channels = case.groups * case.in_per_group;
+    let out_channels = case.groups * case.out_per_group;
+
+    // The convolution.
+    let min = spec.min_input_size();
+    let (h, w) = (min.0 + case.extra.0, min.1 + case.extra.1);
+    let x = random_array((case.batch, in_channels, h, w), case.seed ^ 2);
+    let (weight, bias) = weights(
+        (out_channels, case.in_per_group, kh, kw),
+        out_channels,
+        case,
+    );
+    let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), case.groups).unwrap();
+    let y = conv.forward(&x).unwrap();
+    let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, case.groups).unwrap();
+    assert_close(&y, &expected, TOLERANCE, &format!("{spec} conv, {case:?}"));
+
+    // The transposed convolution, at every output size it can produce.
+    let min = spec.transposed_min_input_size();
+    let (th, tw) = (min.0 + case.extra.0, min.1 + case.extra.1);
+    let x = random_array((case.batch, in_channels, th, tw), case.seed ^ 3);
+    let (weight, bias) = weights(
+        (in_channels, case.out_per_group, kh, kw),
+        out_channels,
+        case,
+    );
+    let up =
+        ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), case.groups).unwrap();
+    let z = up.forward(&x).unwrap();
+    let expected =
+        reference::conv_transpose2d(&x, &weight, bias.as_ref(), &spec, case.groups, None).unwrap();
+    assert_close(
+        &z,
+        &expected,
+        TOLERANCE,
+        &format!("{spec} transposed, {case:?}"),
+    );
+    let (min, max) = spec.transposed_output_range((th, tw)).unwrap();
+    for out_h in min.0..=max.0 {
+        for out_w in min.1..=max.1 {
+            let z = up.forward_with_output_size(&x, (out_h, out_w)).unwrap();
+            let expected = reference::conv_transpose2d(
+                &x,
+                &weight,
+                bias.as_ref(),
+                &spec,
+                case.groups,
+                Some((out_h, out_w)),
+            )
+            .unwrap();
+            assert_close(
+                &z,
+                &expected,
+                TOLERANCE,
+                &format!("{spec} transposed to {out_h}x{out_w}, {case:?}"),
+            );
+        }
+    }
+
+    // The adjoint identity: the transposed convolution with the convolution's weights is its
+    // adjoint, given the output size that maps back to the input's.
+    let weight = random_array((out_channels, case.in_per_group, kh, kw), case.seed ^ 4);
+    let conv = Conv2d::from_weights(geometry, weight.clone(), None, case.groups).unwrap();
+    let adjoint = ConvTranspose2d::from_weights(geometry, weight, None, case.groups).unwrap();
+    let x = random_array((case.batch, in_channels, h, w), case.seed ^ 5);
+    let cx = conv.forward(&x).unwrap();
+    let y = random_array(cx.dim(), case.seed ^ 6);
+    let ty = adjoint.forward_with_output_size(&y, (h, w)).unwrap();
+    let (left, right) = (
+        inner_product(&cx.view(), &y.view()),
+        inner_product(&x.view(), &ty.view()),
+    );
+    let scale = (x.len() as f64).max(1.0).sqrt() * (kh * kw * case.in_per_group) as f64;
+    prop_assert!(
+        (left - right).abs() <= 1e-5 * scale,
+        "{spec}: <conv x, y> = {left} but <x, conv_transpose y> = {right}, {case:?}"
+    );
+    Ok(())
+}
+
+macro_rules! grid {
+    ($($name:ident: $geometry:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let config = Config { cases: 12, failure_persistence: None, ..Config::default() };
+            proptest!(config, |(case in cases())| check_geometry($geometry, &case)?);
+        }
+    )*};
+}
+
+grid! {
+    k1: conv!(k = 1);
+    k1_stride2: conv!(k = 1, stride = 2);
+    k1_stride3_output_padding2: conv!(k = 1, stride = 3, output_padding = 2);
+    k1_padding2: conv!(k = 1, padding = 2);
+    k2: conv!(k = 2);
+    k2_stride2: conv!(k = 2, stride = 2);
+    k2_same: conv!(k = 2, padding = same);
+    k2_padding3_wider_than_kernel: conv!(k = 2, padding = 3);
+    k2_stride3_larger_than_kernel: conv!(k = 2, stride = 3, output_padding = 1);
+    k3: conv!(k = 3);
+    k3_valid: conv!(k = 3, padding = valid);
+    k3_padding1: conv!(k = 3, padding = 1);
+    k3_same: conv!(k = 3, padding = same);
+    k3_stride2_padding1_output_padding1: conv!(k = 3, stride = 2, padding = 1, output_padding = 1);
+    k3_stride3: conv!(k = 3, stride = 3);
+    k3_dilation2_padding2: conv!(k = 3, dilation = 2, padding = 2);
+    k3_dilation3_padding3: conv!(k = 3, dilation = 3, padding = 3);
+    k3_stride3_dilation2_output_padding2: conv!(k = 3, stride = 3, dilation = 2, output_padding = 2);
+    k3_stride2_dilation3_output_padding2: conv!(k = 3, stride = 2, dilation = 3, padding = 2, output_padding = 2);
+    k4_stride2_padding1: conv!(k = 4, stride = 2, padding = 1);
+    k4_same_dilation2: conv!(k = 4, padding = same, dilation = 2);
+    k4_stride3_padding2_output_padding1: conv!(k = 4, stride = 3, padding = 2, output_padding = 1);
+    k5_padding2: conv!(k = 5, padding = 2);
+    k5_stride2_padding2_output_padding1: conv!(k = 5, stride = 2, padding = 2, output_padding = 1);
+    k5_same_dilation2: conv!(k = 5, padding = same, dilation = 2);
+    k6_stride3_padding1: conv!(k = 6, stride = 3, padding = 1);
+    k7_padding3: conv!(k = 7, padding = 3);
+    k7_stride2_padding3_output_padding1: conv!(k = 7, stride = 2, padding = 3, output_padding = 1);
+    k7_same_dilation3: conv!(k = 7, padding = same, dilation = 3);
+    k1x3_padding0x1: conv!(k = (1, 3), padding = (0, 1));
+    k3x1_stride2x1: conv!(k = (3, 1), stride = (2, 1), padding = (1, 0));
+    k2x5_asymmetric: conv!(k = (2, 5), stride = (1, 3), dilation = (2, 1), padding = (1, 2), output_padding = (1, 2));
+    k5x2_asymmetric: conv!(k = (5, 2), stride = (3, 2), dilation = (1, 3), padding = (3, 0), output_padding = (2, 1));
+    k3x4_same_dilation3x1: conv!(k = (3, 4), padding = same, dilation = (3, 1));
+    k7x1_stride1x2: conv!(k = (7, 1), stride = (1, 2), padding = (3, 0));
+    k6x3_stride2x3_dilation1x2: conv!(k = (6, 3), stride = (2, 3), padding = (2, 1), dilation = (1, 2));
+}
