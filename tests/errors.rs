@@ -5,9 +5,9 @@ use conv_runtime::ndarray::{Array1, Array4};
 use conv_runtime::prelude::*;
 use conv_runtime::{Operation, reference};
 
-conv!(struct K3;, k = 3);
-conv!(struct Up;, k = 3, stride = 2, padding = 1);
-conv!(struct Cropping;, k = 2, stride = 1, padding = 4);
+conv! { struct K3; k = 3 }
+conv! { struct Up; k = 3, stride = 2, padding = 1 }
+conv! { struct Cropping; k = 2, stride = 1, padding = 4 }
 
 #[test]
 fn wrong_input_channels() {

@@ -6,14 +6,9 @@ use conv_runtime::prelude::*;
 use conv_runtime::reference;
 use convgen::{assert_close, random_array};
 
-conv!(struct Dilated;, k = 3, dilation = 2, padding = 2);
-conv!(
-    struct Strided;,
-    k = (3, 2),
-    stride = (2, 3),
-    padding = (1, 1)
-);
-conv!(struct Up;, k = 4, stride = 2, padding = 1);
+conv! { struct Dilated; k = 3, dilation = 2, padding = 2 }
+conv! { struct Strided; k = (3, 2), stride = (2, 3), padding = (1, 1) }
+conv! { struct Up; k = 4, stride = 2, padding = 1 }
 
 fn layers() -> (Conv2d<Dilated>, Conv2d<Strided>, ConvTranspose2d<Up>) {
     (

@@ -23,7 +23,7 @@ pub enum Padding {
 /// ```
 /// use conv_runtime::prelude::*;
 ///
-/// conv!(struct Atrous; k = 3, dilation = 2, padding = 2);
+/// conv! { struct Atrous; k = 3, dilation = 2, padding = 2 }
 /// const OUT: Option<(usize, usize)> = Atrous::SPEC.output_size((64, 64));
 /// assert_eq!(OUT, Some((64, 64)));
 /// assert_eq!(Atrous::SPEC.receptive_field(), (5, 5));
@@ -129,7 +129,7 @@ impl GeometrySpec {
     /// ```
     /// use conv_runtime::prelude::*;
     ///
-    /// conv!(struct Up; k = 3, stride = 2, padding = 1);
+    /// conv! { struct Up; k = 3, stride = 2, padding = 1 }
     /// assert_eq!(Up::SPEC.transposed_output_range((8, 8)), Some(((15, 15), (16, 16))));
     /// ```
     pub const fn transposed_output_range(

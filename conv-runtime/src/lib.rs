@@ -25,7 +25,7 @@
 //!
 //! ```text
 //! conv!( PARAMS )                                  // expression: a value of an anonymous geometry type
-//! conv!( [#[attrs]] [vis] struct NAME; PARAMS )    // item: a named, zero-sized geometry type
+//! conv! { [#[attrs]] [vis] struct NAME; PARAMS }    // item: a named, zero-sized geometry type
 //!
 //! PARAMS := PARAM ( , PARAM )* [,]
 //! PARAM  := k = DIM | kernel_size = DIM                      (required)
@@ -44,15 +44,17 @@
 //! most once; integers only. A kernel of more than 256 taps is refused, since every tap is
 //! unrolled.
 //!
-//! The item form names the type, so it can be stored in a struct field:
+//! The item form names the type, so it can be stored in a struct field. Write it with braces:
+//! rustfmt leaves braced macro calls alone, but inserts a comma after the `;` in a
+//! parenthesised one, which breaks it.
 //!
 //! ```
 //! use conv_runtime::prelude::*;
 //!
-//! conv!(
+//! conv! {
 //!     /// The first layer of the context module.
 //!     pub struct Context; k = 3, padding = 4, dilation = 4
-//! );
+//! }
 //!
 //! struct Model {
 //!     context: Conv2d<Context>,
@@ -70,7 +72,7 @@
 //! ```
 //! use conv_runtime::prelude::*;
 //!
-//! conv!(struct Up; kernel_size = (4, 3), stride = (2, 1), padding = (1, 1), output_padding = (1, 0));
+//! conv! { struct Up; kernel_size = (4, 3), stride = (2, 1), padding = (1, 1), output_padding = (1, 0) }
 //! const OUT: Option<(usize, usize)> = Up::transposed_output_size((16, 16));
 //! assert_eq!(OUT, Some((33, 16)));
 //! assert_eq!(Up::STRIDE, (2, 1));
