@@ -1,0 +1,392 @@
+//! Parity with PyTorch: every layer against the numbers PyTorch computes for the same
+//! geometry, weights and input.
+//!
+//! The fixtures in `tests/fixtures/` are written by `tools/make_goldens.py` (run it only
+//! when a case changes; see its docstring). Each holds one `nn.Conv2d` or
+//! `nn.ConvTranspose2d`: geometry, groups, weights in PyTorch's layout, input, output, and
+//! the autograd gradients (not checked here yet). Each test below names its geometry as a
+//! real `conv!` invocation and checks that it is exactly the fixture's, so the Rust side and
+//! the fixture cannot drift apart unnoticed; `every_fixture_has_a_test` checks that no
+//! fixture is left unused.
+
+use std::path::{Path, PathBuf};
+
+use conv_runtime::ndarray::{Array1, Array4};
+use conv_runtime::prelude::*;
+use conv_runtime::{GeometrySpec, Padding};
+use convgen::assert_close;
+use serde_json::Value;
+
+/// Relative to the larger of 1 and the expected magnitude. The outputs are sums of at most
+/// 147 products (the 7x7 case), of order 1, in f32 on both sides, summed in different orders.
+const TOLERANCE: f32 = 1e-5;
+
+/// One test per case: `name: Conv2d | ConvTranspose2d, conv!(...);`, the name being the
+/// fixture's file stem. Also defines `CASES`, the list of every name.
+macro_rules! parity {
+    ($($(#[$attr:meta])* $name:ident : $layer:ident, $geometry:expr;)*) => {
+        const CASES: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            $(#[$attr])*
+            fn $name() {
+                parity!(@run $layer, stringify!($name), $geometry);
+            }
+        )*
+    };
+    (@run Conv2d, $case:expr, $geometry:expr) => {
+        check_conv($case, $geometry)
+    };
+    (@run ConvTranspose2d, $case:expr, $geometry:expr) => {
+        check_conv_transpose($case, $geometry)
+    };
+}
+
+parity! {
+    seed_dilated_conv: Conv2d, conv!(k = 3, dilation = 2, padding = 2);
+    seed_upconv: ConvTranspose2d, conv!(k = 2, stride = 2);
+
+    conv_per_axis: Conv2d,
+        conv!(k = (3, 5), stride = (2, 1), padding = (1, 2), dilation = (1, 2));
+    convt_per_axis: ConvTranspose2d,
+        conv!(k = (3, 5), stride = (2, 1), padding = (1, 2), dilation = (1, 2));
+    convt_per_axis_output_padding: ConvTranspose2d, conv!(
+        k = (3, 5), stride = (2, 1), padding = (1, 2), dilation = (1, 2), output_padding = 1
+    );
+
+    conv_groups2: Conv2d, conv!(k = 3, padding = 1);
+    conv_groups3_multiplier: Conv2d, conv!(k = 3, stride = 2, padding = 1);
+    conv_depthwise: Conv2d, conv!(k = 3, padding = 1);
+    conv_depthwise_multiplier: Conv2d, conv!(k = 5, padding = 2);
+    convt_groups2: ConvTranspose2d, conv!(k = 3, stride = 2, padding = 1, output_padding = 1);
+    convt_groups3_multiplier: ConvTranspose2d,
+        conv!(k = (2, 3), stride = (2, 1), padding = (0, 1));
+    convt_depthwise_multiplier: ConvTranspose2d, conv!(k = 4, stride = 2, padding = 1);
+
+    convt_dilated_strided_output_padding: ConvTranspose2d,
+        conv!(k = 3, stride = 2, dilation = 2, padding = 1, output_padding = 1);
+    convt_output_padding_ge_stride: ConvTranspose2d,
+        conv!(k = 3, dilation = 3, padding = 2, output_padding = 2);
+    convt_output_padding_per_axis: ConvTranspose2d, conv!(
+        k = (2, 3), stride = (3, 1), dilation = (2, 3), padding = (1, 0), output_padding = 2
+    );
+
+    conv_same_k4: Conv2d, conv!(k = 4, padding = same);
+    conv_same_k4_dilated: Conv2d, conv!(k = 4, padding = same, dilation = 3);
+    conv_same_per_axis_dilated: Conv2d, conv!(k = (2, 3), padding = same, dilation = (3, 2));
+
+    conv_stride_gt_kernel: Conv2d, conv!(k = 2, stride = 3);
+    convt_stride_gt_kernel: ConvTranspose2d, conv!(k = 2, stride = 3);
+    convt_stride_gt_kernel_per_axis: ConvTranspose2d,
+        conv!(k = (3, 1), stride = (4, 2), padding = (1, 0), output_padding = 1);
+
+    conv_padding_gt_kernel: Conv2d, conv!(k = (3, 2), padding = (4, 5));
+    convt_padding_gt_kernel: ConvTranspose2d, conv!(k = 3, stride = 2, padding = (4, 5));
+
+    conv_batch3: Conv2d, conv!(k = 3, stride = (1, 2), padding = 1);
+    convt_batch2: ConvTranspose2d, conv!(k = 3, stride = 2, padding = 1);
+
+    conv_no_bias: Conv2d, conv!(k = (3, 2), padding = (1, 0));
+    convt_no_bias: ConvTranspose2d, conv!(k = 3, stride = 2);
+
+    convt_output_size: ConvTranspose2d, conv!(k = 3, stride = 3, padding = 1);
+    convt_output_size_overrides_output_padding: ConvTranspose2d,
+        conv!(k = 4, stride = 2, padding = 1, output_padding = 1);
+
+    conv_1x1_kernel: Conv2d, conv!(k = 1);
+    convt_1x1_kernel_stride2: ConvTranspose2d, conv!(k = 1, stride = 2, output_padding = 1);
+    conv_7x7_stride2: Conv2d, conv!(k = 7, stride = 2, padding = 3);
+    conv_1x1_input: Conv2d, conv!(k = 3, padding = 1);
+    convt_1x1_input: ConvTranspose2d, conv!(k = 3, stride = 2);
+
+    conv_nonfinite: Conv2d, conv!(k = 3, padding = 1);
+    convt_nonfinite: ConvTranspose2d, conv!(k = 3, stride = 2, padding = 1);
+}
+
+/// Runs the `Conv2d` case `case` on `geometry`.
+fn check_conv<G: Geometry>(case: &str, geometry: G) {
+    let fixture = Fixture::load(case);
+    fixture.expect_op("conv");
+    fixture.expect_geometry(geometry.spec());
+    assert!(
+        fixture.output_size().is_none(),
+        "{case}: output_size is a ConvTranspose2d argument"
+    );
+    let layer = Conv2d::from_weights(
+        geometry,
+        fixture.tensor4("weight"),
+        fixture.bias(),
+        fixture.usize("groups"),
+    )
+    .unwrap_or_else(|error| panic!("{case}: from_weights: {error}"));
+    fixture.expect_channels(layer.in_channels(), layer.out_channels());
+    let output = layer
+        .forward(&fixture.tensor4("input"))
+        .unwrap_or_else(|error| panic!("{case}: forward: {error}"));
+    assert_close(&output, &fixture.tensor4("output"), TOLERANCE, case);
+}
+
+/// Runs the `ConvTranspose2d` case `case` on `geometry`, with `forward_with_output_size`
+/// when the fixture passes PyTorch's `output_size`.
+fn check_conv_transpose<G: Geometry>(case: &str, geometry: G) {
+    let fixture = Fixture::load(case);
+    fixture.expect_op("convT");
+    fixture.expect_geometry(geometry.spec());
+    let layer = ConvTranspose2d::from_weights(
+        geometry,
+        fixture.tensor4("weight"),
+        fixture.bias(),
+        fixture.usize("groups"),
+    )
+    .unwrap_or_else(|error| panic!("{case}: from_weights: {error}"));
+    fixture.expect_channels(layer.in_channels(), layer.out_channels());
+    let input = fixture.tensor4("input");
+    let output = match fixture.output_size() {
+        Some(size) => layer.forward_with_output_size(&input, size),
+        None => layer.forward(&input),
+    }
+    .unwrap_or_else(|error| panic!("{case}: forward: {error}"));
+    assert_close(&output, &fixture.tensor4("output"), TOLERANCE, case);
+}
+
+/// NaN and infinities spread through the layers as in PyTorch: the `*_nonfinite` tests
+/// compare them element by element (`assert_close` requires NaN where PyTorch has NaN and
+/// the same infinity where it has one); this checks those fixtures really hold them, in
+/// the input and in the output.
+#[test]
+fn nonfinite_fixtures_hold_nan_and_infinities() {
+    for case in ["conv_nonfinite", "convt_nonfinite"] {
+        let fixture = Fixture::load(case);
+        let input = fixture.tensor4("input");
+        assert!(
+            input.iter().any(|v| v.is_nan()),
+            "{case}: no NaN in the input"
+        );
+        assert!(
+            input.iter().any(|&v| v == f32::INFINITY),
+            "{case}: no +inf in the input"
+        );
+        let output = fixture.tensor4("output");
+        assert!(
+            output.iter().any(|v| v.is_nan()),
+            "{case}: no NaN in the output"
+        );
+        assert!(
+            output.iter().any(|&v| v == f32::INFINITY)
+                && output.iter().any(|&v| v == f32::NEG_INFINITY),
+            "{case}: the output lacks an infinity"
+        );
+        assert!(
+            output.iter().any(|v| v.is_finite()),
+            "{case}: nothing finite left in the output"
+        );
+    }
+}
+
+/// Every fixture file has a test above, and every test its fixture.
+#[test]
+fn every_fixture_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures is readable")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut cases: Vec<String> = CASES.iter().map(|case| case.to_string()).collect();
+    cases.sort();
+    let untested: Vec<_> = files.iter().filter(|f| !cases.contains(f)).collect();
+    let missing: Vec<_> = cases.iter().filter(|c| !files.contains(c)).collect();
+    assert!(
+        untested.is_empty() && missing.is_empty(),
+        "fixtures without a test: {untested:?}; tests without a fixture: {missing:?}"
+    );
+    let unique: std::collections::BTreeSet<_> = cases.iter().collect();
+    assert_eq!(unique.len(), cases.len(), "a case is listed twice");
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// One fixture file, read as a `serde_json::Value` with small typed accessors that panic,
+/// naming the case and the key, on anything unexpected.
+struct Fixture {
+    case: String,
+    value: Value,
+}
+
+impl Fixture {
+    fn load(case: &str) -> Self {
+        let path = fixtures_dir().join(format!("{case}.json"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("{case}: cannot read {}: {error}", path.display()));
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{case}: {} is not JSON: {error}", path.display()));
+        let fixture = Fixture {
+            case: case.to_string(),
+            value,
+        };
+        assert_eq!(
+            fixture.str("case"),
+            case,
+            "{case}: the fixture names another case"
+        );
+        fixture
+    }
+
+    fn get(&self, key: &str) -> &Value {
+        self.value
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: the fixture has no {key:?}", self.case))
+    }
+
+    fn str(&self, key: &str) -> &str {
+        self.get(key)
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: {key:?} is not a string", self.case))
+    }
+
+    fn usize(&self, key: &str) -> usize {
+        self.as_usize(self.get(key), key)
+    }
+
+    fn as_usize(&self, value: &Value, what: &str) -> usize {
+        value
+            .as_u64()
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or_else(|| panic!("{}: {what} is not a count: {value}", self.case))
+    }
+
+    fn pair_of(&self, value: &Value, what: &str) -> (usize, usize) {
+        match value.as_array().map(Vec::as_slice) {
+            Some([h, w]) => (self.as_usize(h, what), self.as_usize(w, what)),
+            _ => panic!("{}: {what} is not an [h, w] pair: {value}", self.case),
+        }
+    }
+
+    fn pair(&self, key: &str) -> (usize, usize) {
+        self.pair_of(self.get(key), key)
+    }
+
+    fn expect_op(&self, op: &str) {
+        assert_eq!(
+            self.str("op"),
+            op,
+            "{}: the fixture is for another layer",
+            self.case
+        );
+    }
+
+    /// The fixture's geometry is exactly the `conv!` invocation's.
+    fn expect_geometry(&self, spec: GeometrySpec) {
+        let padding = match self.get("padding") {
+            Value::String(same) if same == "same" => Padding::Same,
+            other => {
+                let (h, w) = self.pair_of(other, "padding");
+                Padding::Explicit(h, w)
+            }
+        };
+        let expected = GeometrySpec {
+            kernel_size: self.pair("kernel_size"),
+            stride: self.pair("stride"),
+            padding,
+            dilation: self.pair("dilation"),
+            output_padding: self.pair("output_padding"),
+        };
+        assert_eq!(
+            spec, expected,
+            "{}: the conv! invocation ({spec}) is not the fixture's geometry ({expected})",
+            self.case
+        );
+    }
+
+    fn expect_channels(&self, in_channels: usize, out_channels: usize) {
+        assert_eq!(
+            (in_channels, out_channels),
+            (self.usize("in_channels"), self.usize("out_channels")),
+            "{}: (in_channels, out_channels)",
+            self.case
+        );
+    }
+
+    fn output_size(&self) -> Option<(usize, usize)> {
+        match self.get("output_size") {
+            Value::Null => None,
+            size => Some(self.pair_of(size, "output_size")),
+        }
+    }
+
+    /// The bias, checked against `has_bias`.
+    fn bias(&self) -> Option<Array1<f32>> {
+        let has_bias = self
+            .get("has_bias")
+            .as_bool()
+            .unwrap_or_else(|| panic!("{}: has_bias is not a bool", self.case));
+        let bias = match self.get("bias") {
+            Value::Null => None,
+            _ => {
+                let (shape, data) = self.tensor("bias");
+                assert_eq!(shape.len(), 1, "{}: bias is not 1-D", self.case);
+                Some(Array1::from(data))
+            }
+        };
+        assert_eq!(
+            bias.is_some(),
+            has_bias,
+            "{}: has_bias disagrees with bias",
+            self.case
+        );
+        bias
+    }
+
+    fn tensor4(&self, key: &str) -> Array4<f32> {
+        let (shape, data) = self.tensor(key);
+        let shape: [usize; 4] = shape
+            .try_into()
+            .unwrap_or_else(|shape| panic!("{}: {key} is not 4-D: {shape:?}", self.case));
+        Array4::from_shape_vec(shape, data)
+            .unwrap_or_else(|error| panic!("{}: {key}: {error}", self.case))
+    }
+
+    /// `{"shape": [...], "data": [...]}`: the shape and the flat, row-major data, checked
+    /// to agree.
+    fn tensor(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let tensor = self.get(key);
+        let list = |field: &str| {
+            tensor
+                .get(field)
+                .and_then(Value::as_array)
+                .unwrap_or_else(|| panic!("{}: {key} has no {field} list", self.case))
+        };
+        let shape: Vec<usize> = list("shape")
+            .iter()
+            .map(|n| self.as_usize(n, key))
+            .collect();
+        let data: Vec<f32> = list("data").iter().map(|v| self.float(v, key)).collect();
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "{}: {key} has shape {shape:?} but {} values",
+            self.case,
+            data.len()
+        );
+        (shape, data)
+    }
+
+    /// A JSON number, or one of the strings "nan", "inf", "-inf" (JSON has no non-finite
+    /// numbers). Every number was written so that its f64 reading casts to the exact f32.
+    fn float(&self, value: &Value, what: &str) -> f32 {
+        match value {
+            Value::Number(number) => number.as_f64().map(|v| v as f32),
+            Value::String(text) => match text.as_str() {
+                "nan" => Some(f32::NAN),
+                "inf" => Some(f32::INFINITY),
+                "-inf" => Some(f32::NEG_INFINITY),
+                _ => None,
+            },
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("{}: {what} holds {value}, not a float", self.case))
+    }
+}

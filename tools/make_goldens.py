@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch parity fixtures that `tests/parity.rs` checks the layers against.
+
+Run from the repository root, with a Python that has torch (and numpy, which torch brings):
+
+    /work/venv-torch/bin/python tools/make_goldens.py
+
+This is only needed when the fixtures change (a case is added, removed or edited below).
+The fixtures are committed, so neither the tests nor CI ever need torch; do not install
+torch into the repository.
+
+Each case becomes `tests/fixtures/<case>.json`, and any other `*.json` file in that
+directory is deleted, so the directory always holds exactly the cases listed in `CASES`.
+The output is deterministic: every case seeds torch from its own name (so adding a case
+does not change the others), uses float32 throughout and runs single-threaded with
+deterministic algorithms.
+
+A fixture holds, for one `nn.Conv2d` (op "conv") or `nn.ConvTranspose2d` (op "convT"):
+
+* `case`, `op`, `in_channels`, `out_channels`, `groups`, `has_bias`, `seed`;
+* the geometry: `kernel_size`, `stride`, `dilation`, `output_padding` as `[h, w]`, and
+  `padding` as `[h, w]` or the string `"same"`;
+* `output_size`: `[h, w]`, the `output_size` argument of `ConvTranspose2d.forward`, or null;
+* `input`, `weight`, `bias` (null without bias) and `output`, each `{"shape": [...],
+  "data": [...]}` with `data` flat and row-major (NCHW for activations; weights in
+  PyTorch's layout: Conv2d `[out, in / groups, kh, kw]`, ConvTranspose2d
+  `[in, out / groups, kh, kw]`). The weights are the layer's own default initialisation;
+  the input is standard normal;
+* autograd results, for training: a standard normal `grad_output` of the output's shape
+  and `grad_input`, `grad_weight`, `grad_bias` (null without bias) from
+  `output.backward(grad_output)`.
+
+Floats are written in the shortest form that reads back (as an f64, then cast to f32) to
+exactly the same f32; JSON has no NaN or infinity, so those are the strings "nan", "inf"
+and "-inf".
+"""
+
+import json
+import math
+import pathlib
+import warnings
+import zlib
+
+import numpy as np
+import torch
+
+FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def case(name, op, in_channels, out_channels, input_hw, k, *, stride=1, padding=0,
+         dilation=1, output_padding=0, groups=1, bias=True, batch=1, output_size=None,
+         nonfinite=False):
+    return dict(name=name, op=op, in_channels=in_channels, out_channels=out_channels,
+                input_hw=input_hw, kernel_size=k, stride=stride, padding=padding,
+                dilation=dilation, output_padding=output_padding, groups=groups, bias=bias,
+                batch=batch, output_size=output_size, nonfinite=nonfinite)
+
+
+# Every case; `tests/parity.rs` must name each with the same geometry (it checks).
+CASES = [
+    # The seed example: nn.Conv2d(3, 16, kernel_size=3, dilation=2, padding=2) and
+    # nn.ConvTranspose2d(16, 3, kernel_size=2, stride=2).
+    case("seed_dilated_conv", "conv", 3, 16, (10, 10), 3, dilation=2, padding=2),
+    case("seed_upconv", "convT", 16, 3, (6, 6), 2, stride=2),
+    # Per-axis (asymmetric) geometry.
+    case("conv_per_axis", "conv", 3, 4, (9, 12), (3, 5), stride=(2, 1), padding=(1, 2),
+         dilation=(1, 2)),
+    case("convt_per_axis", "convT", 3, 4, (5, 7), (3, 5), stride=(2, 1), padding=(1, 2),
+         dilation=(1, 2)),
+    # Width: output_padding 1 >= stride 1 but < dilation 2.
+    case("convt_per_axis_output_padding", "convT", 3, 4, (5, 7), (3, 5), stride=(2, 1),
+         padding=(1, 2), dilation=(1, 2), output_padding=(1, 1)),
+    # Groups and depthwise.
+    case("conv_groups2", "conv", 4, 6, (8, 9), 3, padding=1, groups=2),
+    case("conv_groups3_multiplier", "conv", 6, 9, (9, 7), 3, stride=2, padding=1, groups=3,
+         batch=2),
+    case("conv_depthwise", "conv", 5, 5, (8, 8), 3, padding=1, groups=5),
+    case("conv_depthwise_multiplier", "conv", 4, 8, (9, 10), 5, padding=2, groups=4),
+    case("convt_groups2", "convT", 4, 6, (5, 6), 3, stride=2, padding=1, output_padding=1,
+         groups=2),
+    case("convt_groups3_multiplier", "convT", 6, 3, (5, 6), (2, 3), stride=(2, 1),
+         padding=(0, 1), groups=3),
+    case("convt_depthwise_multiplier", "convT", 4, 8, (5, 6), 4, stride=2, padding=1,
+         groups=4),
+    # Dilated and strided transposed convolutions with output padding.
+    case("convt_dilated_strided_output_padding", "convT", 3, 4, (6, 7), 3, stride=2,
+         dilation=2, padding=1, output_padding=1),
+    # output_padding 2 >= stride 1, allowed because it is < dilation 3.
+    case("convt_output_padding_ge_stride", "convT", 2, 3, (7, 8), 3, dilation=3, padding=2,
+         output_padding=2),
+    case("convt_output_padding_per_axis", "convT", 3, 2, (5, 6), (2, 3), stride=(3, 1),
+         dilation=(2, 3), padding=(1, 0), output_padding=(2, 2)),
+    # padding="same" with even kernels (an odd total pad puts the extra zero after).
+    case("conv_same_k4", "conv", 3, 4, (9, 10), 4, padding="same"),
+    case("conv_same_k4_dilated", "conv", 2, 3, (11, 12), 4, padding="same", dilation=3),
+    case("conv_same_per_axis_dilated", "conv", 3, 2, (8, 9), (2, 3), padding="same",
+         dilation=(3, 2)),
+    # Stride larger than the kernel: some inputs are skipped (conv), some outputs get only
+    # the bias (convT).
+    case("conv_stride_gt_kernel", "conv", 3, 4, (13, 14), 2, stride=3),
+    case("convt_stride_gt_kernel", "convT", 3, 2, (5, 6), 2, stride=3),
+    case("convt_stride_gt_kernel_per_axis", "convT", 2, 3, (4, 7), (3, 1), stride=(4, 2),
+         padding=(1, 0), output_padding=(1, 1)),
+    # Padding wider than the kernel.
+    case("conv_padding_gt_kernel", "conv", 2, 3, (6, 7), (3, 2), padding=(4, 5)),
+    case("convt_padding_gt_kernel", "convT", 3, 2, (9, 10), 3, stride=2, padding=(4, 5)),
+    # Batches.
+    case("conv_batch3", "conv", 3, 5, (7, 8), 3, stride=(1, 2), padding=1, batch=3),
+    case("convt_batch2", "convT", 4, 3, (5, 5), 3, stride=2, padding=1, batch=2),
+    # No bias.
+    case("conv_no_bias", "conv", 4, 3, (7, 7), (3, 2), padding=(1, 0), bias=False),
+    case("convt_no_bias", "convT", 3, 4, (5, 6), 3, stride=2, bias=False),
+    # ConvTranspose2d.forward's output_size argument (which overrides output_padding).
+    case("convt_output_size", "convT", 3, 2, (5, 6), 3, stride=3, padding=1,
+         output_size=(15, 17)),
+    case("convt_output_size_overrides_output_padding", "convT", 2, 3, (6, 5), 4, stride=2,
+         padding=1, output_padding=1, output_size=(12, 11)),
+    # 1x1 kernels.
+    case("conv_1x1_kernel", "conv", 6, 4, (7, 9), 1),
+    case("convt_1x1_kernel_stride2", "convT", 4, 3, (6, 7), 1, stride=2, output_padding=1),
+    # A large kernel.
+    case("conv_7x7_stride2", "conv", 3, 8, (19, 17), 7, stride=2, padding=3),
+    # 1x1 spatial input.
+    case("conv_1x1_input", "conv", 4, 3, (1, 1), 3, padding=1),
+    case("convt_1x1_input", "convT", 4, 3, (1, 1), 3, stride=2),
+    # NaN, +inf and -inf in the input.
+    case("conv_nonfinite", "conv", 2, 3, (9, 10), 3, padding=1, nonfinite=True),
+    case("convt_nonfinite", "convT", 2, 3, (6, 7), 3, stride=2, padding=1, nonfinite=True),
+]
+
+
+def pair(value):
+    return [value, value] if isinstance(value, int) else list(value)
+
+
+def format_float(value):
+    """The shortest decimal that reads back, through f64, as exactly this f32 (even if the
+    reader's f64 parse is off by an ulp); or "nan", "inf", "-inf" as JSON strings."""
+    value = np.float32(value)
+    if math.isnan(value):
+        return '"nan"'
+    if math.isinf(value):
+        return '"inf"' if value > 0 else '"-inf"'
+    text = str(value)
+    wide = float(text)
+    readbacks = [wide, np.nextafter(wide, math.inf), np.nextafter(wide, -math.inf)]
+    if all(np.float32(r) == value for r in readbacks):
+        return text
+    # Exact in f64, so any reasonable reader gets it back.
+    return repr(float(value))
+
+
+def tensor(t):
+    if t is None:
+        return "null"
+    t = t.detach().contiguous()
+    assert t.dtype == torch.float32
+    data = ",".join(format_float(v) for v in t.reshape(-1).tolist())
+    return '{"shape":%s,"data":[%s]}' % (json.dumps(list(t.shape)), data)
+
+
+def seed_of(name):
+    return zlib.crc32(name.encode()) & 0x7FFF_FFFF
+
+
+def make(spec):
+    name, op = spec["name"], spec["op"]
+    seed = seed_of(name)
+    torch.manual_seed(seed)
+    common = dict(kernel_size=spec["kernel_size"], stride=spec["stride"],
+                  padding=spec["padding"], dilation=spec["dilation"], groups=spec["groups"],
+                  bias=spec["bias"], dtype=torch.float32)
+    if op == "conv":
+        assert spec["output_padding"] == 0 and spec["output_size"] is None
+        layer = torch.nn.Conv2d(spec["in_channels"], spec["out_channels"], **common)
+    else:
+        layer = torch.nn.ConvTranspose2d(spec["in_channels"], spec["out_channels"],
+                                         output_padding=spec["output_padding"], **common)
+    h, w = spec["input_hw"]
+    x = torch.randn(spec["batch"], spec["in_channels"], h, w, dtype=torch.float32)
+    if spec["nonfinite"]:
+        # A NaN in a corner, and a +inf and a -inf close enough that some outputs see both.
+        x[0, 0, 0, 1] = math.nan
+        x[0, 0, h // 2, w // 2] = math.inf
+        x[0, 1, h // 2 + 1, w // 2 + 1] = -math.inf
+    x.requires_grad_(True)
+    if op == "conv":
+        y = layer(x)
+    else:
+        y = layer(x, output_size=spec["output_size"])
+    grad_output = torch.randn(y.shape, dtype=torch.float32)
+    y.backward(grad_output)
+    check_against_float64(layer, x.detach(), y.detach(), spec)
+
+    padding = spec["padding"] if spec["padding"] == "same" else pair(spec["padding"])
+    head = {
+        "case": name,
+        "op": op,
+        "in_channels": spec["in_channels"],
+        "out_channels": spec["out_channels"],
+        "kernel_size": pair(spec["kernel_size"]),
+        "stride": pair(spec["stride"]),
+        "padding": padding,
+        "dilation": pair(spec["dilation"]),
+        "output_padding": pair(spec["output_padding"]),
+        "groups": spec["groups"],
+        "has_bias": spec["bias"],
+        "output_size": None if spec["output_size"] is None else list(spec["output_size"]),
+        "seed": seed,
+        "generator": "tools/make_goldens.py, torch %s" % torch.__version__.split("+")[0],
+    }
+    lines = ["  %s: %s" % (json.dumps(k), json.dumps(v)) for k, v in head.items()]
+    arrays = {
+        "input": x,
+        "weight": layer.weight,
+        "bias": layer.bias,
+        "output": y,
+        "grad_output": grad_output,
+        "grad_input": x.grad,
+        "grad_weight": layer.weight.grad,
+        "grad_bias": None if layer.bias is None else layer.bias.grad,
+    }
+    lines += ["  %s: %s" % (json.dumps(k), tensor(v)) for k, v in arrays.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def check_against_float64(layer, x, y, spec):
+    """The float32 output agrees with a float64 evaluation, NaN and infinities included, so
+    the fixture holds the mathematical result and not an artefact of one float32 path."""
+    with torch.no_grad():
+        x64 = x.double()
+        w64, b64 = layer.weight.double(), None if layer.bias is None else layer.bias.double()
+        if spec["op"] == "conv":
+            y64 = torch.nn.functional.conv2d(x64, w64, b64, layer.stride, layer.padding,
+                                             layer.dilation, layer.groups)
+        else:
+            output_padding = layer._output_padding(x64, spec["output_size"], layer.stride,
+                                                   layer.padding, layer.kernel_size, 2,
+                                                   layer.dilation)
+            y64 = torch.nn.functional.conv_transpose2d(x64, w64, b64, layer.stride,
+                                                       layer.padding, output_padding,
+                                                       layer.groups, layer.dilation)
+    assert y64.shape == y.shape, (spec["name"], y64.shape, y.shape)
+    y = y.double()
+    assert torch.equal(torch.isnan(y), torch.isnan(y64)), spec["name"]
+    finite = torch.isfinite(y64)
+    assert torch.equal(y[~finite & ~torch.isnan(y64)], y64[~finite & ~torch.isnan(y64)])
+    difference = (y[finite] - y64[finite]).abs() / y64[finite].abs().clamp(min=1)
+    assert difference.numel() == 0 or difference.max() < 1e-5, (spec["name"], difference.max())
+    if spec["nonfinite"]:
+        assert torch.isnan(y).any() and torch.isposinf(y).any() and torch.isneginf(y).any()
+
+
+def main():
+    # PyTorch warns that an even "same" kernel pads a copy of the input; that is expected.
+    warnings.filterwarnings("ignore", message="Using padding='same'")
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    names = [spec["name"] for spec in CASES]
+    assert len(set(names)) == len(names), "duplicate case names"
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for spec in CASES:
+        (FIXTURES / (spec["name"] + ".json")).write_text(make(spec))
+    for stale in sorted(FIXTURES.glob("*.json")):
+        if stale.stem not in names:
+            print("removing stale fixture", stale.name)
+            stale.unlink()
+    total = sum(f.stat().st_size for f in FIXTURES.glob("*.json"))
+    print("wrote %d fixtures to %s, %.1f kB" % (len(CASES), FIXTURES, total / 1000))
+
+
+if __name__ == "__main__":
+    main()
