@@ -10,11 +10,13 @@
 //! * `Conv2d::forward` against `reference::conv2d`;
 //! * `ConvTranspose2d::forward` and every `forward_with_output_size` against
 //!   `reference::conv_transpose2d`;
-//! * the adjoint identity `<conv(x), y> = <x, conv_transpose(y)>` with shared weights.
+//! * the adjoint identity `<conv(x), y> = <x, conv_transpose(y)>` with shared weights;
+//!
+//! on every instruction set the machine supports (`Isa::available`).
 
 use conv_runtime::ndarray::{Array1, Array4, ArrayView4, Zip};
 use conv_runtime::prelude::*;
-use conv_runtime::reference;
+use conv_runtime::{Isa, reference};
 use convgen::{assert_close, random_array};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -167,7 +169,12 @@ macro_rules! grid {
         #[test]
         fn $name() {
             let config = Config { cases: 12, failure_persistence: None, ..Config::default() };
-            proptest!(config, |(case in cases())| check_geometry($geometry, &case)?);
+            proptest!(config, |(case in cases())| {
+                for isa in Isa::available() {
+                    isa.force(|| check_geometry($geometry, &case))
+                        .map_err(|error| TestCaseError::fail(format!("{isa}: {error}")))?;
+                }
+            });
         }
     )*};
 }

@@ -77,6 +77,12 @@ impl<G: Geometry> ConvTranspose2d<G> {
         })
     }
 
+    /// The instruction set the layer's kernels use, chosen when it was built (see
+    /// [`Isa::force`](crate::Isa::force)).
+    pub fn isa(&self) -> crate::Isa {
+        self.engine.isa()
+    }
+
     /// The geometry the layer was made with.
     pub fn geometry(&self) -> G {
         self.geometry

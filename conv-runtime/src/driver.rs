@@ -11,14 +11,17 @@ use ndarray::{ArrayView3, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use crate::__private::PhasePlan;
-use crate::GeometrySpec;
 use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
 use crate::pack::PackedWeights;
+use crate::{GeometrySpec, Isa};
 
 /// The geometry-specific half of a layer, chosen once at construction.
 #[derive(Clone, Copy)]
 pub(crate) struct Plan {
     pub spec: GeometrySpec,
+    /// The instruction set the row kernels use; `dispatch` builds plans only for sets the
+    /// CPU supports.
+    pub isa: Isa,
     /// The direction's phases (one for the convolution).
     pub phases: &'static [PhasePlan],
     /// Zeros on the left of each prepared row, before column 0 of the input.
@@ -263,11 +266,10 @@ fn run(
                             out: &mut row_slices[..count],
                             out_step: step,
                         };
-                        if interior {
-                            (plan.interior)(&mut job);
-                        } else {
-                            (plan.border)(&mut job);
-                        }
+                        let kernel = if interior { plan.interior } else { plan.border };
+                        // SAFETY: `dispatch` puts kernels for an instruction set in a plan
+                        // only after detecting that set on this CPU.
+                        unsafe { kernel(&mut job) };
                     }
                 }
             };

@@ -144,7 +144,12 @@ pub(crate) struct RowJob<'a> {
 const MAX_TILE: usize = 64;
 
 /// A row kernel: one instantiation of [`row`] for a geometry, instruction set and blocking.
-pub(crate) type RowKernel = fn(&mut RowJob<'_>);
+///
+/// # Safety
+///
+/// The kernel may use instructions of its instruction set (`Plan::isa`): call it only on a
+/// CPU that supports them.
+pub(crate) type RowKernel = unsafe fn(&mut RowJob<'_>);
 
 /// The accumulating visitor: one tile of `OCB x WV` vectors at one input channel.
 struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool> {

@@ -227,6 +227,11 @@ impl Engine {
         }
     }
 
+    /// The instruction set the layer's kernels use.
+    pub fn isa(&self) -> crate::Isa {
+        self.plan.isa
+    }
+
     /// Runs the layer on a checked input into an output of the checked shape.
     pub fn run<S: Data<Elem = f32>, T: DataMut<Elem = f32>>(
         &self,

@@ -106,6 +106,7 @@ mod taps;
 pub use conv_macros::conv;
 pub use conv_transpose2d::ConvTranspose2d;
 pub use conv2d::Conv2d;
+pub use dispatch::Isa;
 pub use error::{ConvError, Operation};
 pub use geometry::{Geometry, GeometrySpec, Padding};
 pub use layer::Builder;

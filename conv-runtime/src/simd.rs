@@ -58,3 +58,130 @@ impl Simd for Portable {
         target[..PORTABLE_LANES].copy_from_slice(&vector);
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+/// x86_64 vectors. Every method is `#[inline(always)]` and only ever runs inlined into a
+/// kernel compiled with `#[target_feature]` for its instruction set, which `dispatch` calls
+/// only after detecting that set on the running CPU; that is the safety argument for each
+/// intrinsic below.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Simd;
+
+    /// AVX2 with FMA: 8 lanes.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Avx2;
+
+    impl Simd for Avx2 {
+        const LANES: usize = 8;
+        type Vector = __m256;
+
+        #[inline(always)]
+        fn splat(value: f32) -> __m256 {
+            // SAFETY: see the module documentation (AVX2 and FMA are present).
+            unsafe { _mm256_set1_ps(value) }
+        }
+
+        #[inline(always)]
+        fn mul_add(a: __m256, b: __m256, acc: __m256) -> __m256 {
+            // SAFETY: see the module documentation.
+            unsafe { _mm256_fmadd_ps(a, b, acc) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_unchecked(source: *const f32) -> __m256 {
+            // SAFETY: the caller guarantees 8 readable floats; `loadu` needs no alignment.
+            unsafe { _mm256_loadu_ps(source) }
+        }
+
+        #[inline(always)]
+        fn store(target: &mut [f32], vector: __m256) {
+            let target = &mut target[..8];
+            // SAFETY: `target` holds 8 floats; `storeu` needs no alignment.
+            unsafe { _mm256_storeu_ps(target.as_mut_ptr(), vector) }
+        }
+    }
+
+    /// AVX-512F: 16 lanes.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Avx512;
+
+    impl Simd for Avx512 {
+        const LANES: usize = 16;
+        type Vector = __m512;
+
+        #[inline(always)]
+        fn splat(value: f32) -> __m512 {
+            // SAFETY: see the module documentation (AVX-512F is present).
+            unsafe { _mm512_set1_ps(value) }
+        }
+
+        #[inline(always)]
+        fn mul_add(a: __m512, b: __m512, acc: __m512) -> __m512 {
+            // SAFETY: see the module documentation.
+            unsafe { _mm512_fmadd_ps(a, b, acc) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_unchecked(source: *const f32) -> __m512 {
+            // SAFETY: the caller guarantees 16 readable floats; `loadu` needs no alignment.
+            unsafe { _mm512_loadu_ps(source) }
+        }
+
+        #[inline(always)]
+        fn store(target: &mut [f32], vector: __m512) {
+            let target = &mut target[..16];
+            // SAFETY: `target` holds 16 floats; `storeu` needs no alignment.
+            unsafe { _mm512_storeu_ps(target.as_mut_ptr(), vector) }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) use arm::Neon;
+
+/// aarch64 vectors; NEON is part of the aarch64 baseline, so these need no detection.
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+
+    use super::Simd;
+
+    /// NEON: 4 lanes.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Neon;
+
+    impl Simd for Neon {
+        const LANES: usize = 4;
+        type Vector = float32x4_t;
+
+        #[inline(always)]
+        fn splat(value: f32) -> float32x4_t {
+            // SAFETY: NEON is always present on aarch64.
+            unsafe { vdupq_n_f32(value) }
+        }
+
+        #[inline(always)]
+        fn mul_add(a: float32x4_t, b: float32x4_t, acc: float32x4_t) -> float32x4_t {
+            // SAFETY: NEON is always present on aarch64.
+            unsafe { vfmaq_f32(acc, a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_unchecked(source: *const f32) -> float32x4_t {
+            // SAFETY: the caller guarantees 4 readable floats.
+            unsafe { vld1q_f32(source) }
+        }
+
+        #[inline(always)]
+        fn store(target: &mut [f32], vector: float32x4_t) {
+            let target = &mut target[..4];
+            // SAFETY: `target` holds 4 floats.
+            unsafe { vst1q_f32(target.as_mut_ptr(), vector) }
+        }
+    }
+}
