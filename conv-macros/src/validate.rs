@@ -85,21 +85,40 @@ struct Collected<'a> {
     output_padding: Option<&'a Param>,
 }
 
-/// Collects errors so that every problem in one invocation is reported together.
+/// Collects errors so that every problem in one invocation is reported together, in the
+/// order of the parameters they point at (rules run per concept, not left to right).
 #[derive(Default)]
-pub struct Errors(Vec<syn::Error>);
+pub struct Errors(Vec<(Order, syn::Error)>);
+
+/// Where an error is listed: about the whole invocation first, then by parameter, then a
+/// syntax error (which ends the parameters that were read).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Order {
+    Invocation,
+    Param(usize),
+    Syntax,
+}
 
 impl Errors {
-    fn push(&mut self, error: syn::Error) {
-        self.0.push(error);
+    /// An error about `param` (its key or its value).
+    fn at(&mut self, param: &Param, error: syn::Error) {
+        self.0.push((Order::Param(param.position), error));
+    }
+
+    fn push(&mut self, order: Order, error: syn::Error) {
+        self.0.push((order, error));
     }
 
     /// All errors as one `syn::Error` (which renders as several `compile_error!`s), if any.
-    pub fn into_combined(self) -> Option<syn::Error> {
-        self.0.into_iter().reduce(|mut all, next| {
-            all.combine(next);
-            all
-        })
+    pub fn into_combined(mut self) -> Option<syn::Error> {
+        self.0.sort_by_key(|(order, _)| *order);
+        self.0
+            .into_iter()
+            .map(|(_, error)| error)
+            .reduce(|mut all, next| {
+                all.combine(next);
+                all
+            })
     }
 }
 
@@ -107,27 +126,31 @@ impl Errors {
 /// value that was wrong) and the errors found.
 pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
     let mut errors = Errors::default();
+    if let Some(error) = &invocation.syntax_error {
+        errors.push(Order::Syntax, error.clone());
+    }
     let collected = collect_keys(&invocation.params, &mut errors);
 
     let kernel = match collected.kernel {
         Some(param) => dim(param, Key::KernelSize, &mut errors).unwrap_or([1, 1]),
         None => {
-            errors.push(syn::Error::new(
-                Span::call_site(),
-                "missing kernel size: add `k = 3` (or `kernel_size = (3, 3)`); \
-                 it is the only required parameter",
-            ));
+            check_kernel_given(invocation, &mut errors);
             [1, 1]
         }
     };
-    let stride = optional_dim(collected.stride, Key::Stride, [1, 1], &mut errors);
-    let dilation = optional_dim(collected.dilation, Key::Dilation, [1, 1], &mut errors);
+    // `None` when the value given is wrong: the rules that combine parameters skip it, as
+    // its default would stand in for what the user meant and could raise a false error.
+    let given_stride = optional_dim(collected.stride, Key::Stride, [1, 1], &mut errors);
+    let given_dilation = optional_dim(collected.dilation, Key::Dilation, [1, 1], &mut errors);
     let output_padding = optional_dim(
         collected.output_padding,
         Key::OutputPadding,
         [0, 0],
         &mut errors,
-    );
+    )
+    .unwrap_or([0, 0]);
+    let stride = given_stride.unwrap_or([1, 1]);
+    let dilation = given_dilation.unwrap_or([1, 1]);
     let padding = match collected.padding {
         Some(param) => padding_mode(param, &mut errors),
         None => PaddingMode::Explicit([0, 0]),
@@ -135,13 +158,16 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
 
     let kernel = check_tap_limit(collected.kernel, kernel, &mut errors);
     let padding = check_same_needs_stride_one(collected.padding, padding, stride, &mut errors);
-    let output_padding = check_output_padding(
-        collected.output_padding,
-        output_padding,
-        stride,
-        dilation,
-        &mut errors,
-    );
+    let output_padding = match (given_stride, given_dilation) {
+        (Some(stride), Some(dilation)) => check_output_padding(
+            collected.output_padding,
+            output_padding,
+            stride,
+            dilation,
+            &mut errors,
+        ),
+        _ => output_padding,
+    };
 
     let (pad_before, pad_after, same) = match padding {
         PaddingMode::Explicit(pad) => (pad, pad, false),
@@ -165,6 +191,21 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
     (geometry, errors)
 }
 
+/// Rule: the kernel size is given. After a syntax error the parameters that follow it were
+/// not read, so a missing kernel size there is no mistake of its own.
+fn check_kernel_given(invocation: &Invocation, errors: &mut Errors) {
+    if invocation.syntax_error.is_none() {
+        errors.push(
+            Order::Invocation,
+            syn::Error::new(
+                Span::call_site(),
+                "missing kernel size: add `k = 3` (or `kernel_size = (3, 3)`); \
+                 it is the only required parameter",
+            ),
+        );
+    }
+}
+
 /// Rule: every key is known, and given at most once (`k` and `kernel_size` are the same key).
 fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
     let mut collected = Collected {
@@ -176,7 +217,7 @@ fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
     };
     for param in params {
         let Some(key) = Key::from_ident(&param.key) else {
-            errors.push(unknown_key(&param.key));
+            errors.at(param, unknown_key(&param.key));
             continue;
         };
         let slot = match key {
@@ -187,19 +228,31 @@ fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
             Key::OutputPadding => &mut collected.output_padding,
         };
         match slot {
-            Some(first) => errors.push(syn::Error::new(
-                param.key.span(),
-                format!(
-                    "`{}` is given twice (first as `{}`); each parameter may appear once",
-                    param.key, first.key
-                ),
-            )),
+            Some(first) => errors.at(param, duplicate_key(first, param)),
             None => *slot = Some(param),
         }
     }
     collected
 }
 
+/// The error for a key given a second time, at the second.
+fn duplicate_key(first: &Param, again: &Param) -> syn::Error {
+    let message = if first.key == again.key {
+        format!(
+            "`{}` is given twice; each parameter may appear once",
+            again.key
+        )
+    } else {
+        format!(
+            "`{}` is given twice (first as `{}`, the same parameter); each parameter may \
+             appear once",
+            again.key, first.key
+        )
+    };
+    syn::Error::new(again.key.span(), message)
+}
+
+/// The error for a key that is not a parameter, with the likely intended one if any.
 fn unknown_key(key: &Ident) -> syn::Error {
     let name = key.to_string();
     let hint = match name.as_str() {
@@ -209,8 +262,14 @@ fn unknown_key(key: &Ident) -> syn::Error {
         "dilations" | "dilation_rate" | "rate" => " (did you mean `dilation`?)",
         "output_pad" | "out_padding" | "outpadding" => " (did you mean `output_padding`?)",
         "groups" | "in_channels" | "out_channels" | "bias" => {
-            " (channels, groups and bias belong to the layer, not the geometry: \
-             `Conv2d::builder(geometry, in_channels, out_channels).groups(n)`)"
+            return syn::Error::new(
+                key.span(),
+                format!(
+                    "`{name}` is not a geometry parameter: channels, groups and bias belong \
+                     to the layer, as in `Conv2d::builder(geometry, in_channels, \
+                     out_channels).groups(n).bias(false)`; the geometry takes {KEYS}"
+                ),
+            );
         }
         _ => "",
     };
@@ -225,12 +284,12 @@ fn unknown_key(key: &Ident) -> syn::Error {
 fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
     match &param.value {
         Value::Scalar(scalar) => {
-            let value = scalar_value(scalar, &param.key, key, errors)?;
+            let value = scalar_value(scalar, param, key, errors)?;
             Some([value, value])
         }
         Value::Pair { h, w, .. } => {
-            let h = scalar_value(h, &param.key, key, errors);
-            let w = scalar_value(w, &param.key, key, errors);
+            let h = scalar_value(h, param, key, errors);
+            let w = scalar_value(w, param, key, errors);
             Some([h?, w?])
         }
         Value::Word(word) => {
@@ -240,30 +299,35 @@ fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
                     param.key
                 )
             } else {
+                // Most often a constant: the macro sees its name, never its value.
                 format!(
-                    "expected an integer or a pair `(h, w)` for `{}`, found `{word}`",
+                    "expected an integer or a pair `(h, w)` for `{}`, found `{word}` \
+                     (conv! reads literal numbers; it cannot see the value of a constant)",
                     param.key
                 )
             };
-            errors.push(syn::Error::new(word.span(), message));
+            errors.at(param, syn::Error::new(word.span(), message));
             None
         }
     }
 }
 
+/// A dimension that may be left out: `default` when absent, `None` when given but wrong.
 fn optional_dim(
     param: Option<&Param>,
     key: Key,
     default: [usize; 2],
     errors: &mut Errors,
-) -> [usize; 2] {
-    param
-        .and_then(|param| dim(param, key, errors))
-        .unwrap_or(default)
+) -> Option<[usize; 2]> {
+    match param {
+        Some(param) => dim(param, key, errors),
+        None => Some(default),
+    }
 }
 
 /// Rule: integers only, in `[minimum, MAX_VALUE]`.
-fn scalar_value(scalar: &Scalar, name: &Ident, key: Key, errors: &mut Errors) -> Option<usize> {
+fn scalar_value(scalar: &Scalar, param: &Param, key: Key, errors: &mut Errors) -> Option<usize> {
+    let name = &param.key;
     let minimum = key.minimum();
     let error = match scalar {
         Scalar::Int(lit) if !lit.suffix().is_empty() => scalar.error(format!(
@@ -280,16 +344,16 @@ fn scalar_value(scalar: &Scalar, name: &Ident, key: Key, errors: &mut Errors) ->
                 lit.base10_digits()
             )),
         },
-        Scalar::Negative { lit, .. } => scalar.error(format!(
-            "`{name}` must be at least {minimum}, found -{}",
-            lit.base10_digits()
+        Scalar::Negative { .. } => scalar.error(format!(
+            "`{name}` must be at least {minimum}, found {}",
+            scalar.written()
         )),
         Scalar::Float(lit) => scalar.error(format!(
             "`{name}` takes integers only, found `{}`",
             lit.base10_digits()
         )),
     };
-    errors.push(error);
+    errors.at(param, error);
     None
 }
 
@@ -299,13 +363,16 @@ fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
         Value::Word(word) if word == "same" => PaddingMode::Same,
         Value::Word(word) if word == "valid" => PaddingMode::Explicit([0, 0]),
         Value::Word(word) => {
-            errors.push(syn::Error::new(
-                word.span(),
-                format!(
-                    "unknown padding mode `{word}`; expected an integer, a pair `(h, w)`, \
-                     `same` or `valid`"
+            errors.at(
+                param,
+                syn::Error::new(
+                    word.span(),
+                    format!(
+                        "unknown padding mode `{word}`; expected an integer, a pair `(h, w)`, \
+                         `same` or `valid`"
+                    ),
                 ),
-            ));
+            );
             PaddingMode::Explicit([0, 0])
         }
         _ => PaddingMode::Explicit(dim(param, Key::Padding, errors).unwrap_or([0, 0])),
@@ -317,11 +384,14 @@ fn check_tap_limit(param: Option<&Param>, kernel: [usize; 2], errors: &mut Error
     let taps = kernel[0] * kernel[1];
     match param {
         Some(param) if taps > MAX_TAPS => {
-            errors.push(param.value.error(format!(
-                "a {}x{} kernel has {taps} taps; conv! unrolls every tap and accepts at most \
-                 {MAX_TAPS} (for example 16x16)",
-                kernel[0], kernel[1]
-            )));
+            errors.at(
+                param,
+                param.value.error(format!(
+                    "a {}x{} kernel has {taps} taps; conv! unrolls every tap and accepts \
+                     at most {MAX_TAPS} (for example 16x16)",
+                    kernel[0], kernel[1]
+                )),
+            );
             [1, 1]
         }
         _ => kernel,
@@ -337,10 +407,14 @@ fn check_same_needs_stride_one(
 ) -> PaddingMode {
     match (param, padding) {
         (Some(param), PaddingMode::Same) if stride != [1, 1] => {
-            errors.push(param.value.error(format!(
-                "`padding = same` needs stride 1 (as in PyTorch), but the stride is ({}, {})",
-                stride[0], stride[1]
-            )));
+            errors.at(
+                param,
+                param.value.error(format!(
+                    "`padding = same` needs stride 1 (as in PyTorch), but the stride is \
+                     ({}, {})",
+                    stride[0], stride[1]
+                )),
+            );
             PaddingMode::Explicit([0, 0])
         }
         _ => padding,
@@ -359,16 +433,24 @@ fn check_output_padding(
     let Some(param) = param else {
         return output_padding;
     };
+    let mut valid = true;
     for (axis, name) in ["height", "width"].into_iter().enumerate() {
         let limit = stride[axis].max(dilation[axis]);
-        if output_padding[axis] >= limit {
-            errors.push(param.value.error(format!(
-                "`output_padding` must be smaller than the stride or the dilation: on the \
-                 {name} axis it is {}, with stride {} and dilation {}",
-                output_padding[axis], stride[axis], dilation[axis]
-            )));
-            return [0, 0];
+        if output_padding[axis] < limit {
+            continue;
         }
+        let message = format!(
+            "`output_padding` must be smaller than the stride or the dilation: on the \
+             {name} axis it is {}, with stride {} and dilation {}",
+            output_padding[axis], stride[axis], dilation[axis]
+        );
+        // At the offending element of a pair; a single value is one mistake, told once.
+        match &param.value {
+            Value::Pair { h, w, .. } => errors.at(param, [h, w][axis].error(message)),
+            value if valid => errors.at(param, value.error(message)),
+            _ => {}
+        }
+        valid = false;
     }
-    output_padding
+    if valid { output_padding } else { [0, 0] }
 }
