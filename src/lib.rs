@@ -3,6 +3,11 @@
 
 use conv_runtime::ndarray::{Array, ArrayBase, Data, Dimension, IntoDimension};
 
+mod peak;
+pub mod suite;
+
+pub use peak::fma_peak_gflops;
+
 /// An array of `shape` filled with values uniform in `[-1, 1)`, a fixed function of `seed`.
 pub fn random_array<D: Dimension>(shape: impl IntoDimension<Dim = D>, seed: u64) -> Array<f32, D> {
     let mut state = seed ^ 0x5851_f42d_4c95_7f2d;

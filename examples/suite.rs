@@ -1,0 +1,87 @@
+//! The benchmark suite as a table: milliseconds, GFLOP/s and percent of this machine's
+//! measured FMA peak, at one thread and at all threads, beside the fastest peer of
+//! `../shared/peer-baseline.md`.
+//!
+//! Run with nothing else on the machine: `cargo run --release --example suite`
+//! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs).
+
+use std::time::{Duration, Instant};
+
+use conv_runtime::Isa;
+use convgen::suite::{Case, best_peer_ms, cases};
+use convgen::{fma_peak_gflops, max_difference};
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let isa = Isa::current();
+    let peak = fma_peak_gflops(isa);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "instruction set {isa}, measured FMA peak {peak:.0} GFLOP/s per core, {threads} threads"
+    );
+    println!(
+        "GFLOP/s count only the taps that touch real data; 'vs peer' is the peer's time over ours"
+    );
+    println!();
+    println!(
+        "| case | 1 thread ms | GFLOP/s | % peak | {threads} threads ms | speed-up | best peer (1 thread) | vs peer |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let all = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    for case in cases() {
+        check(&case);
+        let single = one.install(|| median_time(&case, quick));
+        let multi = all.install(|| median_time(&case, quick));
+        let gflops = case.useful_flops() / single.as_secs_f64() / 1e9;
+        let (peer, peer_ms) = best_peer_ms(case.shape.name).unwrap_or(("-", f64::NAN));
+        println!(
+            "| {} | {:.3} | {:.0} | {:.0}% | {:.3} | {:.2}x | {peer} {peer_ms:.3} | {:.2}x |",
+            case.shape.name,
+            ms(single),
+            gflops,
+            100.0 * gflops / peak,
+            ms(multi),
+            single.as_secs_f64() / multi.as_secs_f64(),
+            peer_ms / ms(single),
+        );
+    }
+}
+
+/// The table is only worth printing for correct kernels: compare with im2col + GEMM.
+fn check(case: &Case) {
+    let (difference, at) = max_difference(&case.forward(), &case.im2col_gemm());
+    assert!(
+        difference < 1e-4,
+        "{}: differs from im2col + GEMM by {difference} at {at:?}",
+        case.shape.name
+    );
+}
+
+fn median_time(case: &Case, quick: bool) -> Duration {
+    // Enough runs for about a quarter of a second per case, at least 5.
+    let start = Instant::now();
+    std::hint::black_box(case.forward());
+    let once = start.elapsed().max(Duration::from_micros(1));
+    let budget = if quick { 0.05 } else { 0.25 };
+    let runs = ((budget / once.as_secs_f64()) as usize).clamp(5, 2000);
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(case.forward());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
