@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-use ndarray::{ArrayView3, ArrayView4, ArrayViewMut4, Axis};
+use ndarray::{ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use crate::__private::PhasePlan;
@@ -50,6 +50,9 @@ const TASKS_PER_THREAD: usize = 4;
 /// Below this many multiply-adds a layer runs on the calling thread: handing work to other
 /// threads costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
+
+/// Below this many floats an input is laid out on the calling thread.
+const PARALLEL_PREPARE: usize = 1 << 16;
 
 /// Convolution of `input` into `output` (standard layout, of the right shape).
 pub(crate) fn convolve(
@@ -209,7 +212,7 @@ fn run(
 
     with_scratch(layout.len(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-            prepare(&image, plan, layout, scratch);
+            prepare(&image, plan, layout, scratch, threads);
             let prepared = Prepared::new(scratch, layout);
             let plane = out_h * out_w;
             let out = SharedOutput(
@@ -309,22 +312,58 @@ impl SharedOutput {
 
 /// Copies one image into the kernels' layout: zeros around it, columns split into
 /// `plan.col_stride` phases. Reads any strides, so non-contiguous inputs cost nothing extra.
-fn prepare(image: &ArrayView3<f32>, plan: &Plan, layout: PreparedLayout, scratch: &mut [f32]) {
-    scratch.fill(0.0);
+fn prepare(
+    image: &ArrayView3<f32>,
+    plan: &Plan,
+    layout: PreparedLayout,
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let one_channel = |(channel, target): (usize, &mut [f32])| {
+        prepare_channel(&image.index_axis(Axis(0), channel), plan, layout, target)
+    };
+    let stride = layout.channel_stride();
+    if threads > 1 && scratch.len() >= PARALLEL_PREPARE {
+        scratch
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(one_channel);
+    } else {
+        scratch.chunks_mut(stride).enumerate().for_each(one_channel);
+    }
+}
+
+/// One channel of [`prepare`]: each input row into `col_stride` zero-padded phase rows.
+fn prepare_channel(
+    source: &ArrayView2<f32>,
+    plan: &Plan,
+    layout: PreparedLayout,
+    target: &mut [f32],
+) {
+    target.fill(0.0);
     let phases = plan.col_stride;
-    for (channel, source) in image.axis_iter(Axis(0)).enumerate() {
-        for (row, source) in source.axis_iter(Axis(0)).enumerate() {
-            let start = channel * layout.channel_stride() + row * layout.row_stride();
-            let target = &mut scratch[start..start + layout.row_stride()];
-            match (phases, source.as_slice()) {
-                (1, Some(source)) => {
-                    target[plan.input_shift..plan.input_shift + source.len()]
-                        .copy_from_slice(source);
-                }
-                _ => {
-                    for (col, &value) in source.iter().enumerate() {
-                        let column = col + plan.input_shift;
-                        target[column % phases * layout.phase_len + column / phases] = value;
+    for (source, target) in source
+        .axis_iter(Axis(0))
+        .zip(target.chunks_mut(layout.row_stride()))
+    {
+        match source.as_slice() {
+            Some(source) if phases == 1 => {
+                target[plan.input_shift..plan.input_shift + source.len()].copy_from_slice(source);
+            }
+            _ => {
+                // Prepared column `col + input_shift` holds input column `col`; phase `r`
+                // gathers every `phases`-th of them.
+                for phase in 0..phases {
+                    // The first input column whose prepared column falls in this phase.
+                    let first = (phase + phases - plan.input_shift % phases) % phases;
+                    if first >= source.len() {
+                        continue;
+                    }
+                    let start = phase * layout.phase_len + (first + plan.input_shift) / phases;
+                    let run = &mut target[start..(phase + 1) * layout.phase_len];
+                    let columns = source.slice(ndarray::s![first..;phases]);
+                    for (target, &value) in run.iter_mut().zip(columns) {
+                        *target = value;
                     }
                 }
             }
