@@ -45,7 +45,7 @@ fn cases() -> impl Strategy<Value = Case> {
         1usize..=5,
         1usize..=6,
         0usize..=9,
-        0usize..=21,
+        0usize..=75,
         any::<bool>(),
         any::<u64>(),
     )

@@ -140,31 +140,64 @@ thread_local! {
 /// with `out_per_group` output channels per group. Returns the plan and its output-channel
 /// block, which the weights must be packed for.
 pub(crate) fn plan<T: TapList>(out_per_group: usize) -> (Plan, usize) {
-    let isa = Isa::current();
+    if T::PAIRED_COLUMNS {
+        paired::<T>(out_per_group)
+    } else {
+        single::<T>(out_per_group)
+    }
+}
+
+/// Kernels computing one column phase per call. Each blocking keeps its `OCB x WV`
+/// accumulators, with room for the loaded inputs, within the instruction set's registers.
+fn single<T: TapList>(out_per_group: usize) -> (Plan, usize) {
     let wide = out_per_group >= 4;
-    match isa {
+    match Isa::current() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 8 => avx512::<T, 8, 2>(),
+        Isa::Avx512 if out_per_group >= 8 => avx512::<T, 8, 2, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if wide => avx512::<T, 4, 4>(),
+        Isa::Avx512 if wide => avx512::<T, 4, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::<T, 1, 4>(),
+        Isa::Avx512 => avx512::<T, 1, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if wide => avx2::<T, 4, 2>(),
+        Isa::Avx2 if wide => avx2::<T, 4, 2, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::<T, 1, 4>(),
+        Isa::Avx2 => avx2::<T, 1, 4, 1>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if wide => neon::<T, 4, 4>(),
+        Isa::Neon if wide => neon::<T, 4, 4, 1>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::<T, 1, 8>(),
-        _ if wide => portable::<T, 4, 1>(),
-        _ => portable::<T, 1, 2>(),
+        Isa::Neon => neon::<T, 1, 8, 1>(),
+        _ if wide => portable::<T, 4, 1, 1>(),
+        _ => portable::<T, 1, 2, 1>(),
+    }
+}
+
+/// Kernels computing both column phases of a stride-2 transposed convolution per call:
+/// twice the accumulators per tile column, so half the tile width.
+fn paired<T: TapList>(out_per_group: usize) -> (Plan, usize) {
+    let wide = out_per_group >= 4;
+    match Isa::current() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if out_per_group >= 8 => avx512::<T, 8, 1, 2>(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if wide => avx512::<T, 4, 2, 2>(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::<T, 1, 4, 2>(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if wide => avx2::<T, 4, 1, 2>(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::<T, 1, 4, 2>(),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if wide => neon::<T, 4, 2, 2>(),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::<T, 1, 4, 2>(),
+        _ if wide => portable::<T, 4, 1, 2>(),
+        _ => portable::<T, 1, 2, 2>(),
     }
 }
 
 /// A plan whose two row kernels are `interior` and `border`, which must be the
 /// `(CHECK = false, CHECK = true)` instantiations for `isa` with this blocking.
-fn make_plan<T: TapList, S: Simd, const OCB: usize, const WV: usize>(
+fn make_plan<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     isa: Isa,
     interior: kernel::RowKernel,
     border: kernel::RowKernel,
@@ -178,75 +211,65 @@ fn make_plan<T: TapList, S: Simd, const OCB: usize, const WV: usize>(
         interior,
         border,
         tile: WV * S::LANES,
+        column_phases: CP,
     };
     (plan, OCB)
 }
 
-fn portable<T: TapList, const OCB: usize, const WV: usize>() -> (Plan, usize) {
-    /// # Safety
-    ///
-    /// None beyond the kernel's own: portable code runs everywhere.
-    unsafe fn row<T: TapList, const OCB: usize, const WV: usize, const CHECK: bool>(
-        job: &mut RowJob<'_>,
-    ) {
-        kernel::row::<T, Portable, OCB, WV, CHECK>(job)
-    }
-    make_plan::<T, Portable, OCB, WV>(
-        Isa::Portable,
-        row::<T, OCB, WV, false>,
-        row::<T, OCB, WV, true>,
-    )
+/// One instruction set's kernels: `$name::<T, OCB, WV, CP>()` instantiates them inside a
+/// function compiled for `$features` (none for portable code) and returns their plan.
+macro_rules! instruction_set {
+    ($(#[$cfg:meta])* $name:ident, $simd:ty, $isa:expr, $safety:literal $(, $features:literal)?) => {
+        $(#[$cfg])*
+        fn $name<T: TapList, const OCB: usize, const WV: usize, const CP: usize>() -> (Plan, usize) {
+            #[doc = concat!("# Safety\n\n", $safety)]
+            $(#[target_feature(enable = $features)])?
+            unsafe fn row<
+                T: TapList,
+                const OCB: usize,
+                const WV: usize,
+                const CP: usize,
+                const CHECK: bool,
+            >(
+                job: &mut RowJob<'_>,
+            ) {
+                kernel::row::<T, $simd, OCB, WV, CP, CHECK>(job)
+            }
+            make_plan::<T, $simd, OCB, WV, CP>(
+                $isa,
+                row::<T, OCB, WV, CP, false>,
+                row::<T, OCB, WV, CP, true>,
+            )
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-fn avx2<T: TapList, const OCB: usize, const WV: usize>() -> (Plan, usize) {
-    /// # Safety
-    ///
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn row<T: TapList, const OCB: usize, const WV: usize, const CHECK: bool>(
-        job: &mut RowJob<'_>,
-    ) {
-        kernel::row::<T, crate::simd::Avx2, OCB, WV, CHECK>(job)
-    }
-    make_plan::<T, crate::simd::Avx2, OCB, WV>(
-        Isa::Avx2,
-        row::<T, OCB, WV, false>,
-        row::<T, OCB, WV, true>,
-    )
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx512<T: TapList, const OCB: usize, const WV: usize>() -> (Plan, usize) {
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn row<T: TapList, const OCB: usize, const WV: usize, const CHECK: bool>(
-        job: &mut RowJob<'_>,
-    ) {
-        kernel::row::<T, crate::simd::Avx512, OCB, WV, CHECK>(job)
-    }
-    make_plan::<T, crate::simd::Avx512, OCB, WV>(
-        Isa::Avx512,
-        row::<T, OCB, WV, false>,
-        row::<T, OCB, WV, true>,
-    )
-}
-
-#[cfg(target_arch = "aarch64")]
-fn neon<T: TapList, const OCB: usize, const WV: usize>() -> (Plan, usize) {
-    /// # Safety
-    ///
-    /// None beyond the kernel's own: NEON is part of the aarch64 baseline.
-    unsafe fn row<T: TapList, const OCB: usize, const WV: usize, const CHECK: bool>(
-        job: &mut RowJob<'_>,
-    ) {
-        kernel::row::<T, crate::simd::Neon, OCB, WV, CHECK>(job)
-    }
-    make_plan::<T, crate::simd::Neon, OCB, WV>(
-        Isa::Neon,
-        row::<T, OCB, WV, false>,
-        row::<T, OCB, WV, true>,
-    )
-}
+instruction_set!(
+    portable,
+    Portable,
+    Isa::Portable,
+    "None beyond the kernel's own: portable code runs everywhere."
+);
+instruction_set!(
+    #[cfg(target_arch = "x86_64")]
+    avx2,
+    crate::simd::Avx2,
+    Isa::Avx2,
+    "The CPU must support AVX2 and FMA.",
+    "avx2,fma"
+);
+instruction_set!(
+    #[cfg(target_arch = "x86_64")]
+    avx512,
+    crate::simd::Avx512,
+    Isa::Avx512,
+    "The CPU must support AVX-512F.",
+    "avx512f"
+);
+instruction_set!(
+    #[cfg(target_arch = "aarch64")]
+    neon,
+    crate::simd::Neon,
+    Isa::Neon,
+    "None beyond the kernel's own: NEON is part of the aarch64 baseline."
+);

@@ -32,8 +32,11 @@ pub(crate) struct Plan {
     pub interior: RowKernel,
     /// Row kernel that skips taps reading padding rows.
     pub border: RowKernel,
-    /// Output columns per kernel tile.
+    /// Output columns per kernel tile (per column phase).
     pub tile: usize,
+    /// Column phases each kernel call computes: 2 for the paired kernels of a stride-2
+    /// transposed convolution, else 1.
+    pub column_phases: usize,
 }
 
 /// The weights and bias of a layer, as the kernels read them.
@@ -49,7 +52,7 @@ const TASKS_PER_THREAD: usize = 4;
 
 /// Below this many multiply-adds a layer runs on the calling thread: handing work to other
 /// threads costs more than it saves.
-const PARALLEL_THRESHOLD: usize = 1 << 18;
+const PARALLEL_THRESHOLD: usize = 1 << 22;
 
 /// Below this many floats an input is laid out on the calling thread.
 const PARALLEL_PREPARE: usize = 1 << 16;
@@ -76,6 +79,7 @@ pub(crate) fn convolve(
     };
     let rows = RowMap {
         transposed: false,
+        paired: false,
         spec: plan.spec,
         out_w,
     };
@@ -93,6 +97,7 @@ pub(crate) fn convolve_transposed(
     let out_w = output.dim().3;
     let rows = RowMap {
         transposed: true,
+        paired: plan.column_phases == 2,
         spec: plan.spec,
         out_w,
     };
@@ -112,20 +117,22 @@ pub(crate) fn convolve_transposed(
 /// Where each output row's windows start and which pieces of the row each phase computes.
 struct RowMap {
     transposed: bool,
+    /// The kernels compute the two column phases of a stride-2 transposed convolution in
+    /// one call.
+    paired: bool,
     spec: GeometrySpec,
     out_w: usize,
 }
 
 /// A run of one output row computed by one kernel call.
 struct Piece {
-    /// The tap list's phase.
+    /// The (first) tap-list phase.
     phase: usize,
     /// Tile columns: output columns, or phase columns `q` of a transposed convolution.
     cols: Range<usize>,
-    /// The output column of `cols.start`.
-    first_x: usize,
-    /// Output columns between consecutive tile columns.
+    /// Output column of tile column `c` (in column phase `p`): `c * step + p + offset`.
     step: usize,
+    offset: isize,
 }
 
 impl RowMap {
@@ -139,9 +146,10 @@ impl RowMap {
         }
     }
 
-    /// Pieces per row: one per column phase of a transposed convolution, else one.
+    /// Pieces per row: one per column phase of a transposed convolution (unless the
+    /// kernels pair them), else one.
     fn pieces_per_row(&self) -> usize {
-        if self.transposed {
+        if self.transposed && !self.paired {
             self.spec.stride.1
         } else {
             1
@@ -153,18 +161,27 @@ impl RowMap {
             return Piece {
                 phase: 0,
                 cols: 0..self.out_w,
-                first_x: 0,
                 step: 1,
+                offset: 0,
             };
         }
         let (pad_top, pad_left) = self.spec.pad_before();
         let (stride_h, stride_w) = self.spec.stride;
-        let cols = self.phase_cols(index);
+        let row_phase = (y + pad_top) % stride_h;
+        if self.paired {
+            let (even, odd) = (self.phase_cols(0), self.phase_cols(1));
+            return Piece {
+                phase: row_phase * stride_w,
+                cols: even.start.min(odd.start)..even.end.max(odd.end),
+                step: stride_w,
+                offset: -(pad_left as isize),
+            };
+        }
         Piece {
-            phase: (y + pad_top) % stride_h * stride_w + index,
-            first_x: (cols.start * stride_w + index).saturating_sub(pad_left),
-            cols,
+            phase: row_phase * stride_w + index,
+            cols: self.phase_cols(index),
             step: stride_w,
+            offset: index as isize - pad_left as isize,
         }
     }
 
@@ -236,26 +253,28 @@ fn run(
                         let Piece {
                             phase,
                             cols,
-                            first_x,
                             step,
+                            offset,
                         } = rows.piece(y, index);
                         if cols.is_empty() {
                             continue;
                         }
-                        let interior = plan.phases[phase].extent.is_some_and(|extent| {
-                            origin_row + extent.rows.0 >= 0
-                                && origin_row + extent.rows.1 < layout.rows as isize
+                        let phases = &plan.phases[phase..phase + plan.column_phases];
+                        let interior = phases.iter().all(|plan| {
+                            plan.extent.is_some_and(|extent| {
+                                origin_row + extent.rows.0 >= 0
+                                    && origin_row + extent.rows.1 < layout.rows as isize
+                            })
                         });
-                        let span = (cols.len() - 1) * step + 1;
                         let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
                         for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
-                            let start = (channel0 + j) * plane + y * out_w + first_x;
+                            let start = (channel0 + j) * plane + y * out_w;
                             // SAFETY: `out` points at this image's output, `plane * out_channels`
-                            // floats in standard layout; `start + span <= (channel + 1) * plane`
-                            // because the row pieces stay inside the row. Every task writes
-                            // only its own channels (`block`) and rows (`chunk`), and a row's
-                            // pieces are disjoint column sets, so no two slices overlap.
-                            *slice = unsafe { out.slice(start, span) };
+                            // floats in standard layout, so row `y` of channel `channel0 + j`
+                            // is inside it. Every task writes only its own channels (`block`)
+                            // and rows (`chunk`), and the slices of one task live one kernel
+                            // call at a time, so no two live slices overlap.
+                            *slice = unsafe { out.slice(start, out_w) };
                         }
                         let mut job = RowJob {
                             input: &prepared,
@@ -268,6 +287,7 @@ fn run(
                             cols,
                             out: &mut row_slices[..count],
                             out_step: step,
+                            out_offset: offset,
                         };
                         let kernel = if interior { plan.interior } else { plan.border };
                         // SAFETY: `dispatch` puts kernels for an instruction set in a plan

@@ -34,6 +34,9 @@ pub(crate) trait TapList: Send + Sync + 'static {
     const COL_STRIDE: usize;
     /// Weights per filter, `kh * kw`: every phase indexes into the whole filter.
     const FILTER_LEN: usize;
+    /// Whether the kernels compute two column phases per call (a transposed convolution of
+    /// column stride 2), interleaving them into contiguous stores.
+    const PAIRED_COLUMNS: bool;
 
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V);
 }
@@ -50,6 +53,7 @@ impl<G: Geometry> TapList for Forward<G> {
     const COL_SHIFT: isize = 0;
     const COL_STRIDE: usize = G::SPEC.stride.1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
+    const PAIRED_COLUMNS: bool = false;
 
     #[inline(always)]
     fn visit<V: TapVisitor>(_phase: usize, visitor: &mut V) {
@@ -69,6 +73,7 @@ impl<G: Geometry> TapList for Transposed<G> {
     const COL_SHIFT: isize = Self::INPUT_SHIFT as isize;
     const COL_STRIDE: usize = 1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
+    const PAIRED_COLUMNS: bool = G::SPEC.stride.1 == 2;
 
     #[inline(always)]
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V) {
@@ -126,7 +131,8 @@ pub(crate) struct RowJob<'a> {
     pub channels: Range<usize>,
     /// The input row of the windows' origin (may be negative, in the padding).
     pub origin_row: isize,
-    /// The tap list's phase (always 0 for the convolution).
+    /// The tap list's phase (always 0 for the convolution). A kernel that computes `CP`
+    /// column phases at once computes phases `phase..phase + CP`.
     pub phase: usize,
     /// The block's packed weights: `[channel][tap][OCB]`.
     pub weights: &'a [f32],
@@ -134,14 +140,16 @@ pub(crate) struct RowJob<'a> {
     pub bias: &'a [f32],
     /// The tile columns (output columns, or phase columns `q`) to compute.
     pub cols: Range<usize>,
-    /// One output row per channel of the block (at most `OCB`): column `cols.start + i`
-    /// is written at index `i * out_step`.
+    /// Whole output rows, one per channel of the block (at most `OCB`).
     pub out: &'a mut [&'a mut [f32]],
+    /// Tile column `c` of the kernel's `p`-th column phase is output column
+    /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,
+    pub out_offset: isize,
 }
 
-/// The widest tile any instantiation uses, in floats.
-const MAX_TILE: usize = 64;
+/// The widest tile any instantiation uses, in floats, all column phases together.
+const MAX_TILE: usize = 128;
 
 /// A row kernel: one instantiation of [`row`] for a geometry, instruction set and blocking.
 ///
@@ -151,9 +159,10 @@ const MAX_TILE: usize = 64;
 /// CPU that supports them.
 pub(crate) type RowKernel = unsafe fn(&mut RowJob<'_>);
 
-/// The accumulating visitor: one tile of `OCB x WV` vectors at one input channel.
-struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool> {
-    acc: [[S::Vector; WV]; OCB],
+/// The accumulators of one tile: `CP` column phases of `OCB x WV` vectors, and where the
+/// current input channel's data and weights are.
+struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool> {
+    acc: [[[S::Vector; WV]; OCB]; CP],
     input: &'a [f32],
     /// Index of (current channel, row 0, phase 0, first column of the tile).
     base: usize,
@@ -167,11 +176,12 @@ struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool
     taps: PhantomData<T>,
 }
 
-impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool> TapVisitor
-    for Tile<'_, T, S, OCB, WV, CHECK>
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool>
+    Tile<'_, T, S, OCB, WV, CP, CHECK>
 {
+    /// One tap into the accumulators of column phase `P`.
     #[inline(always)]
-    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
+    fn tap<const P: usize, const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
         let row = self.origin_row + ROW;
         if CHECK && (row < 0 || row as usize >= self.rows) {
             return;
@@ -181,18 +191,17 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool> 
             + row as usize * self.row_stride
             + column % T::COL_STRIDE * self.phase_len
             + column / T::COL_STRIDE;
-        let end = at + WV * S::LANES;
-        debug_assert!(end <= self.input.len());
+        debug_assert!(at + WV * S::LANES <= self.input.len());
         let x: [S::Vector; WV] = std::array::from_fn(|v| {
             // SAFETY: `row` is inside the buffer (checked above in border rows; `row` asserts
-            // it for interior rows from the phase's extent), `column / COL_STRIDE` plus the
+            // it for interior rows from the phases' extents), `column / COL_STRIDE` plus the
             // tile is inside the phase row (`row` asserts the tile columns against
-            // `phase_len`), and the channel is one of the buffer's; so `at..end` is in
-            // `input`.
+            // `phase_len`), and the channel is one of the buffer's; so the `WV * LANES`
+            // floats from `at` are in `input`.
             unsafe { S::load_unchecked(self.input.as_ptr().add(at + v * S::LANES)) }
         });
         let weights = &self.weights[self.weight_base + WEIGHT * OCB..][..OCB];
-        for (acc, &weight) in self.acc.iter_mut().zip(weights) {
+        for (acc, &weight) in self.acc[P % CP].iter_mut().zip(weights) {
             let weight = S::splat(weight);
             for (acc, &x) in acc.iter_mut().zip(&x) {
                 *acc = S::mul_add(weight, x, *acc);
@@ -201,38 +210,76 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool> 
     }
 }
 
-/// Computes one output row for up to `OCB` output channels. See the module documentation.
+/// A [`Tile`] seen as the visitor of column phase `P`'s taps.
+struct Slot<
+    't,
+    'a,
+    T,
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+    const CHECK: bool,
+    const P: usize,
+>(&'t mut Tile<'a, T, S, OCB, WV, CP, CHECK>);
+
+impl<
+    T: TapList,
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+    const CHECK: bool,
+    const P: usize,
+> TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, CHECK, P>
+{
+    #[inline(always)]
+    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
+        self.0.tap::<P, WEIGHT, ROW, COL>();
+    }
+}
+
+/// Computes one output row for up to `OCB` output channels and `CP` (1 or 2) column
+/// phases. See the module documentation.
 #[inline(always)]
-pub(crate) fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CHECK: bool>(
+pub(crate) fn row<
+    T: TapList,
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+    const CHECK: bool,
+>(
     job: &mut RowJob<'_>,
 ) {
+    const { assert!(CP == 1 || CP == 2) };
+    const { assert!(CP * WV * S::LANES <= MAX_TILE) };
     let layout = job.input.layout;
-    let plan = T::PHASES[job.phase];
-    let Some(extent) = plan.extent else {
-        return fill_bias(job);
-    };
     let tile = WV * S::LANES;
-    const { assert!(WV * S::LANES <= MAX_TILE) };
     assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * OCB);
-    // Interior rows are read without a test: prove every tap's row is in the buffer.
-    if !CHECK {
-        assert!(
-            job.origin_row + extent.rows.0 >= 0
-                && job.origin_row + extent.rows.1 < layout.rows as isize
-        );
-    }
-    // Every tile, the last rounded up to a whole tile, stays inside the phase row.
-    let last_column = (extent.cols.1 + T::COL_SHIFT) as usize / T::COL_STRIDE;
     let tiles_end = job.cols.start + job.cols.len().div_ceil(tile) * tile;
-    assert!(extent.cols.0 + T::COL_SHIFT >= 0 && tiles_end + last_column <= layout.phase_len);
+    for plan in &T::PHASES[job.phase..job.phase + CP] {
+        let Some(extent) = plan.extent else { continue };
+        // Interior rows are read without a test: prove every tap's row is in the buffer.
+        if !CHECK {
+            assert!(
+                job.origin_row + extent.rows.0 >= 0
+                    && job.origin_row + extent.rows.1 < layout.rows as isize
+            );
+        }
+        // Every tile, the last rounded up to a whole tile, stays inside the phase row.
+        let last_column = (extent.cols.1 + T::COL_SHIFT) as usize / T::COL_STRIDE;
+        assert!(extent.cols.0 + T::COL_SHIFT >= 0 && tiles_end + last_column <= layout.phase_len);
+    }
 
     let (input, weights) = (job.input.data, job.weights);
     let mut start = job.cols.start;
     while start < job.cols.end {
-        let mut state = Tile::<T, S, OCB, WV, CHECK> {
-            acc: std::array::from_fn(|j| [S::splat(job.bias.get(j).copied().unwrap_or(0.0)); WV]),
+        let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
+        let mut state = Tile::<T, S, OCB, WV, CP, CHECK> {
+            acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
             input,
             base: 0,
             origin_row: job.origin_row,
@@ -247,46 +294,75 @@ pub(crate) fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const 
         for (index, channel) in job.channels.clone().enumerate() {
             state.base = channel * layout.channel_stride() + start;
             state.weight_base = index * taps_per_channel;
-            T::visit(job.phase, &mut state);
+            T::visit(
+                job.phase,
+                &mut Slot::<T, S, OCB, WV, CP, CHECK, 0>(&mut state),
+            );
+            if CP == 2 {
+                T::visit(
+                    job.phase + 1,
+                    &mut Slot::<T, S, OCB, WV, CP, CHECK, 1>(&mut state),
+                );
+            }
         }
         let count = (job.cols.end - start).min(tile);
-        store_tile::<S, OCB, WV>(&state.acc, job, start - job.cols.start, count);
+        // By value: the copy keeps the accumulators themselves out of memory.
+        store_tile::<S, OCB, WV, CP>(state.acc, job, start, count);
         start += tile;
     }
 }
 
-/// Writes `count` columns of a tile, starting at tile column `first`.
+/// Writes `count` tile columns of every column phase of a tile starting at tile column
+/// `start`.
 #[inline(always)]
-fn store_tile<S: Simd, const OCB: usize, const WV: usize>(
-    acc: &[[S::Vector; WV]; OCB],
+fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
+    acc: [[[S::Vector; WV]; OCB]; CP],
     job: &mut RowJob<'_>,
-    first: usize,
+    start: usize,
     count: usize,
 ) {
-    let step = job.out_step;
-    for (out, acc) in job.out.iter_mut().zip(acc) {
-        if step == 1 && count == WV * S::LANES {
-            for (v, &vector) in acc.iter().enumerate() {
-                S::store(&mut out[first + v * S::LANES..], vector);
+    let tile = WV * S::LANES;
+    let (step, offset) = (job.out_step, job.out_offset);
+    // Output column of the tile's first value, and whether the whole tile lands in the row
+    // as one contiguous run: then it is written with vector stores.
+    let first = (start * step) as isize + offset;
+    let contiguous = step == CP && count == tile;
+    for (j, out) in job.out.iter_mut().enumerate() {
+        let run = usize::try_from(first)
+            .ok()
+            .filter(|&first| contiguous && first + CP * tile <= out.len());
+        match run {
+            Some(first) if CP == 1 => {
+                for (v, &vector) in acc[0][j].iter().enumerate() {
+                    S::store(&mut out[first + v * S::LANES..], vector);
+                }
             }
-        } else {
-            let mut buffer = [0.0f32; MAX_TILE];
-            let buffer = &mut buffer[..WV * S::LANES];
-            for (v, &vector) in acc.iter().enumerate() {
-                S::store(&mut buffer[v * S::LANES..], vector);
+            Some(first) => {
+                // Two column phases: interleave them, lane by lane, into the row.
+                let pairs = acc[0][j].iter().zip(&acc[1 % CP][j]);
+                for (v, (&even, &odd)) in pairs.enumerate() {
+                    let (low, high) = S::interleave(even, odd);
+                    let at = first + 2 * v * S::LANES;
+                    S::store(&mut out[at..], low);
+                    S::store(&mut out[at + S::LANES..], high);
+                }
             }
-            for (i, &value) in buffer[..count].iter().enumerate() {
-                out[(first + i) * step] = value;
+            None => {
+                let mut buffer = [[0.0f32; MAX_TILE]; CP];
+                for (p, buffer) in buffer.iter_mut().enumerate() {
+                    for (v, &vector) in acc[p][j].iter().enumerate() {
+                        S::store(&mut buffer[v * S::LANES..], vector);
+                    }
+                }
+                for i in 0..count {
+                    for (p, buffer) in buffer.iter().enumerate() {
+                        let x = ((start + i) * step + p) as isize + offset;
+                        if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
+                            *slot = buffer[i];
+                        }
+                    }
+                }
             }
-        }
-    }
-}
-
-/// A phase no tap reaches: its outputs are the bias alone.
-fn fill_bias(job: &mut RowJob<'_>) {
-    for (out, &bias) in job.out.iter_mut().zip(job.bias) {
-        for i in 0..job.cols.len() {
-            out[i * job.out_step] = bias;
         }
     }
 }

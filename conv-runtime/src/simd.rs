@@ -21,6 +21,9 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
 
     /// Stores the vector into the first `LANES` floats of `target`.
     fn store(target: &mut [f32], vector: Self::Vector);
+
+    /// `a` and `b` interleaved lane by lane, `[a0, b0, a1, b1, ...]`, as two vectors.
+    fn interleave(a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);
 }
 
 /// Plain Rust on arrays, which the compiler vectorises for the baseline of the target
@@ -56,6 +59,21 @@ impl Simd for Portable {
     #[inline(always)]
     fn store(target: &mut [f32], vector: Self::Vector) {
         target[..PORTABLE_LANES].copy_from_slice(&vector);
+    }
+
+    #[inline(always)]
+    fn interleave(a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector) {
+        let pick = |i: usize| {
+            if i.is_multiple_of(2) {
+                a[i / 2]
+            } else {
+                b[i / 2]
+            }
+        };
+        (
+            std::array::from_fn(pick),
+            std::array::from_fn(|i| pick(i + PORTABLE_LANES)),
+        )
     }
 }
 
@@ -104,6 +122,21 @@ mod x86 {
             // SAFETY: `target` holds 8 floats; `storeu` needs no alignment.
             unsafe { _mm256_storeu_ps(target.as_mut_ptr(), vector) }
         }
+
+        #[inline(always)]
+        fn interleave(a: __m256, b: __m256) -> (__m256, __m256) {
+            // SAFETY: see the module documentation. `unpack` interleaves within each 128-bit
+            // half ([a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7]); the
+            // permutes put the halves in order.
+            unsafe {
+                let low = _mm256_unpacklo_ps(a, b);
+                let high = _mm256_unpackhi_ps(a, b);
+                (
+                    _mm256_permute2f128_ps::<0x20>(low, high),
+                    _mm256_permute2f128_ps::<0x31>(low, high),
+                )
+            }
+        }
     }
 
     /// AVX-512F: 16 lanes.
@@ -137,6 +170,21 @@ mod x86 {
             let target = &mut target[..16];
             // SAFETY: `target` holds 16 floats; `storeu` needs no alignment.
             unsafe { _mm512_storeu_ps(target.as_mut_ptr(), vector) }
+        }
+
+        #[inline(always)]
+        fn interleave(a: __m512, b: __m512) -> (__m512, __m512) {
+            // SAFETY: see the module documentation. Index `i` picks lane `i` of `a`, and
+            // `16 + i` lane `i` of `b`.
+            unsafe {
+                let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                let high =
+                    _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                (
+                    _mm512_permutex2var_ps(a, low, b),
+                    _mm512_permutex2var_ps(a, high, b),
+                )
+            }
         }
     }
 }
@@ -182,6 +230,12 @@ mod arm {
             let target = &mut target[..4];
             // SAFETY: `target` holds 4 floats.
             unsafe { vst1q_f32(target.as_mut_ptr(), vector) }
+        }
+
+        #[inline(always)]
+        fn interleave(a: float32x4_t, b: float32x4_t) -> (float32x4_t, float32x4_t) {
+            // SAFETY: NEON is always present on aarch64.
+            unsafe { (vzip1q_f32(a, b), vzip2q_f32(a, b)) }
         }
     }
 }
