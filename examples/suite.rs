@@ -3,7 +3,8 @@
 //! `../shared/peer-baseline.md`.
 //!
 //! Run with nothing else on the machine: `cargo run --release --example suite`
-//! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs).
+//! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs;
+//! `--only NAME` for one case).
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,10 @@ use convgen::suite::{Case, best_peer_ms, cases};
 use convgen::{fma_peak_gflops, max_difference};
 
 fn main() {
-    let quick = std::env::args().any(|arg| arg == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
+    // `--only NAME` measures one case (for profiling).
+    let only = args.iter().position(|arg| arg == "--only").and_then(|i| args.get(i + 1));
     let isa = Isa::current();
     let peak = fma_peak_gflops(isa);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -36,6 +40,9 @@ fn main() {
         .build()
         .unwrap();
     for case in cases() {
+        if only.is_some_and(|name| name != case.shape.name) {
+            continue;
+        }
         check(&case);
         let single = one.install(|| median_time(&case, quick));
         let multi = all.install(|| median_time(&case, quick));

@@ -39,7 +39,20 @@ pub(crate) trait TapList: Send + Sync + 'static {
     const PAIRED_COLUMNS: bool;
 
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V);
+
+    /// Calls `f` with `phase` as a constant, so that the phase's tap list is chosen once
+    /// per kernel call instead of once per input channel. Phases beyond the first 16 (strides
+    /// over 4x4) are passed as [`ANY_PHASE`], meaning "read `phase` at run time".
+    fn with_phase<F: PhaseFn>(phase: usize, f: F);
 }
+
+/// A computation over one phase, the phase a constant (see [`TapList::with_phase`]).
+pub(crate) trait PhaseFn {
+    fn call<const PHASE: usize>(self);
+}
+
+/// The `PHASE` of a [`PhaseFn`] call whose phase is known only at run time.
+pub(crate) const ANY_PHASE: usize = usize::MAX;
 
 /// The convolution of geometry `G`: the prepared rows carry the left padding, so output
 /// column `ow`, whose window starts at input column `ow * stride_w - pad_left`, starts at
@@ -58,6 +71,11 @@ impl<G: Geometry> TapList for Forward<G> {
     #[inline(always)]
     fn visit<V: TapVisitor>(_phase: usize, visitor: &mut V) {
         G::forward_taps(visitor);
+    }
+
+    #[inline(always)]
+    fn with_phase<F: PhaseFn>(_phase: usize, f: F) {
+        f.call::<0>()
     }
 }
 
@@ -78,6 +96,19 @@ impl<G: Geometry> TapList for Transposed<G> {
     #[inline(always)]
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V) {
         G::transposed_taps(phase, visitor);
+    }
+
+    #[inline(always)]
+    fn with_phase<F: PhaseFn>(phase: usize, f: F) {
+        macro_rules! constant_phases {
+            ($($constant:literal)*) => {
+                match phase {
+                    $($constant => f.call::<$constant>(),)*
+                    _ => f.call::<ANY_PHASE>(),
+                }
+            };
+        }
+        constant_phases!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
     }
 }
 
@@ -200,9 +231,14 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
             // floats from `at` are in `input`.
             unsafe { S::load_unchecked(self.input.as_ptr().add(at + v * S::LANES)) }
         });
-        let weights = &self.weights[self.weight_base + WEIGHT * OCB..][..OCB];
-        for (acc, &weight) in self.acc[P % CP].iter_mut().zip(weights) {
-            let weight = S::splat(weight);
+        const { assert!(WEIGHT < T::FILTER_LEN) };
+        let weight_at = self.weight_base + WEIGHT * OCB;
+        debug_assert!(weight_at + OCB <= self.weights.len());
+        for (j, acc) in self.acc[P % CP].iter_mut().enumerate() {
+            // SAFETY: `row` asserts `weights` holds `FILTER_LEN * OCB` weights per input
+            // channel of the job, `weight_base` starts the current channel's, and
+            // `WEIGHT < FILTER_LEN`, `j < OCB`.
+            let weight = S::splat(unsafe { *self.weights.get_unchecked(weight_at + j) });
             for (acc, &x) in acc.iter_mut().zip(&x) {
                 *acc = S::mul_add(weight, x, *acc);
             }
@@ -274,41 +310,63 @@ pub(crate) fn row<
         assert!(extent.cols.0 + T::COL_SHIFT >= 0 && tiles_end + last_column <= layout.phase_len);
     }
 
-    let (input, weights) = (job.input.data, job.weights);
-    let mut start = job.cols.start;
-    while start < job.cols.end {
-        let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
-        let mut state = Tile::<T, S, OCB, WV, CP, CHECK> {
-            acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
-            input,
-            base: 0,
-            origin_row: job.origin_row,
-            rows: layout.rows,
-            row_stride: layout.row_stride(),
-            phase_len: layout.phase_len,
-            weights,
-            weight_base: 0,
-            taps: PhantomData,
-        };
-        let taps_per_channel = T::FILTER_LEN * OCB;
-        for (index, channel) in job.channels.clone().enumerate() {
-            state.base = channel * layout.channel_stride() + start;
-            state.weight_base = index * taps_per_channel;
-            T::visit(
-                job.phase,
-                &mut Slot::<T, S, OCB, WV, CP, CHECK, 0>(&mut state),
-            );
-            if CP == 2 {
-                T::visit(
-                    job.phase + 1,
-                    &mut Slot::<T, S, OCB, WV, CP, CHECK, 1>(&mut state),
-                );
+    T::with_phase(
+        job.phase,
+        Tiles::<T, S, OCB, WV, CP, CHECK> {
+            job,
+            types: PhantomData,
+        },
+    );
+}
+
+/// The tile loop of [`row`], for one (constant) phase.
+struct Tiles<'j, 'a, T, S, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool> {
+    job: &'j mut RowJob<'a>,
+    types: PhantomData<(T, S)>,
+}
+
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool>
+    PhaseFn for Tiles<'_, '_, T, S, OCB, WV, CP, CHECK>
+{
+    #[inline(always)]
+    fn call<const PHASE: usize>(self) {
+        let job = self.job;
+        let phase = if PHASE == ANY_PHASE { job.phase } else { PHASE };
+        let layout = job.input.layout;
+        let tile = WV * S::LANES;
+        let (input, weights) = (job.input.data, job.weights);
+        let mut start = job.cols.start;
+        while start < job.cols.end {
+            let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
+            let mut state = Tile::<T, S, OCB, WV, CP, CHECK> {
+                acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
+                input,
+                base: 0,
+                origin_row: job.origin_row,
+                rows: layout.rows,
+                row_stride: layout.row_stride(),
+                phase_len: layout.phase_len,
+                weights,
+                weight_base: 0,
+                taps: PhantomData,
+            };
+            let taps_per_channel = T::FILTER_LEN * OCB;
+            for (index, channel) in job.channels.clone().enumerate() {
+                state.base = channel * layout.channel_stride() + start;
+                state.weight_base = index * taps_per_channel;
+                T::visit(phase, &mut Slot::<T, S, OCB, WV, CP, CHECK, 0>(&mut state));
+                if CP == 2 {
+                    T::visit(
+                        phase + 1,
+                        &mut Slot::<T, S, OCB, WV, CP, CHECK, 1>(&mut state),
+                    );
+                }
             }
+            let count = (job.cols.end - start).min(tile);
+            // By value: the copy keeps the accumulators themselves out of memory.
+            store_tile::<S, OCB, WV, CP>(state.acc, job, start, count);
+            start += tile;
         }
-        let count = (job.cols.end - start).min(tile);
-        // By value: the copy keeps the accumulators themselves out of memory.
-        store_tile::<S, OCB, WV, CP>(state.acc, job, start, count);
-        start += tile;
     }
 }
 
