@@ -4,7 +4,7 @@
 //!
 //! Run with nothing else on the machine: `cargo run --release --example suite`
 //! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs;
-//! `--only NAME` for one case).
+//! `--only NAME` for one case, `--only NAME --repeat N` to run it N times for a profiler).
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,15 @@ fn main() {
     let quick = args.iter().any(|arg| arg == "--quick");
     // `--only NAME` measures one case (for profiling).
     let only = args.iter().position(|arg| arg == "--only").and_then(|i| args.get(i + 1));
+    // `--only NAME --repeat N`: just run that case N times, for a profiler or `perf stat`.
+    let repeat = args.iter().position(|arg| arg == "--repeat").and_then(|i| args.get(i + 1));
+    if let (Some(name), Some(repeat)) = (only, repeat) {
+        let case = cases().into_iter().find(|case| case.shape.name == name).expect("a suite case");
+        for _ in 0..repeat.parse::<usize>().expect("a number of runs") {
+            std::hint::black_box(case.forward());
+        }
+        return;
+    }
     let isa = Isa::current();
     let peak = fma_peak_gflops(isa);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

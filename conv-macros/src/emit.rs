@@ -76,6 +76,22 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
             quote!(#index => { #taps })
         });
 
+    let phase_arms = plan
+        .transposed
+        .iter()
+        .enumerate()
+        .filter(|(_, phase)| !phase.taps.is_empty())
+        .map(|(index, _)| {
+            let index = Literal::usize_unsuffixed(index);
+            quote!(#index => f.call::<#index>(),)
+        });
+    // Stride 2 across columns: the runtime computes both column phases in one pass.
+    let pairing = if geometry.stride[1] == 2 {
+        quote!(f.paired())
+    } else {
+        quote!(f.single())
+    };
+
     quote! {
         impl #ident {
             /// Every parameter of this geometry, and its shape arithmetic.
@@ -135,6 +151,19 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
                     #(#transposed_arms)*
                     _ => {}
                 }
+            }
+
+            #[inline(always)]
+            fn with_transposed_phase<F: ::conv_runtime::__private::PhaseFn>(phase: usize, f: F) {
+                match phase {
+                    #(#phase_arms)*
+                    _ => f.call::<{ ::conv_runtime::__private::NO_PHASE }>(),
+                }
+            }
+
+            #[inline(always)]
+            fn with_transposed_columns<F: ::conv_runtime::__private::ColumnPairing>(f: F) -> F::Output {
+                #pairing
             }
         }
     }

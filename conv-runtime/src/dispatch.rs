@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 
+use crate::__private::ColumnPairing;
 use crate::driver::Plan;
 use crate::kernel::{self, RowJob, TapList};
 use crate::simd::{Portable, Simd};
@@ -140,10 +141,28 @@ thread_local! {
 /// with `out_per_group` output channels per group. Returns the plan and its output-channel
 /// block, which the weights must be packed for.
 pub(crate) fn plan<T: TapList>(out_per_group: usize) -> (Plan, usize) {
-    if T::PAIRED_COLUMNS {
-        paired::<T>(out_per_group)
-    } else {
-        single::<T>(out_per_group)
+    T::with_columns(Planner::<T> {
+        out_per_group,
+        taps: std::marker::PhantomData,
+    })
+}
+
+/// Builds the plan for the column pairing the geometry chooses: only the kernels of that
+/// pairing are compiled.
+struct Planner<T> {
+    out_per_group: usize,
+    taps: std::marker::PhantomData<T>,
+}
+
+impl<T: TapList> ColumnPairing for Planner<T> {
+    type Output = (Plan, usize);
+
+    fn single(self) -> (Plan, usize) {
+        single::<T>(self.out_per_group)
+    }
+
+    fn paired(self) -> (Plan, usize) {
+        paired::<T>(self.out_per_group)
     }
 }
 

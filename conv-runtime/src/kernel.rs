@@ -17,7 +17,7 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use crate::__private::{PhasePlan, TapVisitor};
+use crate::__private::{ColumnPairing, NO_PHASE, PhaseFn, PhasePlan, TapVisitor};
 use crate::simd::Simd;
 use crate::{Geometry, GeometrySpec};
 
@@ -34,25 +34,16 @@ pub(crate) trait TapList: Send + Sync + 'static {
     const COL_STRIDE: usize;
     /// Weights per filter, `kh * kw`: every phase indexes into the whole filter.
     const FILTER_LEN: usize;
-    /// Whether the kernels compute two column phases per call (a transposed convolution of
-    /// column stride 2), interleaving them into contiguous stores.
-    const PAIRED_COLUMNS: bool;
 
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V);
 
     /// Calls `f` with `phase` as a constant, so that the phase's tap list is chosen once
-    /// per kernel call instead of once per input channel. Phases beyond the first 16 (strides
-    /// over 4x4) are passed as [`ANY_PHASE`], meaning "read `phase` at run time".
+    /// per kernel call instead of once per input channel.
     fn with_phase<F: PhaseFn>(phase: usize, f: F);
-}
 
-/// A computation over one phase, the phase a constant (see [`TapList::with_phase`]).
-pub(crate) trait PhaseFn {
-    fn call<const PHASE: usize>(self);
+    /// Chooses between kernels computing one and two column phases per call.
+    fn with_columns<F: ColumnPairing>(f: F) -> F::Output;
 }
-
-/// The `PHASE` of a [`PhaseFn`] call whose phase is known only at run time.
-pub(crate) const ANY_PHASE: usize = usize::MAX;
 
 /// The convolution of geometry `G`: the prepared rows carry the left padding, so output
 /// column `ow`, whose window starts at input column `ow * stride_w - pad_left`, starts at
@@ -66,7 +57,6 @@ impl<G: Geometry> TapList for Forward<G> {
     const COL_SHIFT: isize = 0;
     const COL_STRIDE: usize = G::SPEC.stride.1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
-    const PAIRED_COLUMNS: bool = false;
 
     #[inline(always)]
     fn visit<V: TapVisitor>(_phase: usize, visitor: &mut V) {
@@ -76,6 +66,10 @@ impl<G: Geometry> TapList for Forward<G> {
     #[inline(always)]
     fn with_phase<F: PhaseFn>(_phase: usize, f: F) {
         f.call::<0>()
+    }
+
+    fn with_columns<F: ColumnPairing>(f: F) -> F::Output {
+        f.single()
     }
 }
 
@@ -91,7 +85,6 @@ impl<G: Geometry> TapList for Transposed<G> {
     const COL_SHIFT: isize = Self::INPUT_SHIFT as isize;
     const COL_STRIDE: usize = 1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
-    const PAIRED_COLUMNS: bool = G::SPEC.stride.1 == 2;
 
     #[inline(always)]
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V) {
@@ -100,15 +93,11 @@ impl<G: Geometry> TapList for Transposed<G> {
 
     #[inline(always)]
     fn with_phase<F: PhaseFn>(phase: usize, f: F) {
-        macro_rules! constant_phases {
-            ($($constant:literal)*) => {
-                match phase {
-                    $($constant => f.call::<$constant>(),)*
-                    _ => f.call::<ANY_PHASE>(),
-                }
-            };
-        }
-        constant_phases!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+        G::with_transposed_phase(phase, f)
+    }
+
+    fn with_columns<F: ColumnPairing>(f: F) -> F::Output {
+        G::with_transposed_columns(f)
     }
 }
 
@@ -177,6 +166,20 @@ pub(crate) struct RowJob<'a> {
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,
     pub out_offset: isize,
+    /// When the input channels are summed in several chunks (so that each chunk's weights
+    /// stay in the L1 cache), the running sums of this row between chunks, tile by tile in
+    /// register order. `None` when the job covers every input channel at once.
+    pub partial: Option<Partial<'a>>,
+}
+
+/// The running sums of a row summed in channel chunks (see [`RowJob::partial`]).
+pub(crate) struct Partial<'a> {
+    /// `CP * OCB * WV * LANES` floats per tile.
+    pub sums: &'a mut [f32],
+    /// This chunk continues earlier ones: start from `sums`, not from the bias.
+    pub resume: bool,
+    /// This chunk is the last: write the output, not `sums`.
+    pub finish: bool,
 }
 
 /// The widest tile any instantiation uses, in floats, all column phases together.
@@ -331,15 +334,35 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
     #[inline(always)]
     fn call<const PHASE: usize>(self) {
         let job = self.job;
-        let phase = if PHASE == ANY_PHASE { job.phase } else { PHASE };
+
         let layout = job.input.layout;
         let tile = WV * S::LANES;
         let (input, weights) = (job.input.data, job.weights);
+        let tile_floats = CP * OCB * WV * S::LANES;
         let mut start = job.cols.start;
         while start < job.cols.end {
             let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
+            let mut acc = [std::array::from_fn(|j| [bias(j); WV]); CP];
+            let sums = job.partial.as_mut().map(|partial| {
+                let at = (start - job.cols.start) / tile * tile_floats;
+                (
+                    &mut partial.sums[at..at + tile_floats],
+                    partial.resume,
+                    partial.finish,
+                )
+            });
+            if let Some((sums, true, _)) = &sums {
+                for (vector, sums) in acc
+                    .iter_mut()
+                    .flatten()
+                    .flatten()
+                    .zip(sums.chunks(S::LANES))
+                {
+                    *vector = S::load(sums);
+                }
+            }
             let mut state = Tile::<T, S, OCB, WV, CP, CHECK> {
-                acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
+                acc,
                 input,
                 base: 0,
                 origin_row: job.origin_row,
@@ -354,17 +377,31 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
             for (index, channel) in job.channels.clone().enumerate() {
                 state.base = channel * layout.channel_stride() + start;
                 state.weight_base = index * taps_per_channel;
-                T::visit(phase, &mut Slot::<T, S, OCB, WV, CP, CHECK, 0>(&mut state));
-                if CP == 2 {
-                    T::visit(
-                        phase + 1,
-                        &mut Slot::<T, S, OCB, WV, CP, CHECK, 1>(&mut state),
-                    );
+                // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
+                if PHASE != NO_PHASE {
+                    T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, CHECK, 0>(&mut state));
+                    if CP == 2 {
+                        let second = PHASE.wrapping_add(1);
+                        T::visit(second, &mut Slot::<T, S, OCB, WV, CP, CHECK, 1>(&mut state));
+                    }
                 }
             }
             let count = (job.cols.end - start).min(tile);
-            // By value: the copy keeps the accumulators themselves out of memory.
-            store_tile::<S, OCB, WV, CP>(state.acc, job, start, count);
+            match sums {
+                Some((sums, _, false)) => {
+                    for (&vector, sums) in state
+                        .acc
+                        .iter()
+                        .flatten()
+                        .flatten()
+                        .zip(sums.chunks_mut(S::LANES))
+                    {
+                        S::store(sums, vector);
+                    }
+                }
+                // By value: the copy keeps the accumulators themselves out of memory.
+                _ => store_tile::<S, OCB, WV, CP>(state.acc, job, start, count),
+            }
             start += tile;
         }
     }

@@ -56,6 +56,28 @@ pub trait TapVisitor {
     fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self);
 }
 
+/// A computation over one phase of a transposed convolution, with the phase as a constant
+/// so that its tap list is chosen once, at compile time, not once per input channel.
+pub trait PhaseFn {
+    /// Runs with phase `PHASE` ([`NO_PHASE`] for a phase no tap reaches).
+    fn call<const PHASE: usize>(self);
+}
+
+/// The `PHASE` of [`PhaseFn::call`] for a phase no tap reaches.
+pub const NO_PHASE: usize = usize::MAX;
+
+/// A choice between kernels computing one column phase of a transposed convolution per
+/// call, and kernels computing two (for column stride 2), made by the geometry so that only
+/// the kernels it uses are compiled.
+pub trait ColumnPairing {
+    /// What the choice makes.
+    type Output;
+    /// One column phase per call.
+    fn single(self) -> Self::Output;
+    /// Both column phases of a column stride of 2 per call.
+    fn paired(self) -> Self::Output;
+}
+
 /// The unrolled taps of one geometry, implemented by `conv!`.
 pub trait Kernels {
     /// The convolution's single phase.
@@ -69,4 +91,11 @@ pub trait Kernels {
 
     /// Calls `visitor.tap` once per tap reaching transposed-convolution phase `phase`.
     fn transposed_taps<V: TapVisitor>(phase: usize, visitor: &mut V);
+
+    /// Calls `f.call::<phase>()`: one arm per phase that some tap reaches, [`NO_PHASE`] for
+    /// the others.
+    fn with_transposed_phase<F: PhaseFn>(phase: usize, f: F);
+
+    /// `f.paired()` when the column stride is 2, else `f.single()`.
+    fn with_transposed_columns<F: ColumnPairing>(f: F) -> F::Output;
 }
