@@ -16,11 +16,20 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
     // `--only NAME` measures one case (for profiling).
-    let only = args.iter().position(|arg| arg == "--only").and_then(|i| args.get(i + 1));
+    let only = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|i| args.get(i + 1));
     // `--only NAME --repeat N`: just run that case N times, for a profiler or `perf stat`.
-    let repeat = args.iter().position(|arg| arg == "--repeat").and_then(|i| args.get(i + 1));
+    let repeat = args
+        .iter()
+        .position(|arg| arg == "--repeat")
+        .and_then(|i| args.get(i + 1));
     if let (Some(name), Some(repeat)) = (only, repeat) {
-        let case = cases().into_iter().find(|case| case.shape.name == name).expect("a suite case");
+        let case = cases()
+            .into_iter()
+            .find(|case| case.shape.name == name)
+            .expect("a suite case");
         for _ in 0..repeat.parse::<usize>().expect("a number of runs") {
             std::hint::black_box(case.forward());
         }

@@ -6,13 +6,12 @@
 
 use std::cell::Cell;
 use std::ops::Range;
-use std::thread::LocalKey;
 
 use ndarray::{ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use crate::__private::PhasePlan;
-use crate::kernel::{Partial, Prepared, PreparedLayout, RowJob, RowKernel};
+use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
 use crate::pack::PackedWeights;
 use crate::{GeometrySpec, Isa};
 
@@ -47,10 +46,6 @@ pub(crate) struct Parameters<'a> {
     pub bias: &'a [f32],
     pub groups: usize,
 }
-
-/// The weights one summing step of a kernel keeps in the L1 cache (48 KiB on current x86
-/// cores; the rest holds the input rows the taps read).
-const L1_WEIGHT_BYTES: usize = 24 * 1024;
 
 /// Enough independent pieces of work per thread that uneven pieces still balance.
 const TASKS_PER_THREAD: usize = 4;
@@ -232,22 +227,7 @@ fn run(
         .clamp(1, out_h.max(1));
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
 
-    // The input channels are summed in steps whose weights fit in the L1 cache beside the
-    // input rows; the running sums wait in a per-task buffer between steps. The steps
-    // depend only on the layer, so the order of every sum is the same whatever the threads.
-    let weights_per_channel = packed.block_len() / packed.in_per_group;
-    let step_channels = (L1_WEIGHT_BYTES / (4 * weights_per_channel)).max(1);
-    let sum_steps = packed.in_per_group.div_ceil(step_channels);
-    let step_channels = packed.in_per_group.div_ceil(sum_steps);
-    let sums = (0..sum_steps)
-        .map(|step| step * step_channels..((step + 1) * step_channels).min(packed.in_per_group));
-    let piece_floats = if sum_steps > 1 {
-        (out_w.div_ceil(plan.tile) + 1) * plan.tile * plan.column_phases * packed.block
-    } else {
-        0
-    };
-
-    with_buffer(&SCRATCH, layout.len(), |scratch| {
+    with_scratch(layout.len(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
             prepare(&image, plan, layout, scratch, threads);
             let prepared = Prepared::new(scratch, layout);
@@ -267,70 +247,54 @@ fn run(
                 let count = packed.block.min(packed.out_per_group - first_out);
                 let channel0 = group * packed.out_per_group + first_out;
                 let rows_here = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(out_h);
-                let weights = packed.block(group, b);
-                let group_channels = group * packed.in_per_group;
-                let slots = rows_here.len() * rows.pieces_per_row();
-                with_buffer(&PARTIAL, slots * piece_floats, |partial| {
-                    for (step_index, sum) in sums.clone().enumerate() {
-                        let channels = group_channels + sum.start..group_channels + sum.end;
-                        let weights = &weights[sum.start * weights_per_channel..];
-                        let mut partials = partial.chunks_mut(piece_floats.max(1));
-                        for y in rows_here.clone() {
-                            let origin_row = rows.origin_row(y);
-                            for index in 0..rows.pieces_per_row() {
-                                let sums_here = partials.next();
-                                let Piece {
-                                    phase,
-                                    cols,
-                                    step,
-                                    offset,
-                                } = rows.piece(y, index);
-                                if cols.is_empty() {
-                                    continue;
-                                }
-                                let phases = &plan.phases[phase..phase + plan.column_phases];
-                                let interior = phases.iter().all(|plan| {
-                                    plan.extent.is_some_and(|extent| {
-                                        origin_row + extent.rows.0 >= 0
-                                            && origin_row + extent.rows.1 < layout.rows as isize
-                                    })
-                                });
-                                let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
-                                for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
-                                    let start = (channel0 + j) * plane + y * out_w;
-                                    // SAFETY: `out` points at this image's output,
-                                    // `plane * out_channels` floats in standard layout, so row
-                                    // `y` of channel `channel0 + j` is inside it. Every task
-                                    // writes only its own channels (`block`) and rows (`chunk`),
-                                    // and the slices of one task live one kernel call at a
-                                    // time, so no two live slices overlap.
-                                    *slice = unsafe { out.slice(start, out_w) };
-                                }
-                                let mut job = RowJob {
-                                    input: &prepared,
-                                    channels: channels.clone(),
-                                    origin_row,
-                                    phase,
-                                    weights,
-                                    bias: &params.bias[channel0..channel0 + count],
-                                    cols,
-                                    out: &mut row_slices[..count],
-                                    out_step: step,
-                                    out_offset: offset,
-                                    partial: (sum_steps > 1).then(|| Partial {
-                                        sums: sums_here.expect("a slot per piece"),
-                                        resume: step_index > 0,
-                                        finish: step_index + 1 == sum_steps,
-                                    }),
-                                };
-                                let kernel = if interior { plan.interior } else { plan.border };
-                                // SAFETY: `dispatch` puts kernels for an instruction set in a
-                                // plan only after detecting that set on this CPU.
-                                unsafe { kernel(&mut job) };
-                            }
+                for y in rows_here {
+                    let origin_row = rows.origin_row(y);
+                    for index in 0..rows.pieces_per_row() {
+                        let Piece {
+                            phase,
+                            cols,
+                            step,
+                            offset,
+                        } = rows.piece(y, index);
+                        if cols.is_empty() {
+                            continue;
                         }
+                        let phases = &plan.phases[phase..phase + plan.column_phases];
+                        let interior = phases.iter().all(|plan| {
+                            plan.extent.is_some_and(|extent| {
+                                origin_row + extent.rows.0 >= 0
+                                    && origin_row + extent.rows.1 < layout.rows as isize
+                            })
+                        });
+                        let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
+                        for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
+                            let start = (channel0 + j) * plane + y * out_w;
+                            // SAFETY: `out` points at this image's output, `plane * out_channels`
+                            // floats in standard layout, so row `y` of channel `channel0 + j`
+                            // is inside it. Every task writes only its own channels (`block`)
+                            // and rows (`chunk`), and the slices of one task live one kernel
+                            // call at a time, so no two live slices overlap.
+                            *slice = unsafe { out.slice(start, out_w) };
+                        }
+                        let mut job = RowJob {
+                            input: &prepared,
+                            channels: group * packed.in_per_group
+                                ..(group + 1) * packed.in_per_group,
+                            origin_row,
+                            phase,
+                            weights: packed.block(group, b),
+                            bias: &params.bias[channel0..channel0 + count],
+                            cols,
+                            out: &mut row_slices[..count],
+                            out_step: step,
+                            out_offset: offset,
+                        };
+                        let kernel = if interior { plan.interior } else { plan.border };
+                        // SAFETY: `dispatch` puts kernels for an instruction set in a plan
+                        // only after detecting that set on this CPU.
+                        unsafe { kernel(&mut job) };
                     }
-                });
+                }
             };
             let tasks = blocks * row_chunks;
             let split = |index: usize| (index / row_chunks, index % row_chunks);
@@ -430,21 +394,14 @@ fn prepare_channel(
 thread_local! {
     /// Each thread's buffer for prepared inputs, reused across calls.
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// Each thread's buffer for running sums between channel steps, reused across calls.
-    static PARTIAL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Lends `f` a buffer of `len` floats from `slot`. The buffer is taken out of the thread's
-/// slot while in use, so a nested call (a layer run from inside another's parallel
-/// section) gets its own.
-fn with_buffer<R>(
-    slot: &'static LocalKey<Cell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    let mut buffer = slot.take();
+/// Lends `f` a buffer of `len` floats. The buffer is taken out of the thread's slot while in
+/// use, so a nested call (a layer run from inside another's parallel section) gets its own.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = SCRATCH.take();
     buffer.resize(len, 0.0);
     let result = f(&mut buffer[..len]);
-    slot.set(buffer);
+    SCRATCH.set(buffer);
     result
 }

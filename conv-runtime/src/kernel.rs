@@ -166,20 +166,6 @@ pub(crate) struct RowJob<'a> {
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,
     pub out_offset: isize,
-    /// When the input channels are summed in several chunks (so that each chunk's weights
-    /// stay in the L1 cache), the running sums of this row between chunks, tile by tile in
-    /// register order. `None` when the job covers every input channel at once.
-    pub partial: Option<Partial<'a>>,
-}
-
-/// The running sums of a row summed in channel chunks (see [`RowJob::partial`]).
-pub(crate) struct Partial<'a> {
-    /// `CP * OCB * WV * LANES` floats per tile.
-    pub sums: &'a mut [f32],
-    /// This chunk continues earlier ones: start from `sums`, not from the bias.
-    pub resume: bool,
-    /// This chunk is the last: write the output, not `sums`.
-    pub finish: bool,
 }
 
 /// The widest tile any instantiation uses, in floats, all column phases together.
@@ -338,31 +324,11 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
         let layout = job.input.layout;
         let tile = WV * S::LANES;
         let (input, weights) = (job.input.data, job.weights);
-        let tile_floats = CP * OCB * WV * S::LANES;
         let mut start = job.cols.start;
         while start < job.cols.end {
             let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
-            let mut acc = [std::array::from_fn(|j| [bias(j); WV]); CP];
-            let sums = job.partial.as_mut().map(|partial| {
-                let at = (start - job.cols.start) / tile * tile_floats;
-                (
-                    &mut partial.sums[at..at + tile_floats],
-                    partial.resume,
-                    partial.finish,
-                )
-            });
-            if let Some((sums, true, _)) = &sums {
-                for (vector, sums) in acc
-                    .iter_mut()
-                    .flatten()
-                    .flatten()
-                    .zip(sums.chunks(S::LANES))
-                {
-                    *vector = S::load(sums);
-                }
-            }
             let mut state = Tile::<T, S, OCB, WV, CP, CHECK> {
-                acc,
+                acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
                 input,
                 base: 0,
                 origin_row: job.origin_row,
@@ -387,21 +353,8 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
                 }
             }
             let count = (job.cols.end - start).min(tile);
-            match sums {
-                Some((sums, _, false)) => {
-                    for (&vector, sums) in state
-                        .acc
-                        .iter()
-                        .flatten()
-                        .flatten()
-                        .zip(sums.chunks_mut(S::LANES))
-                    {
-                        S::store(sums, vector);
-                    }
-                }
-                // By value: the copy keeps the accumulators themselves out of memory.
-                _ => store_tile::<S, OCB, WV, CP>(state.acc, job, start, count),
-            }
+            // By value: the copy keeps the accumulators themselves out of memory.
+            store_tile::<S, OCB, WV, CP>(state.acc, job, start, count);
             start += tile;
         }
     }

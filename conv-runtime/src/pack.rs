@@ -83,11 +83,6 @@ impl PackedWeights {
         }
     }
 
-    /// Floats per block: `in_per_group * taps * block`.
-    pub fn block_len(&self) -> usize {
-        self.block_len
-    }
-
     /// The weights of block `b` of group `g`.
     pub fn block(&self, g: usize, b: usize) -> &[f32] {
         let start = (g * self.blocks_per_group + b) * self.block_len;

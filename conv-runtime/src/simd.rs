@@ -14,13 +14,6 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// `acc + a * b`, fused where the instruction set has FMA.
     fn mul_add(a: Self::Vector, b: Self::Vector, acc: Self::Vector) -> Self::Vector;
 
-    /// Loads the first `LANES` floats of `source`.
-    fn load(source: &[f32]) -> Self::Vector {
-        let source = &source[..Self::LANES];
-        // SAFETY: `source` holds `LANES` floats.
-        unsafe { Self::load_unchecked(source.as_ptr()) }
-    }
-
     /// # Safety
     ///
     /// `source` must be valid for reading `LANES` floats.
