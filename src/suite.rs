@@ -40,6 +40,7 @@ pub struct Case {
 /// What the harnesses need of a layer, whatever its geometry type.
 trait Layer: Send + Sync {
     fn forward(&self, x: &ArrayView4<f32>) -> Array4<f32>;
+    fn backward(&self, x: &ArrayView4<f32>, grad_output: &ArrayView4<f32>) -> Gradients;
     fn reference(&self, x: &ArrayView4<f32>) -> Array4<f32>;
     fn weight(&self) -> &Array4<f32>;
     fn bias(&self) -> &[f32];
@@ -49,6 +50,9 @@ trait Layer: Send + Sync {
 impl<G: Geometry> Layer for Conv2d<G> {
     fn forward(&self, x: &ArrayView4<f32>) -> Array4<f32> {
         Conv2d::forward(self, x).expect("suite shapes are valid")
+    }
+    fn backward(&self, x: &ArrayView4<f32>, grad_output: &ArrayView4<f32>) -> Gradients {
+        Conv2d::backward(self, x, grad_output).expect("suite shapes are valid")
     }
     fn reference(&self, x: &ArrayView4<f32>) -> Array4<f32> {
         reference::conv2d(x, self.weight(), self.bias(), &G::SPEC, self.groups()).unwrap()
@@ -70,6 +74,9 @@ impl<G: Geometry> Layer for Conv2d<G> {
 impl<G: Geometry> Layer for ConvTranspose2d<G> {
     fn forward(&self, x: &ArrayView4<f32>) -> Array4<f32> {
         ConvTranspose2d::forward(self, x).expect("suite shapes are valid")
+    }
+    fn backward(&self, x: &ArrayView4<f32>, grad_output: &ArrayView4<f32>) -> Gradients {
+        ConvTranspose2d::backward(self, x, grad_output).expect("suite shapes are valid")
     }
     fn reference(&self, x: &ArrayView4<f32>) -> Array4<f32> {
         reference::conv_transpose2d(x, self.weight(), self.bias(), &G::SPEC, self.groups(), None)
@@ -125,6 +132,18 @@ impl Case {
     /// The layer's forward pass through the public API (output allocated per call).
     pub fn forward(&self) -> Array4<f32> {
         self.layer.forward(&self.input.view())
+    }
+
+    /// A fixed output gradient for [`backward`](Self::backward): random values of the
+    /// output's shape.
+    pub fn grad_output(&self) -> Array4<f32> {
+        random_array(self.forward().raw_dim(), 3)
+    }
+
+    /// The layer's backward pass (all three gradients) through the public API, for the
+    /// case's input and `grad_output`.
+    pub fn backward(&self, grad_output: &Array4<f32>) -> Gradients {
+        self.layer.backward(&self.input.view(), &grad_output.view())
     }
 
     /// The naive reference on the same layer and input.

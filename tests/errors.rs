@@ -301,6 +301,141 @@ fn the_reference_checks_its_arguments_like_the_layers() {
 }
 
 #[test]
+fn backward_refuses_a_grad_output_of_the_wrong_shape() {
+    let layer = Conv2d::new(K3, 2, 4);
+    let x = Array4::<f32>::zeros((2, 2, 8, 9));
+    let error = layer
+        .backward(&x, &Array4::<f32>::zeros((2, 4, 6, 6)))
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ConvError::GradOutputShape {
+            expected: [2, 4, 6, 7],
+            got: [2, 4, 6, 6]
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "grad_output has shape [2, 4, 6, 6], but the layer's output for this input has shape \
+         [2, 4, 6, 7]"
+    );
+    // Wrong channels, wrong batch.
+    for shape in [(2, 3, 6, 7), (1, 4, 6, 7)] {
+        assert!(matches!(
+            layer.backward(&x, &Array4::<f32>::zeros(shape)),
+            Err(ConvError::GradOutputShape { .. })
+        ));
+    }
+
+    // A transposed convolution accepts every output size `output_size` can choose, 15 or 16
+    // here, and names the size it was given when only the channels are wrong.
+    let up = ConvTranspose2d::new(Up, 2, 3);
+    let x = Array4::<f32>::zeros((1, 2, 8, 8));
+    for size in [(15, 15), (16, 15), (16, 16)] {
+        let grads = up
+            .backward(&x, &Array4::<f32>::zeros((1, 3, size.0, size.1)))
+            .unwrap();
+        assert_eq!(grads.input.shape(), &[1, 2, 8, 8]);
+    }
+    assert_eq!(
+        up.backward(&x, &Array4::<f32>::zeros((1, 3, 17, 15)))
+            .unwrap_err(),
+        ConvError::GradOutputShape {
+            expected: [1, 3, 15, 15],
+            got: [1, 3, 17, 15]
+        }
+    );
+    assert_eq!(
+        up.backward(&x, &Array4::<f32>::zeros((1, 2, 16, 15)))
+            .unwrap_err(),
+        ConvError::GradOutputShape {
+            expected: [1, 3, 16, 15],
+            got: [1, 2, 16, 15]
+        }
+    );
+}
+
+#[test]
+fn backward_refuses_an_input_the_layer_does_not_take() {
+    let layer = Conv2d::new(K3, 2, 4);
+    let gy = Array4::<f32>::zeros((1, 4, 6, 6));
+    assert_eq!(
+        layer
+            .backward(&Array4::<f32>::zeros((1, 3, 8, 8)), &gy)
+            .unwrap_err(),
+        ConvError::InputChannels {
+            expected: 2,
+            got: 3
+        }
+    );
+    assert!(matches!(
+        layer.backward(&Array4::<f32>::zeros((1, 2, 2, 8)), &gy),
+        Err(ConvError::InputTooSmall {
+            operation: Operation::Convolution,
+            ..
+        })
+    ));
+    let up = ConvTranspose2d::new(Cropping, 1, 1);
+    assert!(matches!(
+        up.backward(
+            &Array4::<f32>::zeros((1, 1, 2, 8)),
+            &Array4::<f32>::zeros((1, 1, 1, 1))
+        ),
+        Err(ConvError::InputTooSmall {
+            operation: Operation::TransposedConvolution,
+            ..
+        })
+    ));
+    assert!(matches!(
+        up.backward(
+            &Array4::<f32>::zeros((1, 2, 8, 8)),
+            &Array4::<f32>::zeros((1, 1, 1, 1))
+        ),
+        Err(ConvError::InputChannels { .. })
+    ));
+}
+
+#[test]
+fn the_backward_reference_checks_its_arguments_like_the_layers() {
+    let x = Array4::<f32>::zeros((1, 3, 8, 8));
+    let weight = Array4::<f32>::zeros((4, 3, 3, 3));
+    assert!(matches!(
+        reference::conv2d_backward(
+            &x,
+            &weight,
+            true,
+            &Array4::<f32>::zeros((1, 4, 5, 6)),
+            &K3::SPEC,
+            1
+        ),
+        Err(ConvError::GradOutputShape { .. })
+    ));
+    assert!(matches!(
+        reference::conv_transpose2d_backward(
+            &x,
+            &weight,
+            true,
+            &Array4::<f32>::zeros((1, 3, 17, 17)),
+            &Up::SPEC,
+            1
+        ),
+        Err(ConvError::InputChannels { .. })
+    ));
+    let weight = Array4::<f32>::zeros((3, 4, 3, 3));
+    assert!(matches!(
+        reference::conv_transpose2d_backward(
+            &x,
+            &weight,
+            false,
+            &Array4::<f32>::zeros((1, 4, 17, 17)),
+            &Up::SPEC,
+            1
+        ),
+        Err(ConvError::GradOutputShape { .. })
+    ));
+}
+
+#[test]
 fn errors_are_std_errors() {
     fn takes_error(_: &dyn std::error::Error) {}
     takes_error(&ConvError::BiasShape {

@@ -4,7 +4,8 @@
 //! The fixtures in `tests/fixtures/` are written by `tools/make_goldens.py` (run it only
 //! when a case changes; see its docstring). Each holds one `nn.Conv2d` or
 //! `nn.ConvTranspose2d`: geometry, groups, weights in PyTorch's layout, input, output, and
-//! the autograd gradients (not checked here yet). Each test below names its geometry as a
+//! the autograd gradients for a given `grad_output`, which `backward` must reproduce. Each
+//! test below names its geometry as a
 //! real `conv!` invocation and checks that it is exactly the fixture's, so the Rust side and
 //! the fixture cannot drift apart unnoticed; `every_fixture_has_a_test` checks that no
 //! fixture is left unused.
@@ -13,12 +14,15 @@ use std::path::{Path, PathBuf};
 
 use conv_runtime::ndarray::{Array1, Array4};
 use conv_runtime::prelude::*;
-use conv_runtime::{GeometrySpec, Padding};
+use conv_runtime::{GeometrySpec, Isa, Padding};
 use convgen::assert_close;
 use serde_json::Value;
 
 /// Relative to the larger of 1 and the expected magnitude. The outputs are sums of at most
-/// 147 products (the 7x7 case), of order 1, in f32 on both sides, summed in different orders.
+/// 147 products (the 7x7 case), of order 1, in f32 on both sides, summed in different orders;
+/// the input gradients are sums of the same kind, and the weight and bias gradients sums of
+/// at most a few hundred products (one per output position and image), whose largest
+/// difference from PyTorch's is below 3e-6.
 const TOLERANCE: f32 = 1e-5;
 
 /// One test per case: `name: Conv2d | ConvTranspose2d, conv!(...);`, the name being the
@@ -120,10 +124,26 @@ fn check_conv<G: Geometry>(case: &str, geometry: G) {
     )
     .unwrap_or_else(|error| panic!("{case}: from_weights: {error}"));
     fixture.expect_channels(layer.in_channels(), layer.out_channels());
+    let input = fixture.tensor4("input");
     let output = layer
-        .forward(&fixture.tensor4("input"))
+        .forward(&input)
         .unwrap_or_else(|error| panic!("{case}: forward: {error}"));
     assert_close(&output, &fixture.tensor4("output"), TOLERANCE, case);
+    // Backward on every instruction set: each has its own weight-gradient kernels.
+    for isa in Isa::available() {
+        let layer = isa.force(|| {
+            Conv2d::from_weights(
+                geometry,
+                layer.weight().clone(),
+                layer.bias().cloned(),
+                layer.groups(),
+            )
+        });
+        let grads = layer
+            .and_then(|layer| layer.backward(&input, &fixture.tensor4("grad_output")))
+            .unwrap_or_else(|error| panic!("{case}: backward: {error}"));
+        fixture.expect_gradients(&grads, isa);
+    }
 }
 
 /// Runs the `ConvTranspose2d` case `case` on `geometry`, with `forward_with_output_size`
@@ -147,6 +167,21 @@ fn check_conv_transpose<G: Geometry>(case: &str, geometry: G) {
     }
     .unwrap_or_else(|error| panic!("{case}: forward: {error}"));
     assert_close(&output, &fixture.tensor4("output"), TOLERANCE, case);
+    // `grad_output` has the output's shape, so it carries `output_size` to `backward`.
+    for isa in Isa::available() {
+        let layer = isa.force(|| {
+            ConvTranspose2d::from_weights(
+                geometry,
+                layer.weight().clone(),
+                layer.bias().cloned(),
+                layer.groups(),
+            )
+        });
+        let grads = layer
+            .and_then(|layer| layer.backward(&input, &fixture.tensor4("grad_output")))
+            .unwrap_or_else(|error| panic!("{case}: backward: {error}"));
+        fixture.expect_gradients(&grads, isa);
+    }
 }
 
 /// NaN and infinities spread through the layers as in PyTorch: the `*_nonfinite` tests
@@ -308,6 +343,39 @@ impl Fixture {
             "{}: (in_channels, out_channels)",
             self.case
         );
+    }
+
+    /// `backward`'s gradients are PyTorch's `grad_input`, `grad_weight` and `grad_bias`
+    /// (null without bias).
+    fn expect_gradients(&self, grads: &Gradients, isa: Isa) {
+        let case = &self.case;
+        let what = |name: &str| format!("{case}: {name} ({isa})");
+        assert_close(
+            &grads.input,
+            &self.tensor4("grad_input"),
+            TOLERANCE,
+            &what("grad_input"),
+        );
+        assert_close(
+            &grads.weight,
+            &self.tensor4("grad_weight"),
+            TOLERANCE,
+            &what("grad_weight"),
+        );
+        let expected = match self.get("grad_bias") {
+            Value::Null => None,
+            _ => Some(Array1::from(self.tensor("grad_bias").1)),
+        };
+        match (&grads.bias, &expected) {
+            (Some(bias), Some(expected)) => {
+                assert_close(bias, expected, TOLERANCE, &what("grad_bias"))
+            }
+            (None, None) => {}
+            (got, expected) => panic!(
+                "{case}: grad_bias is {got:?}, PyTorch's is {expected:?} (a bias gradient \
+                 exactly when the layer has a bias)"
+            ),
+        }
     }
 
     fn output_size(&self) -> Option<(usize, usize)> {

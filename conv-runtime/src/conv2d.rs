@@ -1,12 +1,18 @@
 //! `Conv2d`: PyTorch's `nn.Conv2d`, on a geometry fixed at compile time.
 
 use std::fmt;
+use std::sync::OnceLock;
 
-use ndarray::{Array1, Array4, ArrayBase, Data, DataMut, Ix4};
+use ndarray::{
+    Array1, Array4, ArrayBase, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Data, DataMut,
+    Ix4,
+};
 
-use crate::Geometry;
+use crate::backward::{self, Gradients};
 use crate::error::{ConvError, Operation};
 use crate::layer::{self, Builder, Engine};
+use crate::optim::Trainable;
+use crate::{Geometry, weight_grad};
 
 /// A 2-D convolution over NCHW `f32` input, with PyTorch's `nn.Conv2d` semantics, weight
 /// layout and default initialisation. The geometry (kernel size, stride, padding, dilation)
@@ -31,6 +37,10 @@ pub struct Conv2d<G: Geometry> {
     bias: Option<Array1<f32>>,
     groups: usize,
     engine: Engine,
+    /// The transposed convolution with the same weight, which computes the input gradient.
+    /// Built on the first `backward`, not at construction: a layer used only for inference
+    /// never pays for a second packed copy of its weights.
+    adjoint: OnceLock<Engine>,
 }
 
 impl<G: Geometry> Conv2d<G> {
@@ -82,6 +92,7 @@ impl<G: Geometry> Conv2d<G> {
             bias,
             groups,
             engine,
+            adjoint: OnceLock::new(),
         })
     }
 
@@ -156,6 +167,88 @@ impl<G: Geometry> Conv2d<G> {
         layer::check_output(out, shape)?;
         self.engine.run(x, out);
         Ok(())
+    }
+
+    /// The gradients of a loss with respect to the input, weight and bias, given `x` (the
+    /// input of the forward pass) and `grad_output`, the loss's gradient with respect to
+    /// the output (the shape [`output_shape`](Self::output_shape) gives). Both may be in any
+    /// layout. The values are PyTorch autograd's.
+    ///
+    /// The input gradient is the transposed convolution of `grad_output` with the layer's
+    /// weight, at the input's size; the weight gradient is a correlation of `x` with
+    /// `grad_output`, unrolled over the geometry's taps like the forward kernels; the bias
+    /// gradient sums `grad_output` over the batch and space.
+    ///
+    /// ```
+    /// use conv_runtime::prelude::*;
+    /// use conv_runtime::ndarray::Array4;
+    ///
+    /// let layer = Conv2d::new(conv!(k = 3, stride = 2, padding = 1), 3, 8);
+    /// let x = Array4::<f32>::ones((2, 3, 9, 9));
+    /// let grad_output = Array4::<f32>::ones((2, 8, 5, 5));
+    /// let grads = layer.backward(&x, &grad_output)?;
+    /// assert_eq!(grads.input.shape(), &[2, 3, 9, 9]);
+    /// assert_eq!(grads.weight.shape(), &[8, 3, 3, 3]);
+    /// assert_eq!(grads.bias.unwrap().shape(), &[8]);
+    /// # Ok::<(), ConvError>(())
+    /// ```
+    pub fn backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
+        &self,
+        x: &ArrayBase<S, Ix4>,
+        grad_output: &ArrayBase<T, Ix4>,
+    ) -> Result<Gradients, ConvError> {
+        let expected = self.output_shape(x.dim().into())?;
+        backward::check_grad_output(grad_output, expected)?;
+        // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
+        // since the convolution maps it there.
+        let mut input = Array4::zeros(x.raw_dim());
+        self.adjoint().run(grad_output, &mut input);
+        let weight =
+            weight_grad::correlate::<G>(self.isa(), &x.view(), &grad_output.view(), self.groups);
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|_| backward::bias_grad(&grad_output.view()));
+        Ok(Gradients {
+            input,
+            weight,
+            bias,
+        })
+    }
+
+    /// The engine of the transposed convolution with this weight: a `Conv2d` weight
+    /// `[out, in / groups, kh, kw]` is a `ConvTranspose2d` weight from `out` to `in`
+    /// channels. On the layer's instruction set, without bias.
+    fn adjoint(&self) -> &Engine {
+        self.adjoint.get_or_init(|| {
+            self.isa()
+                .force(|| Engine::transposed::<G>(&self.weight, None, self.groups))
+        })
+    }
+}
+
+impl<G: Geometry> Trainable for Conv2d<G> {
+    fn weight(&self) -> ArrayView4<'_, f32> {
+        self.weight.view()
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+        self.bias.as_ref().map(|bias| bias.view())
+    }
+
+    fn update_parameters(
+        &mut self,
+        update: impl FnOnce(ArrayViewMut4<'_, f32>, Option<ArrayViewMut1<'_, f32>>),
+    ) {
+        update(
+            self.weight.view_mut(),
+            self.bias.as_mut().map(|bias| bias.view_mut()),
+        );
+        // The kernels read packed copies: repack on the same instruction set.
+        self.engine = self
+            .isa()
+            .force(|| Engine::conv::<G>(&self.weight, self.bias.as_ref(), self.groups));
+        self.adjoint = OnceLock::new();
     }
 }
 

@@ -1,12 +1,18 @@
 //! `ConvTranspose2d`: PyTorch's `nn.ConvTranspose2d`, on a geometry fixed at compile time.
 
 use std::fmt;
+use std::sync::OnceLock;
 
-use ndarray::{Array1, Array4, ArrayBase, Data, DataMut, Ix4};
+use ndarray::{
+    Array1, Array4, ArrayBase, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Data, DataMut,
+    Ix4, s,
+};
 
-use crate::Geometry;
+use crate::backward::{self, Gradients};
 use crate::error::{ConvError, Operation};
 use crate::layer::{self, Builder, Engine};
+use crate::optim::Trainable;
+use crate::{Geometry, weight_grad};
 
 /// A 2-D transposed convolution ("upconvolution", the adjoint of [`Conv2d`](crate::Conv2d))
 /// over NCHW `f32` input, with PyTorch's `nn.ConvTranspose2d` semantics, weight layout and
@@ -33,6 +39,10 @@ pub struct ConvTranspose2d<G: Geometry> {
     bias: Option<Array1<f32>>,
     groups: usize,
     engine: Engine,
+    /// The convolution with the same weight, which computes the input gradient. Built on
+    /// the first `backward`, not at construction: a layer used only for inference never pays
+    /// for a second packed copy of its weights.
+    adjoint: OnceLock<Engine>,
 }
 
 impl<G: Geometry> ConvTranspose2d<G> {
@@ -74,6 +84,7 @@ impl<G: Geometry> ConvTranspose2d<G> {
             bias,
             groups,
             engine,
+            adjoint: OnceLock::new(),
         })
     }
 
@@ -190,6 +201,111 @@ impl<G: Geometry> ConvTranspose2d<G> {
         let mut out = Array4::zeros((n, self.out_channels(), out_h, out_w));
         self.engine.run(x, &mut out);
         Ok(out)
+    }
+
+    /// The gradients of a loss with respect to the input, weight and bias, given `x` (the
+    /// input of the forward pass) and `grad_output`, the loss's gradient with respect to
+    /// the output. Both may be in any layout. The values are PyTorch autograd's.
+    ///
+    /// `grad_output` has the output's shape: the size [`output_shape`](Self::output_shape)
+    /// gives, or any size [`forward_with_output_size`](Self::forward_with_output_size)
+    /// accepts for `x`, which is then the size the forward pass was asked for.
+    ///
+    /// The input gradient is the convolution of `grad_output` with the layer's weight; the
+    /// weight gradient is the correlation of `grad_output` with `x` that
+    /// [`Conv2d::backward`](crate::Conv2d::backward) computes with the roles swapped,
+    /// `dW[i][o][th][tw] = sum x[n][i][iy][ix] * grad_output[n][o][iy * sh + th * dh - pad_top][ix * sw + tw * dw - pad_left]`,
+    /// unrolled over the geometry's taps; the bias gradient sums `grad_output` over the
+    /// batch and space.
+    ///
+    /// ```
+    /// use conv_runtime::prelude::*;
+    /// use conv_runtime::ndarray::Array4;
+    ///
+    /// let upconv = ConvTranspose2d::new(conv!(k = 3, stride = 2, padding = 1), 8, 3);
+    /// let x = Array4::<f32>::ones((1, 8, 5, 5));
+    /// let grads = upconv.backward(&x, &Array4::<f32>::ones((1, 3, 9, 9)))?;
+    /// assert_eq!(grads.input.shape(), &[1, 8, 5, 5]);
+    /// assert_eq!(grads.weight.shape(), &[8, 3, 3, 3]);
+    /// // After forward_with_output_size(&x, (10, 10)):
+    /// let grads = upconv.backward(&x, &Array4::<f32>::ones((1, 3, 10, 10)))?;
+    /// assert!(upconv.backward(&x, &Array4::<f32>::ones((1, 3, 11, 10))).is_err());
+    /// # Ok::<(), ConvError>(())
+    /// ```
+    pub fn backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
+        &self,
+        x: &ArrayBase<S, Ix4>,
+        grad_output: &ArrayBase<T, Ix4>,
+    ) -> Result<Gradients, ConvError> {
+        let default = self.output_shape(x.dim().into())?;
+        let (n, channels, h, w) = x.dim();
+        let got: [usize; 4] = grad_output.dim().into();
+        backward::check_transposed_grad_output(got, default, (h, w), &G::SPEC)?;
+        let size = (got[2], got[3]);
+
+        // The convolution of `grad_output` gives the input's size, plus a row or column per
+        // `stride` of output padding beyond the stride (possible when the dilation exceeds
+        // the stride): those extra rows and columns are not the input's, and are dropped.
+        let (conv_h, conv_w) = G::SPEC
+            .output_size(size)
+            .ok_or(ConvError::TooLarge { got: size })?;
+        let input = if (conv_h, conv_w) == (h, w) {
+            let mut input = Array4::zeros(x.raw_dim());
+            self.adjoint().run(grad_output, &mut input);
+            input
+        } else {
+            let mut full = Array4::zeros((n, channels, conv_h, conv_w));
+            self.adjoint().run(grad_output, &mut full);
+            full.slice(s![.., .., ..h, ..w]).to_owned()
+        };
+        // The correlation of a `Conv2d` from `out_channels` to `in_channels`, summed over
+        // `x`'s grid: its weight `[in, out / groups, kh, kw]` is this layer's weight layout.
+        let weight =
+            weight_grad::correlate::<G>(self.isa(), &grad_output.view(), &x.view(), self.groups);
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|_| backward::bias_grad(&grad_output.view()));
+        Ok(Gradients {
+            input,
+            weight,
+            bias,
+        })
+    }
+
+    /// The engine of the convolution with this weight: a `ConvTranspose2d` weight
+    /// `[in, out / groups, kh, kw]` is a `Conv2d` weight from `out` to `in` channels. On the
+    /// layer's instruction set, without bias.
+    fn adjoint(&self) -> &Engine {
+        self.adjoint.get_or_init(|| {
+            self.isa()
+                .force(|| Engine::conv::<G>(&self.weight, None, self.groups))
+        })
+    }
+}
+
+impl<G: Geometry> Trainable for ConvTranspose2d<G> {
+    fn weight(&self) -> ArrayView4<'_, f32> {
+        self.weight.view()
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+        self.bias.as_ref().map(|bias| bias.view())
+    }
+
+    fn update_parameters(
+        &mut self,
+        update: impl FnOnce(ArrayViewMut4<'_, f32>, Option<ArrayViewMut1<'_, f32>>),
+    ) {
+        update(
+            self.weight.view_mut(),
+            self.bias.as_mut().map(|bias| bias.view_mut()),
+        );
+        // The kernels read packed copies: repack on the same instruction set.
+        self.engine = self
+            .isa()
+            .force(|| Engine::transposed::<G>(&self.weight, self.bias.as_ref(), self.groups));
+        self.adjoint = OnceLock::new();
     }
 }
 

@@ -88,6 +88,45 @@ pub enum ConvError {
         got: [usize; 4],
     },
 
+    /// The output gradient given to `backward` does not have the shape of the layer's output
+    /// for that input. For `ConvTranspose2d`, whose output size `output_size` can choose,
+    /// `expected` keeps the size `grad_output` has when that size is one the input can
+    /// produce, and is the default size otherwise.
+    #[error(
+        "grad_output has shape {got:?}, but the layer's output for this input has shape \
+         {expected:?}"
+    )]
+    GradOutputShape {
+        expected: [usize; 4],
+        got: [usize; 4],
+    },
+
+    /// An optimiser was given gradients whose shape is not that of the layer's parameter
+    /// (`weight` or `bias`), or a layer without a bias and a bias gradient (or the reverse).
+    /// An empty `expected` (or `got`) means that side has no such parameter.
+    #[error(
+        "{parameter} gradient has shape {got:?}, but the layer's {parameter} has shape \
+         {expected:?}"
+    )]
+    GradientShape {
+        parameter: Parameter,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    /// An optimiser holding state for one layer was stepped on a layer whose parameters have
+    /// another shape. Optimisers keep per-parameter state (momentum, moment estimates): use
+    /// one optimiser per layer.
+    #[error(
+        "the optimiser's state is for a {parameter} of shape {expected:?}, but this layer's \
+         {parameter} has shape {got:?}: use one optimiser per layer"
+    )]
+    OptimizerState {
+        parameter: Parameter,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
     /// A shape so large its output size does not fit in `usize`.
     #[error("input of {}x{} is too large: its output size overflows usize", got.0, got.1)]
     TooLarge { got: (usize, usize) },
@@ -107,6 +146,24 @@ impl std::fmt::Display for Operation {
         f.write_str(match self {
             Operation::Convolution => "convolution",
             Operation::TransposedConvolution => "transposed convolution",
+        })
+    }
+}
+
+/// Which learnable parameter of a layer an error concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Parameter {
+    /// The weight.
+    Weight,
+    /// The bias.
+    Bias,
+}
+
+impl std::fmt::Display for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Parameter::Weight => "weight",
+            Parameter::Bias => "bias",
         })
     }
 }

@@ -1,0 +1,24 @@
+//! Training: each suite case's backward pass (input, weight and bias gradients) beside its
+//! forward pass, on the same layer and input. The target is backward within 3x forward.
+//!
+//! `cargo bench --bench backward -- --warm-up-time 1 --measurement-time 2`; set
+//! `CONVGEN_ISA=avx2` (or `portable`, ...) to measure another instruction set. The ratio to
+//! compare is backward over forward within one run.
+
+use convgen::suite::cases;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn backward_vs_forward(c: &mut Criterion) {
+    for case in cases() {
+        let grad_output = case.grad_output();
+        let mut group = c.benchmark_group(format!("{}/{}", case.shape.name, case.isa()));
+        // The forward pass's useful flops: backward does twice as many.
+        group.throughput(Throughput::Elements(case.useful_flops() as u64));
+        group.bench_function("forward", |b| b.iter(|| case.forward()));
+        group.bench_function("backward", |b| b.iter(|| case.backward(&grad_output)));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, backward_vs_forward);
+criterion_main!(benches);

@@ -1,0 +1,123 @@
+//! What the two layers' `backward` share: the gradients they return, the check on the output
+//! gradient, and the bias gradient.
+
+use ndarray::{Array1, Array4, ArrayBase, ArrayView4, Axis, Data, Ix4};
+use rayon::prelude::*;
+
+use crate::GeometrySpec;
+use crate::error::ConvError;
+
+/// The gradients of a loss with respect to a layer's input and parameters, given the
+/// gradient with respect to its output: what PyTorch's autograd puts in `x.grad`,
+/// `layer.weight.grad` and `layer.bias.grad`.
+///
+/// Returned by [`Conv2d::backward`](crate::Conv2d::backward) and
+/// [`ConvTranspose2d::backward`](crate::ConvTranspose2d::backward); an optimiser in
+/// [`optim`](crate::optim) applies it to the layer.
+///
+/// ```
+/// use conv_runtime::prelude::*;
+/// use conv_runtime::ndarray::Array4;
+///
+/// let layer = Conv2d::builder(conv!(k = 3, padding = 1), 2, 4).seed(1).build()?;
+/// let x = Array4::<f32>::ones((1, 2, 5, 5));
+/// let y = layer.forward(&x)?;
+/// // The loss sum(y) has gradient 1 with respect to every output.
+/// let grads = layer.backward(&x, &Array4::ones(y.dim()))?;
+/// assert_eq!(grads.input.shape(), x.shape());
+/// assert_eq!(grads.weight.shape(), layer.weight().shape());
+/// // d sum(y) / d bias[o] counts the outputs of channel o.
+/// assert!(grads.bias.unwrap().iter().all(|&b| b == 25.0));
+/// # Ok::<(), ConvError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients {
+    /// With respect to the input, the input's shape.
+    pub input: Array4<f32>,
+    /// With respect to the weight, the weight's shape (PyTorch's layout for the layer).
+    pub weight: Array4<f32>,
+    /// With respect to the bias, `[out_channels]`; `None` when the layer has no bias.
+    pub bias: Option<Array1<f32>>,
+}
+
+/// The output gradient has exactly the shape `expected`.
+pub(crate) fn check_grad_output<S: Data<Elem = f32>>(
+    grad_output: &ArrayBase<S, Ix4>,
+    expected: [usize; 4],
+) -> Result<(), ConvError> {
+    let got: [usize; 4] = grad_output.dim().into();
+    if got != expected {
+        return Err(ConvError::GradOutputShape { expected, got });
+    }
+    Ok(())
+}
+
+/// The output gradient of a transposed convolution of an input of `size` has the shape of
+/// an output it can produce: `default` (the size with the geometry's output padding), or
+/// another size `output_size` can choose.
+pub(crate) fn check_transposed_grad_output(
+    grad_output: [usize; 4],
+    default: [usize; 4],
+    size: (usize, usize),
+    spec: &GeometrySpec,
+) -> Result<(), ConvError> {
+    let (min, max) = spec
+        .transposed_output_range(size)
+        .ok_or(ConvError::TooLarge { got: size })?;
+    let [_, _, h, w] = grad_output;
+    let expected = if (min.0..=max.0).contains(&h) && (min.1..=max.1).contains(&w) {
+        [default[0], default[1], h, w]
+    } else {
+        default
+    };
+    if grad_output != expected {
+        return Err(ConvError::GradOutputShape {
+            expected,
+            got: grad_output,
+        });
+    }
+    Ok(())
+}
+
+/// Below this many values the bias gradient is summed on the calling thread.
+const PARALLEL_THRESHOLD: usize = 1 << 18;
+
+/// The bias gradient: `grad_output` summed over the batch and both spatial axes, per
+/// channel. Each channel is summed by one task in a fixed order, whatever the thread count.
+pub(crate) fn bias_grad(grad_output: &ArrayView4<f32>) -> Array1<f32> {
+    let channel_sum = |channel: usize| {
+        // Eight running sums, so that the compiler can keep them in one vector register.
+        let mut sums = [0.0f32; 8];
+        for image in grad_output.outer_iter() {
+            for row in image.index_axis(Axis(0), channel).outer_iter() {
+                match row.as_slice() {
+                    Some(row) => {
+                        let chunks = row.chunks_exact(8);
+                        let rest = chunks.remainder();
+                        for chunk in chunks {
+                            for (sum, &value) in sums.iter_mut().zip(chunk) {
+                                *sum += value;
+                            }
+                        }
+                        for (sum, &value) in sums.iter_mut().zip(rest) {
+                            *sum += value;
+                        }
+                    }
+                    None => {
+                        for (i, &value) in row.iter().enumerate() {
+                            sums[i % 8] += value;
+                        }
+                    }
+                }
+            }
+        }
+        sums.iter().sum::<f32>()
+    };
+    let channels = grad_output.dim().1;
+    let sums: Vec<f32> = if grad_output.len() >= PARALLEL_THRESHOLD {
+        (0..channels).into_par_iter().map(channel_sum).collect()
+    } else {
+        (0..channels).map(channel_sum).collect()
+    };
+    Array1::from(sums)
+}

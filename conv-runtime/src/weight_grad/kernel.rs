@@ -1,0 +1,277 @@
+//! The weight-gradient kernel, written once for every instruction set and unrolled over the
+//! taps `conv!` generated.
+//!
+//! One call computes the partial sums of an `MR x NR` block of filters (`MR` output
+//! channels, the *grad* operand, by `NR` input channels, the *input* operand) over every
+//! image. The taps are the outer loop: `G::forward_taps` calls [`TapPass::tap`] once per tap
+//! with its weight index and offsets as constants, and each tap sweeps a band of rows with its
+//! `MR x NR x WV` vector accumulators in registers, one multiply-add per (output channel,
+//! input channel) pair per vector of grid columns. Holding one tap's accumulators at a time
+//! (rather than every tap's) keeps them in registers whatever the kernel size; the band is
+//! sized so that the rows it reads stay in the L1 cache while every tap sweeps them.
+//!
+//! Both operands are read from buffers laid out for this kernel (see [`Operands`]), never from
+//! the user's arrays: the input zero-padded on every side and split into column-stride phases,
+//! so that a tap's input columns for consecutive grid columns are one contiguous load; the
+//! grad rows zero-padded to whole vectors.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use crate::__private::TapVisitor;
+use crate::Geometry;
+use crate::simd::Simd;
+
+/// The shape of the prepared input: `[image][channel][row][col_phase][phase_len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InputLayout {
+    /// Channels, the zero channel that stands in for a block's missing channels included.
+    pub channels: usize,
+    /// Rows, the zero rows of the padding included: prepared row `r` is input row
+    /// `r - pad_top`.
+    pub rows: usize,
+    /// Column phases: the geometry's column stride.
+    pub col_phases: usize,
+    /// Floats per column phase of a row.
+    pub phase_len: usize,
+}
+
+impl InputLayout {
+    pub fn row_stride(&self) -> usize {
+        self.col_phases * self.phase_len
+    }
+
+    pub fn channel_stride(&self) -> usize {
+        self.rows * self.row_stride()
+    }
+
+    pub fn image_stride(&self) -> usize {
+        self.channels * self.channel_stride()
+    }
+}
+
+/// The shape of the prepared grad operand: `[image][channel][row][width]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GradLayout {
+    /// Channels, the zero channel included.
+    pub channels: usize,
+    /// Grid rows.
+    pub rows: usize,
+    /// Floats per row: the grid width rounded up to whole vectors, zeros after it.
+    pub width: usize,
+}
+
+impl GradLayout {
+    pub fn channel_stride(&self) -> usize {
+        self.rows * self.width
+    }
+
+    pub fn image_stride(&self) -> usize {
+        self.channels * self.channel_stride()
+    }
+}
+
+/// Both operands of the correlation, for every image, as the kernel reads them.
+pub(crate) struct Operands<'a> {
+    pub images: usize,
+    pub input: &'a [f32],
+    pub input_layout: InputLayout,
+    pub grad: &'a [f32],
+    pub grad_layout: GradLayout,
+    /// Grid columns (the grad's real width).
+    pub width: usize,
+    /// Grid columns computed with vectors, a multiple of the lane count. Past `width` the
+    /// grad is zero, which adds nothing when the input there is finite; when it is not,
+    /// `vector_end` stops before `width` and the rest is summed one column at a time, so a
+    /// zero never meets an infinity the correlation does not reach.
+    pub vector_end: usize,
+    /// Grid rows per band.
+    pub band: usize,
+}
+
+/// One block of filters: everything a kernel call needs.
+pub(crate) struct Job<'a> {
+    pub operands: &'a Operands<'a>,
+    /// The grad channel of each of the `MR` block rows (the zero channel where the block is
+    /// short of output channels).
+    pub out_channels: &'a [usize],
+    /// The input channel of each of the `NR` block columns (or the zero channel).
+    pub in_channels: &'a [usize],
+    /// The vector partial sums, `[tap][MR][NR][WV][LANES]`, zeros on entry.
+    pub sums: &'a mut [f32],
+    /// The sums of the columns past `vector_end`, `[tap][MR][NR]`, zeros on entry.
+    pub tails: &'a mut [f32],
+}
+
+/// A weight-gradient kernel: one instantiation of [`correlate`].
+///
+/// # Safety
+///
+/// The kernel may use instructions of its instruction set: call it only on a CPU that
+/// supports them.
+pub(crate) type KernelFn = unsafe fn(&mut Job<'_>);
+
+/// The filter block's partial sums over every image and grid row. See the module
+/// documentation.
+#[inline(always)]
+pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize>(
+    job: &mut Job<'_>,
+) {
+    let operands = job.operands;
+    let (input, grad) = (operands.input_layout, operands.grad_layout);
+    let spec = G::SPEC;
+    let taps = spec.kernel_size.0 * spec.kernel_size.1;
+    // What every unchecked load below relies on.
+    assert!(job.out_channels.len() == MR && job.in_channels.len() == NR);
+    assert!(job.out_channels.iter().all(|&c| c < grad.channels));
+    assert!(job.in_channels.iter().all(|&c| c < input.channels));
+    assert!(operands.input.len() >= operands.images * input.image_stride());
+    assert!(operands.grad.len() >= operands.images * grad.image_stride());
+    assert_eq!(input.col_phases, spec.stride.1);
+    if grad.rows > 0 {
+        // The last grid row's lowest tap row.
+        assert!(
+            (grad.rows - 1) * spec.stride.0 + (spec.kernel_size.0 - 1) * spec.dilation.0
+                < input.rows
+        );
+    }
+    let max_shift = (spec.kernel_size.1 - 1) * spec.dilation.1 / spec.stride.1;
+    assert!(operands.vector_end.is_multiple_of(S::LANES) && operands.vector_end <= grad.width);
+    assert!(
+        operands.width <= grad.width
+            && operands.vector_end.max(operands.width) + max_shift <= input.phase_len
+    );
+    assert_eq!(job.sums.len(), taps * MR * NR * WV * S::LANES);
+    assert_eq!(job.tails.len(), taps * MR * NR);
+    assert!(operands.band > 0);
+
+    for image in 0..operands.images {
+        let mut start = 0;
+        while start < grad.rows {
+            let rows = start..(start + operands.band).min(grad.rows);
+            start = rows.end;
+            let mut pass = TapPass::<G, S, MR, NR, WV> {
+                operands,
+                input_base: std::array::from_fn(|n| {
+                    image * input.image_stride() + job.in_channels[n] * input.channel_stride()
+                }),
+                grad_base: std::array::from_fn(|m| {
+                    image * grad.image_stride() + job.out_channels[m] * grad.channel_stride()
+                }),
+                rows,
+                sums: job.sums,
+                tails: job.tails,
+                geometry: PhantomData,
+            };
+            G::forward_taps(&mut pass);
+        }
+    }
+}
+
+/// One band of rows of one image, seen as the visitor of every tap.
+struct TapPass<'j, 'a, G, S, const MR: usize, const NR: usize, const WV: usize> {
+    operands: &'a Operands<'a>,
+    /// Where each block column's input channel of this image starts.
+    input_base: [usize; NR],
+    /// Where each block row's grad channel of this image starts.
+    grad_base: [usize; MR],
+    rows: Range<usize>,
+    sums: &'j mut [f32],
+    tails: &'j mut [f32],
+    geometry: PhantomData<(G, S)>,
+}
+
+impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> TapVisitor
+    for TapPass<'_, '_, G, S, MR, NR, WV>
+{
+    /// Adds tap `WEIGHT`'s products over the band to its sums. `ROW` and `COL` are the tap's
+    /// offsets from the window origin, `(th * dh, tw * dw)`, never negative.
+    #[inline(always)]
+    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
+        let (stride_h, stride_w) = G::SPEC.stride;
+        let operands = self.operands;
+        let input_layout = operands.input_layout;
+        // Grid column `ox` reads prepared column `ox * stride_w + COL`: column phase
+        // `COL % stride_w`, at `ox + COL / stride_w` within it.
+        let column = COL as usize % stride_w * input_layout.phase_len + COL as usize / stride_w;
+        let block = MR * NR * WV * S::LANES;
+        let sums = &mut self.sums[WEIGHT * block..(WEIGHT + 1) * block];
+        let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
+        // SAFETY (every load below): `correlate` asserted that the channels are the buffers'
+        // and the images in them, that every grid row's tap rows are inside the prepared rows
+        // (`(rows - 1) * stride_h + ROW < input.rows`, ROW being at most the largest tap row),
+        // and that `vector_end + COL / stride_w <= phase_len` and `vector_end <= grad width`:
+        // so each vector of `LANES` floats read at a column below `vector_end` is inside its
+        // channel's row.
+        let load = |at: usize| unsafe { S::load_unchecked(input.add(at)) };
+        let load_grad = |at: usize| unsafe { S::load_unchecked(grad.add(at)) };
+
+        let mut acc: [[[S::Vector; WV]; NR]; MR] = std::array::from_fn(|m| {
+            std::array::from_fn(|n| {
+                std::array::from_fn(|v| {
+                    let at = ((m * NR + n) * WV + v) * S::LANES;
+                    // SAFETY: `sums` holds `MR * NR * WV * LANES` floats (sliced above).
+                    unsafe { S::load_unchecked(sums.as_ptr().add(at)) }
+                })
+            })
+        });
+        for row in self.rows.clone() {
+            let input_row = (row * stride_h + ROW as usize) * input_layout.row_stride() + column;
+            let x_rows: [usize; NR] = std::array::from_fn(|n| self.input_base[n] + input_row);
+            let g_rows: [usize; MR] =
+                std::array::from_fn(|m| self.grad_base[m] + row * operands.grad_layout.width);
+            let mut col = 0;
+            while col + WV * S::LANES <= operands.vector_end {
+                for v in 0..WV {
+                    let at = col + v * S::LANES;
+                    let g: [S::Vector; MR] = std::array::from_fn(|m| load_grad(g_rows[m] + at));
+                    let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n] + at));
+                    for (acc, &g) in acc.iter_mut().zip(&g) {
+                        for (acc, &x) in acc.iter_mut().zip(&x) {
+                            acc[v] = S::mul_add(g, x, acc[v]);
+                        }
+                    }
+                }
+                col += WV * S::LANES;
+            }
+            // Whole vectors left over from the last `WV`-wide step.
+            while col < operands.vector_end {
+                let g: [S::Vector; MR] = std::array::from_fn(|m| load_grad(g_rows[m] + col));
+                let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n] + col));
+                for (acc, &g) in acc.iter_mut().zip(&g) {
+                    for (acc, &x) in acc.iter_mut().zip(&x) {
+                        acc[0] = S::mul_add(g, x, acc[0]);
+                    }
+                }
+                col += S::LANES;
+            }
+            if operands.vector_end < operands.width {
+                let tails = &mut self.tails[WEIGHT * MR * NR..(WEIGHT + 1) * MR * NR];
+                scalar_tail(operands, &g_rows, &x_rows, tails);
+            }
+        }
+        for (m, acc) in acc.iter().enumerate() {
+            for (n, acc) in acc.iter().enumerate() {
+                for (v, &acc) in acc.iter().enumerate() {
+                    let at = ((m * NR + n) * WV + v) * S::LANES;
+                    S::store(&mut sums[at..], acc);
+                }
+            }
+        }
+    }
+}
+
+/// The grid columns past `vector_end` of one row and tap, one at a time: `tails[m][n]` gets
+/// the products of grad row `g_rows[m]` and input row `x_rows[n]`. Not generic, so that
+/// this rarely taken path is compiled once rather than once per tap.
+#[inline(never)]
+fn scalar_tail(operands: &Operands<'_>, g_rows: &[usize], x_rows: &[usize], tails: &mut [f32]) {
+    for ox in operands.vector_end..operands.width {
+        for (m, &g_row) in g_rows.iter().enumerate() {
+            let g = operands.grad[g_row + ox];
+            for (n, &x_row) in x_rows.iter().enumerate() {
+                tails[m * x_rows.len() + n] += g * operands.input[x_row + ox];
+            }
+        }
+    }
+}
