@@ -11,6 +11,9 @@ torch into the repository.
 
 Each case becomes `tests/fixtures/<case>.json`, and any other `*.json` file in that
 directory is deleted, so the directory always holds exactly the cases listed in `CASES`.
+Likewise each `nn.Upsample` case in `UPSAMPLE_CASES` becomes
+`tests/fixtures/upsample/<case>.json`, checked by `tests/upsample.rs` (a subdirectory, so
+that `tests/parity.rs`, which wants a test for every `*.json` beside it, does not see them).
 The output is deterministic: every case seeds torch from its own name (so adding a case
 does not change the others), uses float32 throughout and runs single-threaded with
 deterministic algorithms.
@@ -128,6 +131,29 @@ CASES = [
     case("convt_nonfinite", "convT", 2, 3, (6, 7), 3, stride=2, padding=1, nonfinite=True),
 ]
 
+# `nn.Upsample` cases, written to `tests/fixtures/upsample/<case>.json` and checked by
+# `tests/upsample.rs`: (name, mode, align_corners, scale_factor, input shape NCHW).
+UPSAMPLE_CASES = [
+    ("nearest_x2", "nearest", None, 2, (1, 2, 5, 7)),
+    ("nearest_x3_batch2", "nearest", None, 3, (2, 3, 4, 5)),
+    ("nearest_per_axis", "nearest", None, (2, 3), (1, 2, 5, 6)),
+    # 1 / 41 rounds down in float32, so PyTorch maps output row 41 to input row 0.
+    ("nearest_x41_rounding", "nearest", None, (41, 1), (1, 1, 3, 2)),
+    ("nearest_1x1_input", "nearest", None, 3, (2, 1, 1, 1)),
+    ("bilinear_x2", "bilinear", False, 2, (1, 2, 5, 7)),
+    ("bilinear_x3_batch2", "bilinear", False, 3, (2, 2, 7, 5)),
+    ("bilinear_per_axis", "bilinear", False, (3, 2), (1, 3, 4, 7)),
+    ("bilinear_1x1_input", "bilinear", False, 2, (1, 2, 1, 1)),
+    ("bilinear_align_corners_x2", "bilinear", True, 2, (1, 2, 5, 7)),
+    ("bilinear_align_corners_x3_batch3", "bilinear", True, 3, (3, 2, 4, 5)),
+    ("bilinear_align_corners_per_axis", "bilinear", True, (1, 4), (1, 2, 6, 3)),
+    # One output row: align_corners' scale (in - 1) / (out - 1) is 0 there.
+    ("bilinear_align_corners_one_row", "bilinear", True, (1, 2), (1, 1, 1, 3)),
+    ("bilinear_nonfinite", "bilinear", False, 2, (1, 2, 6, 7)),
+]
+
+UPSAMPLE_FIXTURES = FIXTURES / "upsample"
+
 
 def pair(value):
     return [value, value] if isinstance(value, int) else list(value)
@@ -224,6 +250,56 @@ def make(spec):
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
+def make_upsample(name, mode, align_corners, scale_factor, shape):
+    """One `nn.Upsample` fixture: the case, `op` "upsample", `mode`, `align_corners`
+    (null for nearest), `scale_factor` as `[h, w]`, `seed`, and the standard normal
+    `input` and its `output`."""
+    seed = seed_of("upsample_" + name)
+    torch.manual_seed(seed)
+    layer = torch.nn.Upsample(scale_factor=scale_factor, mode=mode,
+                              align_corners=align_corners)
+    x = torch.randn(*shape, dtype=torch.float32)
+    if name.endswith("nonfinite"):
+        h, w = shape[2], shape[3]
+        x[0, 0, 0, 1] = math.nan
+        x[0, 0, h // 2, w // 2] = math.inf
+        x[0, 1, h - 1, w - 1] = -math.inf
+    y = layer(x)
+    with torch.no_grad():
+        y64 = layer(x.double())
+    assert torch.equal(torch.isnan(y), torch.isnan(y64)), name
+    finite = torch.isfinite(y64)
+    assert torch.equal(y[~finite & ~torch.isnan(y64)].double(), y64[~finite & ~torch.isnan(y64)])
+    difference = (y.double()[finite] - y64[finite]).abs() / y64[finite].abs().clamp(min=1)
+    assert difference.numel() == 0 or difference.max() < 1e-5, (name, difference.max())
+    head = {
+        "case": name,
+        "op": "upsample",
+        "mode": mode,
+        "align_corners": align_corners,
+        "scale_factor": pair(scale_factor),
+        "seed": seed,
+        "generator": "tools/make_goldens.py, torch %s" % torch.__version__.split("+")[0],
+    }
+    lines = ["  %s: %s" % (json.dumps(k), json.dumps(v)) for k, v in head.items()]
+    lines += ["  %s: %s" % (json.dumps(k), tensor(v)) for k, v in
+              {"input": x, "output": y}.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def write_all(directory, texts):
+    """Writes `texts` (file stem -> JSON text) to `directory`, deleting any other `*.json`
+    there; returns the total size in bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, text in texts.items():
+        (directory / (stem + ".json")).write_text(text)
+    for stale in sorted(directory.glob("*.json")):
+        if stale.stem not in texts:
+            print("removing stale fixture", stale.name)
+            stale.unlink()
+    return sum(f.stat().st_size for f in directory.glob("*.json"))
+
+
 def check_against_float64(layer, x, y, spec):
     """The float32 output agrees with a float64 evaluation, NaN and infinities included, so
     the fixture holds the mathematical result and not an artefact of one float32 path."""
@@ -258,15 +334,13 @@ def main():
     torch.use_deterministic_algorithms(True)
     names = [spec["name"] for spec in CASES]
     assert len(set(names)) == len(names), "duplicate case names"
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    for spec in CASES:
-        (FIXTURES / (spec["name"] + ".json")).write_text(make(spec))
-    for stale in sorted(FIXTURES.glob("*.json")):
-        if stale.stem not in names:
-            print("removing stale fixture", stale.name)
-            stale.unlink()
-    total = sum(f.stat().st_size for f in FIXTURES.glob("*.json"))
+    total = write_all(FIXTURES, {spec["name"]: make(spec) for spec in CASES})
     print("wrote %d fixtures to %s, %.1f kB" % (len(CASES), FIXTURES, total / 1000))
+    upsample_names = [case[0] for case in UPSAMPLE_CASES]
+    assert len(set(upsample_names)) == len(upsample_names), "duplicate upsample case names"
+    total = write_all(UPSAMPLE_FIXTURES, {case[0]: make_upsample(*case) for case in UPSAMPLE_CASES})
+    print("wrote %d fixtures to %s, %.1f kB" % (len(UPSAMPLE_CASES), UPSAMPLE_FIXTURES,
+                                                 total / 1000))
 
 
 if __name__ == "__main__":

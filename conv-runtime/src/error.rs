@@ -127,6 +127,21 @@ pub enum ConvError {
         got: Vec<usize>,
     },
 
+    /// An [`Upsample`](crate::Upsample) scale factor is zero.
+    #[error(
+        "scale factor {}x{} is refused: each factor (h x w) must be at least 1",
+        got.0, got.1
+    )]
+    ScaleFactor { got: (usize, usize) },
+
+    /// An [`Upsample`](crate::Upsample) input has no rows or no columns (PyTorch refuses it
+    /// too).
+    #[error(
+        "input of {}x{} is empty: upsampling needs at least 1x1 (h x w)",
+        got.0, got.1
+    )]
+    EmptyInput { got: (usize, usize) },
+
     /// A shape so large its output size does not fit in `usize`.
     #[error("input of {}x{} is too large: its output size overflows usize", got.0, got.1)]
     TooLarge { got: (usize, usize) },
