@@ -4,7 +4,9 @@
 //!
 //! Run with nothing else on the machine: `cargo run --release --example suite`
 //! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs;
-//! `--only NAME` for one case, `--only NAME --repeat N` to run it N times for a profiler).
+//! `--only NAME` for one case, `--only NAME --repeat N` to run it N times for a profiler;
+//! `--json` for one JSON object per case and thread count instead of the table, as
+//! `tools/peer_suite.py` reads it).
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,8 @@ use convgen::{fma_peak_gflops, max_difference};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
+    // `--json`: one line `{"name", "threads", "ms", "gflops", "flops"}` per case and thread count.
+    let json = args.iter().any(|arg| arg == "--json");
     // `--only NAME` measures one case (for profiling).
     let only = args
         .iter()
@@ -38,17 +42,19 @@ fn main() {
     let isa = Isa::current();
     let peak = fma_peak_gflops(isa);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "instruction set {isa}, measured FMA peak {peak:.0} GFLOP/s per core, {threads} threads"
-    );
-    println!(
-        "GFLOP/s count only the taps that touch real data; 'vs peer' is the peer's time over ours"
-    );
-    println!();
-    println!(
-        "| case | 1 thread ms | GFLOP/s | % peak | {threads} threads ms | speed-up | best peer (1 thread) | vs peer |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
+    if !json {
+        println!(
+            "instruction set {isa}, measured FMA peak {peak:.0} GFLOP/s per core, {threads} threads"
+        );
+        println!(
+            "GFLOP/s count only the taps that touch real data; 'vs peer' is the peer's time over ours"
+        );
+        println!();
+        println!(
+            "| case | 1 thread ms | GFLOP/s | % peak | {threads} threads ms | speed-up | best peer (1 thread) | vs peer |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+    }
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -64,6 +70,19 @@ fn main() {
         check(&case);
         let single = one.install(|| median_time(&case, quick));
         let multi = all.install(|| median_time(&case, quick));
+        if json {
+            for (count, time) in [(1, single), (threads, multi)] {
+                let record = serde_json::json!({
+                    "name": case.shape.name,
+                    "threads": count,
+                    "ms": ms(time),
+                    "gflops": case.useful_flops() / time.as_secs_f64() / 1e9,
+                    "flops": case.useful_flops(),
+                });
+                println!("{record}");
+            }
+            continue;
+        }
         let gflops = case.useful_flops() / single.as_secs_f64() / 1e9;
         let (peer, peer_ms) = best_peer_ms(case.shape.name).unwrap_or(("-", f64::NAN));
         println!(
