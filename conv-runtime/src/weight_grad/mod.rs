@@ -38,7 +38,7 @@ const PARALLEL_THRESHOLD: usize = 1 << 22;
 const MAX_LANES: usize = 16;
 
 /// The bytes of operand rows one band should keep in the L1 cache.
-const BAND_BYTES: usize = 24 * 1024;
+const BAND_BYTES: usize = 96 * 1024;
 
 /// The correlation above: `input` is `[n, in_channels, h, w]`, `grad` is
 /// `[n, out_channels, rows, cols]` (the grid the correlation sums over), and the result is
@@ -146,25 +146,13 @@ pub(crate) fn correlate<G: Geometry>(
         };
         // SAFETY: `kernel` was instantiated for `isa`, which is available (asserted above).
         unsafe { (kernel.run)(&mut job) };
-        let mut block = Vec::with_capacity(mr * nr * taps);
-        for m in 0..mr {
-            for n in 0..nr {
-                for tap in 0..taps {
-                    let filter = (tap * mr + m) * nr + n;
-                    let vectors = &sums[filter * vector_len..(filter + 1) * vector_len];
-                    // A fixed order: the accumulators lane by lane, then the lanes, then the
-                    // columns summed one by one.
-                    let mut lane_sums = [0.0f32; MAX_LANES];
-                    for vector in vectors.chunks_exact(lanes) {
-                        for (sum, &value) in lane_sums.iter_mut().zip(vector) {
-                            *sum += value;
-                        }
-                    }
-                    block.push(lane_sums[..lanes].iter().sum::<f32>() + tails[filter]);
-                }
-            }
-        }
-        block
+        let reduce = match lanes {
+            4 => reduce_filters::<4>,
+            8 => reduce_filters::<8>,
+            16 => reduce_filters::<16>,
+            _ => unreachable!("vectors are 4, 8 or 16 floats wide"),
+        };
+        reduce(&sums, &tails, (taps, mr, nr))
     };
     let tasks = groups * out_blocks * in_blocks;
     let blocks: Vec<Vec<f32>> = if parallel {
@@ -190,6 +178,43 @@ pub(crate) fn correlate<G: Geometry>(
         }
     }
     result
+}
+
+/// One block's sums, `[m][n][tap]`, from the kernel's vector sums (`[tap][m][n]`, each a
+/// run of `LANES`-wide vectors) and column tails. A fixed order: the vectors added lane by
+/// lane, then the lanes folded in halves, then the tail. `LANES` is a constant so that the
+/// additions are vector additions: on small grids this reduction would otherwise cost more
+/// than the multiply-adds themselves.
+fn reduce_filters<const LANES: usize>(
+    sums: &[f32],
+    tails: &[f32],
+    (taps, mr, nr): (usize, usize, usize),
+) -> Vec<f32> {
+    let vector_len = sums.len() / tails.len();
+    let mut block = Vec::with_capacity(mr * nr * taps);
+    for m in 0..mr {
+        for n in 0..nr {
+            for tap in 0..taps {
+                let filter = (tap * mr + m) * nr + n;
+                let vectors = &sums[filter * vector_len..(filter + 1) * vector_len];
+                let mut lane_sums = [0.0f32; LANES];
+                for vector in vectors.chunks_exact(LANES) {
+                    for (sum, &value) in lane_sums.iter_mut().zip(vector) {
+                        *sum += value;
+                    }
+                }
+                let mut width = LANES;
+                while width > 1 {
+                    width /= 2;
+                    for i in 0..width {
+                        lane_sums[i] += lane_sums[i + width];
+                    }
+                }
+                block.push(lane_sums[0] + tails[filter]);
+            }
+        }
+    }
+    block
 }
 
 /// The input laid out for the kernel, and whether every value in it is finite. Zeros
@@ -243,6 +268,14 @@ fn prepare_plane(
             }
             let start = phase * layout.phase_len + (first + pad_left) / phases;
             let run = &mut row[start..(phase + 1) * layout.phase_len];
+            if let (1, Some(source)) = (phases, source.as_slice()) {
+                // The common case, a contiguous row copied whole: a plain copy, then one pass
+                // for finiteness, both vectorised.
+                let len = source.len().min(run.len());
+                run[..len].copy_from_slice(&source[..len]);
+                finite &= source[..len].iter().all(|value| value.is_finite());
+                continue;
+            }
             for (target, &value) in run.iter_mut().zip(source.slice(s![first..;phases])) {
                 *target = value;
                 finite &= value.is_finite();
