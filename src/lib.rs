@@ -1,8 +1,9 @@
 //! Support code shared by the workspace's integration tests, benchmarks and examples: seeded
-//! test data and closeness checks. Not published.
+//! test data, closeness checks, and the upsampling demo ([`demo`]). Not published.
 
 use conv_runtime::ndarray::{Array, ArrayBase, Data, Dimension, IntoDimension};
 
+pub mod demo;
 mod peak;
 pub mod suite;
 
