@@ -4,7 +4,6 @@
 //! Nothing here depends on the geometry type: the geometry arrives as the instantiated row
 //! kernels and a [`Plan`] of plain values, so this code is compiled once, not per `conv!`.
 
-use std::cell::Cell;
 use std::ops::Range;
 
 use ndarray::{ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
@@ -13,6 +12,7 @@ use rayon::prelude::*;
 use crate::__private::PhasePlan;
 use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
 use crate::pack::PackedWeights;
+use crate::scratch::with_scratch;
 use crate::{GeometrySpec, Isa};
 
 /// The geometry-specific half of a layer, chosen once at construction.
@@ -389,19 +389,4 @@ fn prepare_channel(
             }
         }
     }
-}
-
-thread_local! {
-    /// Each thread's buffer for prepared inputs, reused across calls.
-    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Lends `f` a buffer of `len` floats. The buffer is taken out of the thread's slot while in
-/// use, so a nested call (a layer run from inside another's parallel section) gets its own.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buffer = SCRATCH.take();
-    buffer.resize(len, 0.0);
-    let result = f(&mut buffer[..len]);
-    SCRATCH.set(buffer);
-    result
 }

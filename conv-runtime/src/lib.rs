@@ -102,6 +102,7 @@ mod layer;
 pub mod optim;
 mod pack;
 pub mod reference;
+mod scratch;
 mod simd;
 mod taps;
 mod upsample;

@@ -14,6 +14,9 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// `acc + a * b`, fused where the instruction set has FMA.
     fn mul_add(a: Self::Vector, b: Self::Vector, acc: Self::Vector) -> Self::Vector;
 
+    /// `a + b`.
+    fn add(a: Self::Vector, b: Self::Vector) -> Self::Vector;
+
     /// # Safety
     ///
     /// `source` must be valid for reading `LANES` floats.
@@ -47,6 +50,11 @@ impl Simd for Portable {
     fn mul_add(a: Self::Vector, b: Self::Vector, acc: Self::Vector) -> Self::Vector {
         // Not `f32::mul_add`: without hardware FMA that is a slow library call.
         std::array::from_fn(|lane| acc[lane] + a[lane] * b[lane])
+    }
+
+    #[inline(always)]
+    fn add(a: Self::Vector, b: Self::Vector) -> Self::Vector {
+        std::array::from_fn(|lane| a[lane] + b[lane])
     }
 
     #[inline(always)]
@@ -111,6 +119,12 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn add(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: see the module documentation.
+            unsafe { _mm256_add_ps(a, b) }
+        }
+
+        #[inline(always)]
         unsafe fn load_unchecked(source: *const f32) -> __m256 {
             // SAFETY: the caller guarantees 8 readable floats; `loadu` needs no alignment.
             unsafe { _mm256_loadu_ps(source) }
@@ -157,6 +171,12 @@ mod x86 {
         fn mul_add(a: __m512, b: __m512, acc: __m512) -> __m512 {
             // SAFETY: see the module documentation.
             unsafe { _mm512_fmadd_ps(a, b, acc) }
+        }
+
+        #[inline(always)]
+        fn add(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: see the module documentation.
+            unsafe { _mm512_add_ps(a, b) }
         }
 
         #[inline(always)]
@@ -217,6 +237,12 @@ mod arm {
         fn mul_add(a: float32x4_t, b: float32x4_t, acc: float32x4_t) -> float32x4_t {
             // SAFETY: NEON is always present on aarch64.
             unsafe { vfmaq_f32(acc, a, b) }
+        }
+
+        #[inline(always)]
+        fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+            // SAFETY: NEON is always present on aarch64.
+            unsafe { vaddq_f32(a, b) }
         }
 
         #[inline(always)]

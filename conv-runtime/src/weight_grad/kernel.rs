@@ -22,6 +22,9 @@ use crate::__private::TapVisitor;
 use crate::Geometry;
 use crate::simd::Simd;
 
+/// The widest vector of any instruction set, in floats.
+const MAX_LANES: usize = 16;
+
 /// The shape of the prepared input: `[image][channel][row][col_phase][phase_len]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct InputLayout {
@@ -101,6 +104,8 @@ pub(crate) struct Job<'a> {
     pub sums: &'a mut [f32],
     /// The sums of the columns past `vector_end`, `[tap][MR][NR]`, zeros on entry.
     pub tails: &'a mut [f32],
+    /// The result: each filter's sum, `[MR][NR][tap]`.
+    pub filters: &'a mut [f32],
 }
 
 /// A weight-gradient kernel: one instantiation of [`correlate`].
@@ -143,6 +148,7 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, 
     );
     assert_eq!(job.sums.len(), taps * MR * NR * WV * S::LANES);
     assert_eq!(job.tails.len(), taps * MR * NR);
+    assert_eq!(job.filters.len(), taps * MR * NR);
     assert!(operands.band > 0);
 
     for image in 0..operands.images {
@@ -166,6 +172,85 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, 
             G::forward_taps(&mut pass);
         }
     }
+    reduce_filters::<S, WV>(job.sums, job.tails, job.filters, (taps, MR, NR));
+}
+
+/// Each filter's sum from its vector sums (`sums`, `[tap][MR][NR][WV][LANES]`) and column
+/// tails, into `filters` (`[MR][NR][tap]`), in a fixed order whatever the thread count.
+///
+/// A filter's `WV` vectors are added first; then `LANES` filters at a time are summed lane
+/// by lane together: interleaving two vectors and adding the halves leaves each filter's
+/// partial sums in alternate lanes, and `log2(LANES)` rounds of that leave one filter's whole
+/// sum in each lane. That is about two vector operations per filter, where summing each
+/// filter's lanes on its own would take a dozen: on small grids this reduction would
+/// otherwise cost as much as the multiply-adds.
+#[inline(always)]
+fn reduce_filters<S: Simd, const WV: usize>(
+    sums: &[f32],
+    tails: &[f32],
+    filters: &mut [f32],
+    (taps, mr, nr): (usize, usize, usize),
+) {
+    let lanes = S::LANES;
+    let count = taps * mr * nr;
+    // Which filter of a group each lane of its sum belongs to: the groups are reduced by the
+    // same shuffles, so summing `LANES` copies of each filter's index finds out.
+    let owners: Vec<usize> = {
+        let mut tags = [S::splat(0.0); MAX_LANES];
+        for (filter, tag) in tags[..lanes].iter_mut().enumerate() {
+            *tag = S::splat(filter as f32);
+        }
+        let mut lane_values = [0.0f32; MAX_LANES];
+        S::store(
+            &mut lane_values,
+            sum_lanes_together::<S>(&mut tags[..lanes]),
+        );
+        lane_values[..lanes]
+            .iter()
+            .map(|&value| value as usize / lanes)
+            .collect()
+    };
+    let mut group = [S::splat(0.0); MAX_LANES];
+    let mut lane_values = [0.0f32; MAX_LANES];
+    for first in (0..count).step_by(lanes) {
+        for (filter, vector) in (first..).zip(&mut group[..lanes]) {
+            *vector = S::splat(0.0);
+            if filter < count {
+                for v in 0..WV {
+                    let at = (filter * WV + v) * lanes;
+                    let partial = &sums[at..at + lanes];
+                    // SAFETY: `partial` holds `LANES` floats.
+                    *vector = S::add(*vector, unsafe { S::load_unchecked(partial.as_ptr()) });
+                }
+            }
+        }
+        S::store(
+            &mut lane_values,
+            sum_lanes_together::<S>(&mut group[..lanes]),
+        );
+        for (&owner, &value) in owners.iter().zip(&lane_values) {
+            let filter = first + owner;
+            if filter < count {
+                let (tap, m, n) = (filter / (mr * nr), filter / nr % mr, filter % nr);
+                filters[(m * nr + n) * taps + tap] = value + tails[filter];
+            }
+        }
+    }
+}
+
+/// One vector whose lanes are the lane sums of `vectors` (`LANES` of them), in the order
+/// the interleaving leaves them.
+#[inline(always)]
+fn sum_lanes_together<S: Simd>(vectors: &mut [S::Vector]) -> S::Vector {
+    let mut len = vectors.len();
+    while len > 1 {
+        len /= 2;
+        for i in 0..len {
+            let (low, high) = S::interleave(vectors[2 * i], vectors[2 * i + 1]);
+            vectors[i] = S::add(low, high);
+        }
+    }
+    vectors[0]
 }
 
 /// One band of rows of one image, seen as the visitor of every tap.

@@ -28,17 +28,15 @@ mod kernel;
 use ndarray::{Array4, ArrayView2, ArrayView4, Axis, s};
 use rayon::prelude::*;
 
+use crate::scratch::with_scratch;
 use crate::{Geometry, Isa};
 use kernel::{GradLayout, InputLayout, Job, Operands};
 
 /// Below this many multiply-adds the gradient is computed on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 22;
 
-/// The widest vector of any instruction set, in floats.
-const MAX_LANES: usize = 16;
-
 /// The bytes of operand rows one band should keep in the L1 cache.
-const BAND_BYTES: usize = 96 * 1024;
+const BAND_BYTES: usize = 32 * 1024;
 
 /// The correlation above: `input` is `[n, in_channels, h, w]`, `grad` is
 /// `[n, out_channels, rows, cols]` (the grid the correlation sums over), and the result is
@@ -71,7 +69,6 @@ pub(crate) fn correlate<G: Geometry>(
 
     let kernel = dispatch::kernel::<G>(isa, out_per_group, in_per_group);
     let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
-    debug_assert!(lanes <= MAX_LANES);
     let (pad_top, pad_left) = spec.pad_before();
     let (stride_h, stride_w) = spec.stride;
     let grad_layout = GradLayout {
@@ -90,33 +87,15 @@ pub(crate) fn correlate<G: Geometry>(
     };
     let work = images * rows * width * out_channels * in_per_group * taps;
     let parallel = work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1;
-    let (prepared_input, finite) =
-        prepare_input(input, input_layout, (pad_top, pad_left), parallel);
-    let prepared_grad = prepare_grad(grad, grad_layout, parallel);
-
     // Rows per band: the band's grad rows and the input rows its taps read fit the budget.
     let floats = BAND_BYTES / size_of::<f32>();
     let row_stride = input_layout.row_stride();
     let per_row = mr * grad_layout.width + nr * stride_h * row_stride;
     let band = floats.saturating_sub(nr * lowest_tap * row_stride) / per_row;
-    let operands = Operands {
-        images,
-        input: &prepared_input,
-        input_layout,
-        grad: &prepared_grad,
-        grad_layout,
-        width,
-        vector_end: if finite {
-            grad_layout.width
-        } else {
-            width / lanes * lanes
-        },
-        band: band.clamp(1, rows),
-    };
 
     let (out_blocks, in_blocks) = (out_per_group.div_ceil(mr), in_per_group.div_ceil(nr));
     // One block of filters: its sums in `[m][n][tap]` order.
-    let task = |index: usize| -> Vec<f32> {
+    let task = |operands: &Operands, index: usize| -> Vec<f32> {
         let group = index / (out_blocks * in_blocks);
         let (out_block, in_block) = (index / in_blocks % out_blocks, index % in_blocks);
         // Channels past the group's end read the zero channel; their sums are dropped.
@@ -137,87 +116,72 @@ pub(crate) fn correlate<G: Geometry>(
         let vector_len = kernel.vectors * lanes;
         let mut sums = vec![0.0f32; taps * mr * nr * vector_len];
         let mut tails = vec![0.0f32; taps * mr * nr];
+        let mut filters = vec![0.0f32; taps * mr * nr];
         let mut job = Job {
-            operands: &operands,
+            operands,
             out_channels: &outs,
             in_channels: &ins,
             sums: &mut sums,
             tails: &mut tails,
+            filters: &mut filters,
         };
         // SAFETY: `kernel` was instantiated for `isa`, which is available (asserted above).
         unsafe { (kernel.run)(&mut job) };
-        let reduce = match lanes {
-            4 => reduce_filters::<4>,
-            8 => reduce_filters::<8>,
-            16 => reduce_filters::<16>,
-            _ => unreachable!("vectors are 4, 8 or 16 floats wide"),
-        };
-        reduce(&sums, &tails, (taps, mr, nr))
+        filters
     };
     let tasks = groups * out_blocks * in_blocks;
-    let blocks: Vec<Vec<f32>> = if parallel {
-        (0..tasks).into_par_iter().map(task).collect()
-    } else {
-        (0..tasks).map(task).collect()
-    };
+    let input_len = images * input_layout.image_stride();
+    let grad_len = images * grad_layout.image_stride();
+    let blocks: Vec<Vec<f32>> = with_scratch(input_len, |input_buffer| {
+        with_scratch(grad_len, |grad_buffer| {
+            let pads = (pad_top, pad_left);
+            let finite = prepare_input(input, input_layout, pads, parallel, input_buffer);
+            prepare_grad(grad, grad_layout, parallel, grad_buffer);
+            let operands = Operands {
+                images,
+                input: input_buffer,
+                input_layout,
+                grad: grad_buffer,
+                grad_layout,
+                width,
+                vector_end: if finite {
+                    grad_layout.width
+                } else {
+                    width / lanes * lanes
+                },
+                band: band.clamp(1, rows),
+            };
+            if parallel {
+                (0..tasks)
+                    .into_par_iter()
+                    .map(|index| task(&operands, index))
+                    .collect()
+            } else {
+                (0..tasks).map(|index| task(&operands, index)).collect()
+            }
+        })
+    });
 
+    // `result` is fresh, so in standard layout: each filter's taps are one run.
+    let filters = result.as_slice_mut().expect("a new array is contiguous");
     for (index, block) in blocks.iter().enumerate() {
         let group = index / (out_blocks * in_blocks);
         let (out_block, in_block) = (index / in_blocks % out_blocks, index % in_blocks);
-        for m in 0..mr {
-            for n in 0..nr {
-                let (o, i) = (out_block * mr + m, in_block * nr + n);
-                if o >= out_per_group || i >= in_per_group {
-                    continue;
-                }
-                let filter = &block[(m * nr + n) * taps..(m * nr + n + 1) * taps];
-                for (tap, &value) in filter.iter().enumerate() {
-                    result[[group * out_per_group + o, i, tap / kw, tap % kw]] = value;
-                }
+        for (block_filter, sums) in block.chunks_exact(taps).enumerate() {
+            let (o, i) = (
+                out_block * mr + block_filter / nr,
+                in_block * nr + block_filter % nr,
+            );
+            if o < out_per_group && i < in_per_group {
+                let filter = (group * out_per_group + o) * in_per_group + i;
+                filters[filter * taps..(filter + 1) * taps].copy_from_slice(sums);
             }
         }
     }
     result
 }
 
-/// One block's sums, `[m][n][tap]`, from the kernel's vector sums (`[tap][m][n]`, each a
-/// run of `LANES`-wide vectors) and column tails. A fixed order: the vectors added lane by
-/// lane, then the lanes folded in halves, then the tail. `LANES` is a constant so that the
-/// additions are vector additions: on small grids this reduction would otherwise cost more
-/// than the multiply-adds themselves.
-fn reduce_filters<const LANES: usize>(
-    sums: &[f32],
-    tails: &[f32],
-    (taps, mr, nr): (usize, usize, usize),
-) -> Vec<f32> {
-    let vector_len = sums.len() / tails.len();
-    let mut block = Vec::with_capacity(mr * nr * taps);
-    for m in 0..mr {
-        for n in 0..nr {
-            for tap in 0..taps {
-                let filter = (tap * mr + m) * nr + n;
-                let vectors = &sums[filter * vector_len..(filter + 1) * vector_len];
-                let mut lane_sums = [0.0f32; LANES];
-                for vector in vectors.chunks_exact(LANES) {
-                    for (sum, &value) in lane_sums.iter_mut().zip(vector) {
-                        *sum += value;
-                    }
-                }
-                let mut width = LANES;
-                while width > 1 {
-                    width /= 2;
-                    for i in 0..width {
-                        lane_sums[i] += lane_sums[i + width];
-                    }
-                }
-                block.push(lane_sums[0] + tails[filter]);
-            }
-        }
-    }
-    block
-}
-
-/// The input laid out for the kernel, and whether every value in it is finite. Zeros
+/// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
 /// around the data and in the extra channel; columns split into `col_phases` phases, prepared
 /// column `c` (input column `c - pad_left`) in phase `c % col_phases` at `c / col_phases`.
 fn prepare_input(
@@ -225,11 +189,12 @@ fn prepare_input(
     layout: InputLayout,
     (pad_top, pad_left): (usize, usize),
     parallel: bool,
-) -> (Vec<f32>, bool) {
-    let (images, channels, ..) = input.dim();
-    let mut buffer = vec![0.0f32; images * layout.image_stride()];
+    buffer: &mut [f32],
+) -> bool {
+    let channels = input.dim().1;
     let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
         let (image, channel) = (index / layout.channels, index % layout.channels);
+        target.fill(0.0);
         if channel == channels {
             return true; // The zero channel.
         }
@@ -239,14 +204,13 @@ fn prepare_input(
     };
     let stride = layout.channel_stride();
     // Every plane is copied, whatever the earlier ones hold: no short-circuiting `all`.
-    let finite = if parallel {
+    if parallel {
         let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
         planes.reduce(|| true, std::ops::BitAnd::bitand)
     } else {
         let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
         planes.fold(true, std::ops::BitAnd::bitand)
-    };
-    (buffer, finite)
+    }
 }
 
 /// One channel of [`prepare_input`]; whether its values are all finite.
@@ -268,17 +232,30 @@ fn prepare_plane(
             }
             let start = phase * layout.phase_len + (first + pad_left) / phases;
             let run = &mut row[start..(phase + 1) * layout.phase_len];
-            if let (1, Some(source)) = (phases, source.as_slice()) {
-                // The common case, a contiguous row copied whole: a plain copy, then one pass
-                // for finiteness, both vectorised.
-                let len = source.len().min(run.len());
-                run[..len].copy_from_slice(&source[..len]);
-                finite &= source[..len].iter().all(|value| value.is_finite());
-                continue;
-            }
-            for (target, &value) in run.iter_mut().zip(source.slice(s![first..;phases])) {
-                *target = value;
-                finite &= value.is_finite();
+            // Finiteness is folded with `&`, not `all`, so that the check vectorises.
+            let is_finite = |all: bool, value: &f32| all & value.is_finite();
+            match source.as_slice() {
+                // The common case, a contiguous row: one phase copied whole, or every
+                // `phases`-th value, from a slice.
+                Some(source) if phases == 1 => {
+                    let len = source.len().min(run.len());
+                    run[..len].copy_from_slice(&source[..len]);
+                    finite &= source[..len].iter().fold(true, is_finite);
+                }
+                Some(source) => {
+                    let values = source[first..].iter().step_by(phases);
+                    for (target, &value) in run.iter_mut().zip(values.clone()) {
+                        *target = value;
+                    }
+                    finite &= values.fold(true, is_finite);
+                }
+                None => {
+                    let values = source.slice(s![first..;phases]);
+                    for (target, &value) in run.iter_mut().zip(&values) {
+                        *target = value;
+                    }
+                    finite &= values.iter().fold(true, is_finite);
+                }
             }
         }
     }
@@ -287,11 +264,11 @@ fn prepare_plane(
 
 /// The grad operand laid out for the kernel: rows padded with zeros to whole vectors, and a
 /// zero channel after the real ones.
-fn prepare_grad(grad: &ArrayView4<f32>, layout: GradLayout, parallel: bool) -> Vec<f32> {
-    let (images, channels, ..) = grad.dim();
-    let mut buffer = vec![0.0f32; images * layout.image_stride()];
+fn prepare_grad(grad: &ArrayView4<f32>, layout: GradLayout, parallel: bool, buffer: &mut [f32]) {
+    let channels = grad.dim().1;
     let one_channel = |(index, target): (usize, &mut [f32])| {
         let (image, channel) = (index / layout.channels, index % layout.channels);
+        target.fill(0.0);
         if channel == channels {
             return;
         }
@@ -311,5 +288,4 @@ fn prepare_grad(grad: &ArrayView4<f32>, layout: GradLayout, parallel: bool) -> V
     } else {
         buffer.chunks_mut(stride).enumerate().for_each(one_channel);
     }
-    buffer
 }
