@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::__private::PhasePlan;
 use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
 use crate::pack::PackedWeights;
+use crate::phases::split_row;
 use crate::scratch::with_scratch;
 use crate::{GeometrySpec, Isa};
 
@@ -361,32 +362,20 @@ fn prepare_channel(
     target: &mut [f32],
 ) {
     target.fill(0.0);
-    let phases = plan.col_stride;
+    // A non-contiguous row is gathered here first, one buffer for the channel.
+    let mut gathered = Vec::new();
     for (source, target) in source
         .axis_iter(Axis(0))
         .zip(target.chunks_mut(layout.row_stride()))
     {
-        match source.as_slice() {
-            Some(source) if phases == 1 => {
-                target[plan.input_shift..plan.input_shift + source.len()].copy_from_slice(source);
+        let source = match source.as_slice() {
+            Some(source) => source,
+            None => {
+                gathered.clear();
+                gathered.extend(source.iter().copied());
+                &gathered
             }
-            _ => {
-                // Prepared column `col + input_shift` holds input column `col`; phase `r`
-                // gathers every `phases`-th of them.
-                for phase in 0..phases {
-                    // The first input column whose prepared column falls in this phase.
-                    let first = (phase + phases - plan.input_shift % phases) % phases;
-                    if first >= source.len() {
-                        continue;
-                    }
-                    let start = phase * layout.phase_len + (first + plan.input_shift) / phases;
-                    let run = &mut target[start..(phase + 1) * layout.phase_len];
-                    let columns = source.slice(ndarray::s![first..;phases]);
-                    for (target, &value) in run.iter_mut().zip(columns) {
-                        *target = value;
-                    }
-                }
-            }
-        }
+        };
+        split_row(source, plan.input_shift, layout.col_phases, target);
     }
 }

@@ -101,6 +101,7 @@ mod kernel;
 mod layer;
 pub mod optim;
 mod pack;
+mod phases;
 pub mod reference;
 mod scratch;
 mod simd;

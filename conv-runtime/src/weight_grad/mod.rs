@@ -28,6 +28,7 @@ mod kernel;
 use ndarray::{Array4, ArrayView2, ArrayView4, Axis, s};
 use rayon::prelude::*;
 
+use crate::phases::split_row;
 use crate::scratch::with_scratch;
 use crate::{Geometry, Isa};
 use kernel::{GradLayout, InputLayout, Job, Operands};
@@ -220,44 +221,24 @@ fn prepare_plane(
     (pad_top, pad_left): (usize, usize),
     target: &mut [f32],
 ) -> bool {
-    let phases = layout.col_phases;
     let mut finite = true;
+    // A non-contiguous row is gathered here first, one buffer for the plane.
+    let mut gathered = Vec::new();
     for (y, source) in source.axis_iter(Axis(0)).enumerate() {
         let row = &mut target[(pad_top + y) * layout.row_stride()..][..layout.row_stride()];
-        for phase in 0..phases {
-            // The first input column whose prepared column falls in this phase.
-            let first = (phase + phases - pad_left % phases) % phases;
-            if first >= source.len() {
-                continue;
+        let source = match source.as_slice() {
+            Some(source) => source,
+            None => {
+                gathered.clear();
+                gathered.extend(source.iter().copied());
+                &gathered
             }
-            let start = phase * layout.phase_len + (first + pad_left) / phases;
-            let run = &mut row[start..(phase + 1) * layout.phase_len];
-            // Finiteness is folded with `&`, not `all`, so that the check vectorises.
-            let is_finite = |all: bool, value: &f32| all & value.is_finite();
-            match source.as_slice() {
-                // The common case, a contiguous row: one phase copied whole, or every
-                // `phases`-th value, from a slice.
-                Some(source) if phases == 1 => {
-                    let len = source.len().min(run.len());
-                    run[..len].copy_from_slice(&source[..len]);
-                    finite &= source[..len].iter().fold(true, is_finite);
-                }
-                Some(source) => {
-                    let values = source[first..].iter().step_by(phases);
-                    for (target, &value) in run.iter_mut().zip(values.clone()) {
-                        *target = value;
-                    }
-                    finite &= values.fold(true, is_finite);
-                }
-                None => {
-                    let values = source.slice(s![first..;phases]);
-                    for (target, &value) in run.iter_mut().zip(&values) {
-                        *target = value;
-                    }
-                    finite &= values.iter().fold(true, is_finite);
-                }
-            }
-        }
+        };
+        split_row(source, pad_left, layout.col_phases, row);
+        // Folded with `&`, not `all`, so that the check vectorises.
+        finite &= source
+            .iter()
+            .fold(true, |all, value| all & value.is_finite());
     }
     finite
 }
