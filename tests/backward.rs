@@ -301,6 +301,18 @@ fn nonfinite_inputs_reach_exactly_the_weights_they_multiply() {
                 assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
                 assert!(grads.weight.iter().any(|v| !v.is_finite()), "{what}");
 
+                // An infinity in the output gradient meets the zero padding row above the
+                // input: the kernel must not skip that row's products (they are NaN).
+                let (x, mut gy) = (random_array(x.dim(), 8), gy);
+                gy[[0, 1, 0, 1]] = f32::INFINITY;
+                let grads = layer.backward(&x, &gy).unwrap();
+                let expected =
+                    reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1)
+                        .unwrap();
+                let what = format!("{isa}, width {width}, inf in the output gradient");
+                assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
+                assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
+
                 let up = ConvTranspose2d::builder(Strided, 2, 3)
                     .seed(2)
                     .build()

@@ -34,6 +34,8 @@ pub(crate) fn kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: 
     let pairs = out_per_group >= 2 && in_per_group >= 2;
     match isa {
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if out_per_group >= 8 && in_per_group >= 4 => avx512::<G, 6, 4, 1>(),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if wide => avx512::<G, 4, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if out_per_group >= 4 && in_per_group >= 2 => avx512::<G, 4, 2, 2>(),

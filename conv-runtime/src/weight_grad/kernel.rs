@@ -90,6 +90,9 @@ pub(crate) struct Operands<'a> {
     pub vector_end: usize,
     /// Grid rows per band.
     pub band: usize,
+    /// The prepared input rows the kernel must read: a tap skips the grid rows that would
+    /// read only rows outside this range (padding whose products are known to be zero).
+    pub real_rows: Range<usize>,
 }
 
 /// One block of filters: everything a kernel call needs.
@@ -300,7 +303,11 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
                 })
             })
         });
-        for row in self.rows.clone() {
+        // The band's grid rows whose tap row is one the kernel must read.
+        let real = &operands.real_rows;
+        let first = real.start.saturating_sub(ROW as usize).div_ceil(stride_h);
+        let end = real.end.saturating_sub(ROW as usize).div_ceil(stride_h);
+        for row in self.rows.start.max(first)..self.rows.end.min(end) {
             let input_row = (row * stride_h + ROW as usize) * input_layout.row_stride() + column;
             let x_rows: [usize; NR] = std::array::from_fn(|n| self.input_base[n] + input_row);
             let g_rows: [usize; MR] =

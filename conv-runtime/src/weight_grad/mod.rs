@@ -137,7 +137,7 @@ pub(crate) fn correlate<G: Geometry>(
         with_scratch(grad_len, |grad_buffer| {
             let pads = (pad_top, pad_left);
             let finite = prepare_input(input, input_layout, pads, parallel, input_buffer);
-            prepare_grad(grad, grad_layout, parallel, grad_buffer);
+            let grad_finite = prepare_grad(grad, grad_layout, parallel, grad_buffer);
             let operands = Operands {
                 images,
                 input: input_buffer,
@@ -151,6 +151,13 @@ pub(crate) fn correlate<G: Geometry>(
                     width / lanes * lanes
                 },
                 band: band.clamp(1, rows),
+                // Products with the padding rows are zeros unless the grad operand holds an
+                // infinity or NaN, which must meet the padding to give NaN, as in PyTorch.
+                real_rows: if grad_finite {
+                    pad_top..pad_top + in_h
+                } else {
+                    0..input_layout.rows
+                },
             };
             if parallel {
                 (0..tasks)
@@ -243,30 +250,42 @@ fn prepare_plane(
     finite
 }
 
-/// The grad operand laid out for the kernel: rows padded with zeros to whole vectors, and a
-/// zero channel after the real ones.
-fn prepare_grad(grad: &ArrayView4<f32>, layout: GradLayout, parallel: bool, buffer: &mut [f32]) {
+/// Lays the grad operand out for the kernel in `buffer`, and says whether every value is
+/// finite: rows padded with zeros to whole vectors, and a zero channel after the real ones.
+fn prepare_grad(
+    grad: &ArrayView4<f32>,
+    layout: GradLayout,
+    parallel: bool,
+    buffer: &mut [f32],
+) -> bool {
     let channels = grad.dim().1;
-    let one_channel = |(index, target): (usize, &mut [f32])| {
+    let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
         let (image, channel) = (index / layout.channels, index % layout.channels);
         target.fill(0.0);
         if channel == channels {
-            return;
+            return true;
         }
         let plane = grad.slice(s![image, channel, .., ..]);
+        let mut finite = true;
         for (source, target) in plane.outer_iter().zip(target.chunks_mut(layout.width)) {
-            for (target, &value) in target.iter_mut().zip(&source) {
-                *target = value;
+            let target = &mut target[..source.len()];
+            match source.as_slice() {
+                Some(source) => target.copy_from_slice(source),
+                None => target.iter_mut().zip(&source).for_each(|(t, &v)| *t = v),
             }
+            // Folded with `&`, not `all`, so that the check vectorises.
+            finite &= target
+                .iter()
+                .fold(true, |all, value| all & value.is_finite());
         }
+        finite
     };
     let stride = layout.channel_stride();
     if parallel {
-        buffer
-            .par_chunks_mut(stride)
-            .enumerate()
-            .for_each(one_channel);
+        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
+        planes.reduce(|| true, std::ops::BitAnd::bitand)
     } else {
-        buffer.chunks_mut(stride).enumerate().for_each(one_channel);
+        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
+        planes.fold(true, std::ops::BitAnd::bitand)
     }
 }
