@@ -28,7 +28,10 @@ pub(crate) struct Kernel {
 /// Each blocking keeps its `MR x NR x WV` accumulators, and the `MR + NR` vectors one step
 /// loads, within the set's registers. Wide blocks share each load among several
 /// multiply-adds; a depthwise layer (one channel of each per group) gets `WV` independent
-/// accumulators instead, so that consecutive multiply-adds do not wait on each other.
+/// accumulators instead, so that consecutive multiply-adds do not wait on each other. Its
+/// step is `WV` vectors of grid columns, and a row narrower than a step runs one chain: so
+/// AVX-512 takes 4 (a 64-column step), enough for a kernel that loads two vectors per
+/// multiply-add and so cannot issue more than one a cycle anyway.
 pub(crate) fn kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: usize) -> Kernel {
     let wide = out_per_group >= 4 && in_per_group >= 4;
     let pairs = out_per_group >= 2 && in_per_group >= 2;
@@ -42,7 +45,7 @@ pub(crate) fn kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: 
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if pairs => avx512::<G, 2, 2, 4>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::<G, 1, 1, 8>(),
+        Isa::Avx512 => avx512::<G, 1, 1, 4>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if out_per_group >= 4 && in_per_group >= 2 => avx2::<G, 4, 2, 1>(),
         #[cfg(target_arch = "x86_64")]
