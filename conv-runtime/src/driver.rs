@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::__private::PhasePlan;
 use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
 use crate::pack::PackedWeights;
-use crate::phases::split_row;
+use crate::phases::{contiguous, split_row};
 use crate::scratch::with_scratch;
 use crate::{GeometrySpec, Isa};
 
@@ -368,14 +368,7 @@ fn prepare_channel(
         .axis_iter(Axis(0))
         .zip(target.chunks_mut(layout.row_stride()))
     {
-        let source = match source.as_slice() {
-            Some(source) => source,
-            None => {
-                gathered.clear();
-                gathered.extend(source.iter().copied());
-                &gathered
-            }
-        };
+        let source = contiguous(&source, &mut gathered);
         split_row(source, plan.input_shift, layout.col_phases, target);
     }
 }

@@ -2,6 +2,24 @@
 //! gradient read a strided geometry's input in, so that the columns one output row's taps
 //! read are contiguous.
 
+use ndarray::ArrayView1;
+
+/// `row` as a slice: itself when contiguous, else its values gathered into `gathered` (one
+/// buffer a caller reuses for all its rows).
+pub(crate) fn contiguous<'a>(
+    row: &'a ArrayView1<'_, f32>,
+    gathered: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    match row.as_slice() {
+        Some(row) => row,
+        None => {
+            gathered.clear();
+            gathered.extend(row.iter().copied());
+            gathered
+        }
+    }
+}
+
 /// Copies `source` into `target`, a row of `phases` runs of `phase_len` floats each:
 /// prepared column `c = shift + i` (source column `i`) goes to run `c % phases`, at
 /// `c / phases` within it. Leaves every other float of `target` as it was.

@@ -28,7 +28,7 @@ mod kernel;
 use ndarray::{Array4, ArrayView2, ArrayView4, Axis, s};
 use rayon::prelude::*;
 
-use crate::phases::split_row;
+use crate::phases::{contiguous, split_row};
 use crate::scratch::with_scratch;
 use crate::{Geometry, Isa};
 use kernel::{GradLayout, InputLayout, Job, Operands};
@@ -233,14 +233,7 @@ fn prepare_plane(
     let mut gathered = Vec::new();
     for (y, source) in source.axis_iter(Axis(0)).enumerate() {
         let row = &mut target[(pad_top + y) * layout.row_stride()..][..layout.row_stride()];
-        let source = match source.as_slice() {
-            Some(source) => source,
-            None => {
-                gathered.clear();
-                gathered.extend(source.iter().copied());
-                &gathered
-            }
-        };
+        let source = contiguous(&source, &mut gathered);
         split_row(source, pad_left, layout.col_phases, row);
         // Folded with `&`, not `all`, so that the check vectorises.
         finite &= source
