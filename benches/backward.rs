@@ -16,6 +16,11 @@ fn backward_vs_forward(c: &mut Criterion) {
         group.throughput(Throughput::Elements(case.useful_flops() as u64));
         group.bench_function("forward", |b| b.iter(|| case.forward()));
         group.bench_function("backward", |b| b.iter(|| case.backward(&grad_output)));
+        // The input-gradient part of backward alone (the other direction's forward pass);
+        // the rest is the weight and bias gradients.
+        group.bench_function("input-gradient", |b| {
+            b.iter(|| case.input_gradient(&grad_output))
+        });
         group.finish();
     }
 }

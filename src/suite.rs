@@ -35,6 +35,7 @@ pub struct Case {
     pub spec: GeometrySpec,
     pub input: Array4<f32>,
     layer: Box<dyn Layer>,
+    adjoint: Box<dyn Layer>,
 }
 
 /// What the harnesses need of a layer, whatever its geometry type.
@@ -45,6 +46,9 @@ trait Layer: Send + Sync {
     fn weight(&self) -> &Array4<f32>;
     fn bias(&self) -> &[f32];
     fn isa(&self) -> Isa;
+    /// The layer of the other direction with the same weight and no bias: its forward pass
+    /// is this layer's input gradient.
+    fn adjoint(&self) -> Box<dyn Layer>;
 }
 
 impl<G: Geometry> Layer for Conv2d<G> {
@@ -68,6 +72,15 @@ impl<G: Geometry> Layer for Conv2d<G> {
     }
     fn isa(&self) -> Isa {
         Conv2d::isa(self)
+    }
+    fn adjoint(&self) -> Box<dyn Layer> {
+        let weight = Conv2d::weight(self).clone();
+        let groups = self.groups();
+        Box::new(
+            self.isa().force(|| {
+                ConvTranspose2d::from_weights(G::default(), weight, None, groups).unwrap()
+            }),
+        )
     }
 }
 
@@ -93,6 +106,14 @@ impl<G: Geometry> Layer for ConvTranspose2d<G> {
     }
     fn isa(&self) -> Isa {
         ConvTranspose2d::isa(self)
+    }
+    fn adjoint(&self) -> Box<dyn Layer> {
+        let weight = ConvTranspose2d::weight(self).clone();
+        let groups = self.groups();
+        Box::new(
+            self.isa()
+                .force(|| Conv2d::from_weights(G::default(), weight, None, groups).unwrap()),
+        )
     }
 }
 
@@ -125,6 +146,7 @@ impl Case {
             shape,
             spec: G::SPEC,
             input,
+            adjoint: layer.adjoint(),
             layer,
         }
     }
@@ -144,6 +166,12 @@ impl Case {
     /// case's input and `grad_output`.
     pub fn backward(&self, grad_output: &Array4<f32>) -> Gradients {
         self.layer.backward(&self.input.view(), &grad_output.view())
+    }
+
+    /// The input-gradient part of [`backward`](Self::backward) on its own: the forward pass
+    /// of the other direction's layer with the same weight, on `grad_output`.
+    pub fn input_gradient(&self, grad_output: &Array4<f32>) -> Array4<f32> {
+        self.adjoint.forward(&grad_output.view())
     }
 
     /// The naive reference on the same layer and input.

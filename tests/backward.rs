@@ -256,11 +256,19 @@ grid! {
 
 /// Depthwise layers (one input and one output channel per group, or a multiplier) take the
 /// narrow kernels; wide layers the widest blocking, with channel counts not a multiple of
-/// it.
+/// it; three channels a side (an RGB image) the blockings made for three.
 #[test]
 fn depthwise_and_wide_blockings() {
     for isa in Isa::available() {
-        for (groups, in_per_group, out_per_group) in [(7, 1, 1), (4, 1, 2), (1, 9, 11), (2, 5, 6)] {
+        let layers = [
+            (7, 1, 1),
+            (4, 1, 2),
+            (1, 9, 11),
+            (2, 5, 6),
+            (1, 3, 11),
+            (2, 11, 3),
+        ];
+        for (groups, in_per_group, out_per_group) in layers {
             let case = Case {
                 batch: 2,
                 groups,

@@ -176,9 +176,13 @@ fn single<T: TapList>(out_per_group: usize) -> (Plan, usize) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if wide => avx512::<T, 4, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if out_per_group == 3 => avx512::<T, 3, 4, 1>(),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::<T, 1, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if wide => avx2::<T, 4, 2, 1>(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if out_per_group == 3 => avx2::<T, 3, 2, 1>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::<T, 1, 4, 1>(),
         #[cfg(target_arch = "aarch64")]

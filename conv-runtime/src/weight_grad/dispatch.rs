@@ -41,11 +41,15 @@ pub(crate) fn kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: 
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if wide => avx512::<G, 4, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if out_per_group >= 8 && in_per_group == 3 => avx512::<G, 8, 3, 1>(),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if out_per_group >= 4 && in_per_group >= 2 => avx512::<G, 4, 2, 2>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if pairs => avx512::<G, 2, 2, 4>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => avx512::<G, 1, 1, 4>(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if out_per_group >= 4 && in_per_group == 3 => avx2::<G, 4, 3, 1>(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if out_per_group >= 4 && in_per_group >= 2 => avx2::<G, 4, 2, 1>(),
         #[cfg(target_arch = "x86_64")]

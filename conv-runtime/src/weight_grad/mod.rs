@@ -88,11 +88,7 @@ pub(crate) fn correlate<G: Geometry>(
     };
     let work = images * rows * width * out_channels * in_per_group * taps;
     let parallel = work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1;
-    // Rows per band: the band's grad rows and the input rows its taps read fit the budget.
-    let floats = BAND_BYTES / size_of::<f32>();
-    let row_stride = input_layout.row_stride();
-    let per_row = mr * grad_layout.width + nr * stride_h * row_stride;
-    let band = floats.saturating_sub(nr * lowest_tap * row_stride) / per_row;
+    let band = band_rows(&spec, (mr, nr), lanes, grad_layout, input_layout);
 
     let (out_blocks, in_blocks) = (out_per_group.div_ceil(mr), in_per_group.div_ceil(nr));
     // One block of filters: its sums in `[m][n][tap]` order.
@@ -150,7 +146,7 @@ pub(crate) fn correlate<G: Geometry>(
                 } else {
                     width / lanes * lanes
                 },
-                band: band.clamp(1, rows),
+                band,
                 // Products with the padding rows are zeros unless the grad operand holds an
                 // infinity or NaN, which must meet the padding to give NaN, as in PyTorch.
                 real_rows: if grad_finite {
@@ -187,6 +183,42 @@ pub(crate) fn correlate<G: Geometry>(
         }
     }
     result
+}
+
+/// Vector steps (of one row) a tap's sweep of a band must at least take: each tap loads and
+/// stores its block's accumulators once per band, which should stay a small part of the
+/// multiply-adds.
+const MIN_BAND_STEPS: usize = 24;
+
+/// Grid rows per band: as many as keep the band's operand rows (the block's grad rows, and
+/// the input rows its taps read) within [`BAND_BYTES`], but at least [`MIN_BAND_STEPS`]
+/// vector steps, and at most every row.
+fn band_rows(
+    spec: &crate::GeometrySpec,
+    (mr, nr): (usize, usize),
+    lanes: usize,
+    grad: GradLayout,
+    input: InputLayout,
+) -> usize {
+    let (kh, stride_h, dilation_h) = (spec.kernel_size.0, spec.stride.0, spec.dilation.0);
+    // A band of `b` rows reads, per tap row, `(b - 1) * stride_h + 1` input rows, starting
+    // `dilation_h` apart: disjoint runs when the dilation is the larger, else one span.
+    let input_rows = |b: usize| {
+        let run = (b - 1) * stride_h + 1;
+        if dilation_h >= run {
+            kh * run
+        } else {
+            (kh - 1) * dilation_h + run
+        }
+    };
+    let floats = |b: usize| mr * b * grad.width + nr * input_rows(b) * input.row_stride();
+    let budget = BAND_BYTES / size_of::<f32>();
+    let fits = (1..=grad.rows)
+        .take_while(|&b| floats(b) <= budget)
+        .last()
+        .unwrap_or(1);
+    let least = MIN_BAND_STEPS.div_ceil(grad.width / lanes);
+    fits.max(least).min(grad.rows)
 }
 
 /// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
