@@ -8,6 +8,11 @@
 
 use std::cell::RefCell;
 
+/// Lent buffers start on a 64-byte boundary, a cache line and an AVX-512 vector: a vector
+/// load that straddles two lines costs two.
+const ALIGN_BYTES: usize = 64;
+const ALIGN_FLOATS: usize = ALIGN_BYTES / size_of::<f32>();
+
 thread_local! {
     /// The thread's idle buffers.
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -19,8 +24,9 @@ thread_local! {
 /// own.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buffer = POOL.with_borrow_mut(Vec::pop).unwrap_or_default();
-    buffer.resize(len, 0.0);
-    let result = f(&mut buffer[..len]);
+    buffer.resize(len + ALIGN_FLOATS, 0.0);
+    let start = buffer.as_ptr().align_offset(ALIGN_BYTES).min(ALIGN_FLOATS);
+    let result = f(&mut buffer[start..start + len]);
     POOL.with_borrow_mut(|pool| pool.push(buffer));
     result
 }

@@ -282,18 +282,16 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
         // Grid column `ox` reads prepared column `ox * stride_w + COL`: column phase
         // `COL % stride_w`, at `ox + COL / stride_w` within it.
         let column = COL as usize % stride_w * input_layout.phase_len + COL as usize / stride_w;
+        // The band's grid rows whose tap row is one the kernel must read.
+        let real = &operands.real_rows;
+        let first = real.start.saturating_sub(ROW as usize).div_ceil(stride_h);
+        let end = real.end.saturating_sub(ROW as usize).div_ceil(stride_h);
+        let rows = self.rows.start.max(first)..self.rows.end.min(end);
+        if rows.is_empty() {
+            return;
+        }
         let block = MR * NR * WV * S::LANES;
         let sums = &mut self.sums[WEIGHT * block..(WEIGHT + 1) * block];
-        let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
-        // SAFETY (every load below): `correlate` asserted that the channels are the buffers'
-        // and the images in them, that every grid row's tap rows are inside the prepared rows
-        // (`(rows - 1) * stride_h + ROW < input.rows`, ROW being at most the largest tap row),
-        // and that `vector_end + COL / stride_w <= phase_len` and `vector_end <= grad width`:
-        // so each vector of `LANES` floats read at a column below `vector_end` is inside its
-        // channel's row.
-        let load = |at: usize| unsafe { S::load_unchecked(input.add(at)) };
-        let load_grad = |at: usize| unsafe { S::load_unchecked(grad.add(at)) };
-
         let mut acc: [[[S::Vector; WV]; NR]; MR] = std::array::from_fn(|m| {
             std::array::from_fn(|n| {
                 std::array::from_fn(|v| {
@@ -303,21 +301,36 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
                 })
             })
         });
-        // The band's grid rows whose tap row is one the kernel must read.
-        let real = &operands.real_rows;
-        let first = real.start.saturating_sub(ROW as usize).div_ceil(stride_h);
-        let end = real.end.saturating_sub(ROW as usize).div_ceil(stride_h);
-        for row in self.rows.start.max(first)..self.rows.end.min(end) {
-            let input_row = (row * stride_h + ROW as usize) * input_layout.row_stride() + column;
-            let x_rows: [usize; NR] = std::array::from_fn(|n| self.input_base[n] + input_row);
-            let g_rows: [usize; MR] =
-                std::array::from_fn(|m| self.grad_base[m] + row * operands.grad_layout.width);
+        // Each row's operands are a fixed step on from the previous row's, so the row loop
+        // only moves `MR + NR` pointers.
+        let (x_step, g_step) = (
+            stride_h * input_layout.row_stride(),
+            operands.grad_layout.width,
+        );
+        let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
+        let first_input = (rows.start * stride_h + ROW as usize) * input_layout.row_stride();
+        let mut x_rows: [*const f32; NR] = std::array::from_fn(|n| {
+            // SAFETY: inside the input buffer: see `load` below.
+            unsafe { input.add(self.input_base[n] + first_input + column) }
+        });
+        let mut g_rows: [*const f32; MR] = std::array::from_fn(|m| {
+            // SAFETY: inside the grad buffer: see `load` below.
+            unsafe { grad.add(self.grad_base[m] + rows.start * g_step) }
+        });
+        // SAFETY (every load below): `correlate` asserted that the channels are the buffers'
+        // and the images in them, that every grid row's tap rows are inside the prepared rows
+        // (`(rows - 1) * stride_h + ROW < input.rows`, ROW being at most the largest tap row),
+        // and that `vector_end + COL / stride_w <= phase_len` and `vector_end <= grad width`:
+        // so each vector of `LANES` floats read at a column below `vector_end` of a row of
+        // the band is inside its channel's row.
+        let load = |row: *const f32, at: usize| unsafe { S::load_unchecked(row.add(at)) };
+        for _ in rows {
             let mut col = 0;
             while col + WV * S::LANES <= operands.vector_end {
                 for v in 0..WV {
                     let at = col + v * S::LANES;
-                    let g: [S::Vector; MR] = std::array::from_fn(|m| load_grad(g_rows[m] + at));
-                    let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n] + at));
+                    let g: [S::Vector; MR] = std::array::from_fn(|m| load(g_rows[m], at));
+                    let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n], at));
                     for (acc, &g) in acc.iter_mut().zip(&g) {
                         for (acc, &x) in acc.iter_mut().zip(&x) {
                             acc[v] = S::mul_add(g, x, acc[v]);
@@ -328,8 +341,8 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
             }
             // Whole vectors left over from the last `WV`-wide step.
             while col < operands.vector_end {
-                let g: [S::Vector; MR] = std::array::from_fn(|m| load_grad(g_rows[m] + col));
-                let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n] + col));
+                let g: [S::Vector; MR] = std::array::from_fn(|m| load(g_rows[m], col));
+                let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n], col));
                 for (acc, &g) in acc.iter_mut().zip(&g) {
                     for (acc, &x) in acc.iter_mut().zip(&x) {
                         acc[0] = S::mul_add(g, x, acc[0]);
@@ -339,7 +352,17 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
             }
             if operands.vector_end < operands.width {
                 let tails = &mut self.tails[WEIGHT * MR * NR..(WEIGHT + 1) * MR * NR];
-                scalar_tail(operands, &g_rows, &x_rows, tails);
+                // SAFETY: the columns up to `width` of the row are inside both buffers, as
+                // `correlate` asserted.
+                unsafe { scalar_tail(operands, &g_rows, &x_rows, tails) };
+            }
+            // One row on. After the last row the pointers may point past the buffers, but are
+            // never read (`wrapping_add` keeps computing them defined).
+            for row in &mut x_rows {
+                *row = row.wrapping_add(x_step);
+            }
+            for row in &mut g_rows {
+                *row = row.wrapping_add(g_step);
             }
         }
         for (m, acc) in acc.iter().enumerate() {
@@ -356,13 +379,24 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
 /// The grid columns past `vector_end` of one row and tap, one at a time: `tails[m][n]` gets
 /// the products of grad row `g_rows[m]` and input row `x_rows[n]`. Not generic, so that
 /// this rarely taken path is compiled once rather than once per tap.
+///
+/// # Safety
+///
+/// Every row must be readable up to column `operands.width`.
 #[inline(never)]
-fn scalar_tail(operands: &Operands<'_>, g_rows: &[usize], x_rows: &[usize], tails: &mut [f32]) {
+unsafe fn scalar_tail(
+    operands: &Operands<'_>,
+    g_rows: &[*const f32],
+    x_rows: &[*const f32],
+    tails: &mut [f32],
+) {
     for ox in operands.vector_end..operands.width {
         for (m, &g_row) in g_rows.iter().enumerate() {
-            let g = operands.grad[g_row + ox];
+            // SAFETY: guaranteed by the caller.
+            let g = unsafe { *g_row.add(ox) };
             for (n, &x_row) in x_rows.iter().enumerate() {
-                tails[m * x_rows.len() + n] += g * operands.input[x_row + ox];
+                // SAFETY: guaranteed by the caller.
+                tails[m * x_rows.len() + n] += g * unsafe { *x_row.add(ox) };
             }
         }
     }
