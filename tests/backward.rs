@@ -267,6 +267,10 @@ fn depthwise_and_wide_blockings() {
             (2, 5, 6),
             (1, 3, 11),
             (2, 11, 3),
+            // Enough channels on both sides for the channel kernel, with a partial block
+            // of each.
+            (1, 7, 50),
+            (1, 50, 7),
         ];
         for (groups, in_per_group, out_per_group) in layers {
             let case = Case {
@@ -290,56 +294,63 @@ fn depthwise_and_wide_blockings() {
 /// Infinities and NaN in `x` spread to the weight gradient exactly as in the reference (and
 /// PyTorch): wherever they are multiplied, including by the zero padding, and nowhere else,
 /// in particular not from columns past the last the convolution reaches (the kernels sum
-/// those grid columns one by one instead of in zero-padded vectors).
+/// those grid columns one by one instead of in zero-padded vectors). Two channels into three
+/// take the column kernel; seven into fifty, the channel kernel.
 #[test]
 fn nonfinite_inputs_reach_exactly_the_weights_they_multiply() {
     for isa in Isa::available() {
         isa.force(|| {
-            for (width, position) in [(21, 20), (37, 36), (37, 0), (40, 17)] {
-                let layer = Conv2d::builder(Strided, 2, 3).seed(1).build().unwrap();
-                let mut x = random_array((1, 2, 7, width), 5);
-                x[[0, 1, 3, position]] = f32::INFINITY;
-                x[[0, 0, 6, position / 2]] = f32::NAN;
-                let gy = random_array(layer.output_shape(x.dim().into()).unwrap(), 6);
-                let grads = layer.backward(&x, &gy).unwrap();
-                let expected =
-                    reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1)
-                        .unwrap();
-                let what = format!("{isa}, width {width}, inf at column {position}");
-                assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
-                assert!(grads.weight.iter().any(|v| !v.is_finite()), "{what}");
-
-                // An infinity in the output gradient meets the zero padding row above the
-                // input: the kernel must not skip that row's products (they are NaN).
-                let (x, mut gy) = (random_array(x.dim(), 8), gy);
-                gy[[0, 1, 0, 1]] = f32::INFINITY;
-                let grads = layer.backward(&x, &gy).unwrap();
-                let expected =
-                    reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1)
-                        .unwrap();
-                let what = format!("{isa}, width {width}, inf in the output gradient");
-                assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
-                assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
-
-                let up = ConvTranspose2d::builder(Strided, 2, 3)
-                    .seed(2)
-                    .build()
-                    .unwrap();
-                let gy = random_array(up.output_shape(x.dim().into()).unwrap(), 7);
-                let grads = up.backward(&x, &gy).unwrap();
-                let expected = reference::conv_transpose2d_backward(
-                    &x,
-                    up.weight(),
-                    true,
-                    &gy,
-                    &Strided::SPEC,
-                    1,
-                )
-                .unwrap();
-                assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
+            for (channels, width, position) in [
+                ((2, 3), 21, 20),
+                ((2, 3), 37, 36),
+                ((2, 3), 37, 0),
+                ((2, 3), 40, 17),
+                ((7, 50), 21, 20),
+                ((7, 50), 9, 0),
+            ] {
+                nonfinite_case(isa, channels, width, position);
             }
         });
     }
+}
+
+fn nonfinite_case(isa: Isa, (inputs, outputs): (usize, usize), width: usize, position: usize) {
+    let layer = Conv2d::builder(Strided, inputs, outputs)
+        .seed(1)
+        .build()
+        .unwrap();
+    let mut x = random_array((1, inputs, 7, width), 5);
+    x[[0, 1, 3, position]] = f32::INFINITY;
+    x[[0, 0, 6, position / 2]] = f32::NAN;
+    let gy = random_array(layer.output_shape(x.dim().into()).unwrap(), 6);
+    let grads = layer.backward(&x, &gy).unwrap();
+    let expected =
+        reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1).unwrap();
+    let what = format!("{isa}, {inputs} -> {outputs}, width {width}, inf at column {position}");
+    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
+    assert!(grads.weight.iter().any(|v| !v.is_finite()), "{what}");
+
+    // An infinity in the output gradient meets the zero padding row above the input: the
+    // kernel must not skip that row's products (they are NaN).
+    let (x, mut gy) = (random_array(x.dim(), 8), gy);
+    gy[[0, 1, 0, 1]] = f32::INFINITY;
+    let grads = layer.backward(&x, &gy).unwrap();
+    let expected =
+        reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1).unwrap();
+    let what = format!("{isa}, {inputs} -> {outputs}, width {width}, inf in the output gradient");
+    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
+    assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
+
+    let up = ConvTranspose2d::builder(Strided, inputs, outputs)
+        .seed(2)
+        .build()
+        .unwrap();
+    let gy = random_array(up.output_shape(x.dim().into()).unwrap(), 7);
+    let grads = up.backward(&x, &gy).unwrap();
+    let expected =
+        reference::conv_transpose2d_backward(&x, up.weight(), true, &gy, &Strided::SPEC, 1)
+            .unwrap();
+    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
 }
 
 /// The loss `sum(y^2) / 2`, accumulated in f64, whose gradient with respect to `y` is `y`.

@@ -1,17 +1,42 @@
-//! Chooses the weight-gradient kernel's blocking for a layer's channel counts and instruction
-//! set, and instantiates it inside a function compiled for that set, as the forward kernels'
-//! `dispatch` does.
+//! Chooses the weight-gradient kernel and its blocking for a layer's channel counts and
+//! instruction set, and instantiates it inside a function compiled for that set, as the
+//! forward kernels' `dispatch` does.
 
 use crate::simd::{Portable, Simd};
 use crate::{Geometry, Isa};
 
-use super::kernel::{self, Job, KernelFn};
+use super::{Blocking, channels, columns};
 
-/// A weight-gradient kernel and the blocking it was instantiated with.
+/// The kernel a layer's weight gradient runs.
 #[derive(Clone, Copy)]
-pub(crate) struct Kernel {
-    /// The instantiation; it may use instructions of `isa`.
-    pub run: KernelFn,
+pub(crate) enum Kernel {
+    Columns(ColumnKernel),
+    Channels(ChannelKernel),
+}
+
+impl Kernel {
+    pub fn blocking(&self) -> Blocking {
+        match self {
+            Kernel::Columns(kernel) => kernel.blocking(),
+            Kernel::Channels(kernel) => kernel.blocking(),
+        }
+    }
+
+    /// How many columns of each grid row the kernel reads: the column kernel rounds the
+    /// grid up to whole vectors.
+    pub fn columns_read(&self, width: usize) -> usize {
+        match self {
+            Kernel::Columns(kernel) => width.next_multiple_of(kernel.lanes),
+            Kernel::Channels(_) => width,
+        }
+    }
+}
+
+/// A column kernel (`columns.rs`) and the blocking it was instantiated with.
+#[derive(Clone, Copy)]
+pub(crate) struct ColumnKernel {
+    /// The instantiation; it may use instructions of the layer's instruction set.
+    pub run: columns::KernelFn,
     /// Output channels (grad rows) per block: `MR`.
     pub out_block: usize,
     /// Input channels per block: `NR`.
@@ -22,78 +47,145 @@ pub(crate) struct Kernel {
     pub lanes: usize,
 }
 
+impl ColumnKernel {
+    pub fn blocking(&self) -> Blocking {
+        Blocking {
+            out_block: self.out_block,
+            in_block: self.in_block,
+        }
+    }
+}
+
+/// A channel kernel (`channels.rs`) and the blocking it was instantiated with.
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelKernel {
+    /// The instantiation; it may use instructions of the layer's instruction set.
+    pub run: channels::KernelFn,
+    /// Vectors of grad channels per block: `MV`.
+    pub vectors: usize,
+    /// Input channels per block: `NR`.
+    pub in_block: usize,
+    /// Floats per vector.
+    pub lanes: usize,
+}
+
+impl ChannelKernel {
+    pub fn blocking(&self) -> Blocking {
+        Blocking {
+            out_block: self.vectors * self.lanes,
+            in_block: self.in_block,
+        }
+    }
+}
+
 /// The kernel for geometry `G` on `isa` (which must be available), blocked for
-/// `out_per_group` output and `in_per_group` input channels per group.
+/// `out_per_group` output (grad) and `in_per_group` input channels per group.
 ///
-/// Each blocking keeps its `MR x NR x WV` accumulators, and the `MR + NR` vectors one step
-/// loads, within the set's registers. Wide blocks share each load among several
-/// multiply-adds; a depthwise layer (one channel of each per group) gets `WV` independent
-/// accumulators instead, so that consecutive multiply-adds do not wait on each other. Its
-/// step is `WV` vectors of grid columns, and a row narrower than a step runs one chain: so
-/// AVX-512 takes 4 (a 64-column step), enough for a kernel that loads two vectors per
-/// multiply-add and so cannot issue more than one a cycle anyway.
+/// The channel kernel, where a block of `MV * LANES` grad channels by `NR` input channels is
+/// at least three quarters full: `MV x NR` accumulators, `MV` vector loads and `NR`
+/// broadcasts per pixel. Otherwise the column kernel, whose blocking keeps its
+/// `MR x NR x WV` accumulators, and the `MR + NR` vectors one step loads, within the set's
+/// registers. Wide blocks share each load among several multiply-adds; a depthwise layer
+/// (one channel of each per group) gets `WV` independent accumulators instead, so that
+/// consecutive multiply-adds do not wait on each other. Its step is `WV` vectors of grid
+/// columns, and a row narrower than a step runs one chain: so AVX-512 takes 4 (a 64-column
+/// step), enough for a kernel that loads two vectors per multiply-add and so cannot issue
+/// more than one a cycle anyway.
 pub(crate) fn kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: usize) -> Kernel {
+    let channels = |lanes: usize, vectors: usize, in_block: usize| {
+        4 * out_per_group >= 3 * lanes * vectors && in_per_group >= in_block
+    };
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if channels(16, 4, 6) => Kernel::Channels(avx512::channels::<G, 4, 6>()),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if channels(8, 2, 6) => Kernel::Channels(avx2::channels::<G, 2, 6>()),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if channels(4, 4, 6) => Kernel::Channels(neon::channels::<G, 4, 6>()),
+        Isa::Portable if channels(8, 1, 4) => Kernel::Channels(portable::channels::<G, 1, 4>()),
+        _ => Kernel::Columns(column_kernel::<G>(isa, out_per_group, in_per_group)),
+    }
+}
+
+/// The column kernel's blocking: see [`kernel`].
+fn column_kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: usize) -> ColumnKernel {
     let wide = out_per_group >= 4 && in_per_group >= 4;
     let pairs = out_per_group >= 2 && in_per_group >= 2;
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 8 && in_per_group >= 4 => avx512::<G, 6, 4, 1>(),
+        Isa::Avx512 if out_per_group >= 8 && in_per_group >= 4 => avx512::columns::<G, 6, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if wide => avx512::<G, 4, 4, 1>(),
+        Isa::Avx512 if wide => avx512::columns::<G, 4, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 8 && in_per_group == 3 => avx512::<G, 8, 3, 1>(),
+        Isa::Avx512 if out_per_group >= 8 && in_per_group == 3 => avx512::columns::<G, 8, 3, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 4 && in_per_group >= 2 => avx512::<G, 4, 2, 2>(),
+        Isa::Avx512 if out_per_group >= 4 && in_per_group >= 2 => avx512::columns::<G, 4, 2, 2>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if pairs => avx512::<G, 2, 2, 4>(),
+        Isa::Avx512 if pairs => avx512::columns::<G, 2, 2, 4>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::<G, 1, 1, 4>(),
+        Isa::Avx512 => avx512::columns::<G, 1, 1, 4>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if out_per_group >= 4 && in_per_group == 3 => avx2::<G, 4, 3, 1>(),
+        Isa::Avx2 if out_per_group >= 4 && in_per_group == 3 => avx2::columns::<G, 4, 3, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if out_per_group >= 4 && in_per_group >= 2 => avx2::<G, 4, 2, 1>(),
+        Isa::Avx2 if out_per_group >= 4 && in_per_group >= 2 => avx2::columns::<G, 4, 2, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if pairs => avx2::<G, 2, 2, 2>(),
+        Isa::Avx2 if pairs => avx2::columns::<G, 2, 2, 2>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::<G, 1, 1, 8>(),
+        Isa::Avx2 => avx2::columns::<G, 1, 1, 8>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if wide => neon::<G, 4, 4, 1>(),
+        Isa::Neon if wide => neon::columns::<G, 4, 4, 1>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if pairs => neon::<G, 2, 2, 4>(),
+        Isa::Neon if pairs => neon::columns::<G, 2, 2, 4>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::<G, 1, 1, 8>(),
+        Isa::Neon => neon::columns::<G, 1, 1, 8>(),
         // A portable vector is two SSE registers wide.
-        _ if pairs => portable::<G, 2, 2, 1>(),
-        _ => portable::<G, 1, 1, 4>(),
+        _ if pairs => portable::columns::<G, 2, 2, 1>(),
+        _ => portable::columns::<G, 1, 1, 4>(),
     }
 }
 
-fn make_kernel<S: Simd, const MR: usize, const NR: usize, const WV: usize>(
-    run: KernelFn,
-) -> Kernel {
-    Kernel {
-        run,
-        out_block: MR,
-        in_block: NR,
-        vectors: WV,
-        lanes: S::LANES,
-    }
-}
-
-/// One instruction set's kernels: `$name::<G, MR, NR, WV>()` instantiates the kernel inside
-/// a function compiled for `$features` (none for portable code).
+/// One instruction set's kernels, in a module `$name`: `columns::<G, MR, NR, WV>()` and
+/// `channels::<G, MV, NR>()` instantiate them inside functions compiled for `$features`
+/// (none for portable code).
 macro_rules! instruction_set {
     ($(#[$cfg:meta])* $name:ident, $simd:ty, $safety:literal $(, $features:literal)?) => {
         $(#[$cfg])*
-        fn $name<G: Geometry, const MR: usize, const NR: usize, const WV: usize>() -> Kernel {
-            #[doc = concat!("# Safety\n\n", $safety)]
-            $(#[target_feature(enable = $features)])?
-            unsafe fn run<G: Geometry, const MR: usize, const NR: usize, const WV: usize>(
-                job: &mut Job<'_>,
-            ) {
-                kernel::correlate::<G, $simd, MR, NR, WV>(job)
+        mod $name {
+            use super::*;
+
+            pub(super) fn columns<G: Geometry, const MR: usize, const NR: usize, const WV: usize>(
+            ) -> ColumnKernel {
+                #[doc = concat!("# Safety\n\n", $safety)]
+                $(#[target_feature(enable = $features)])?
+                unsafe fn run<G: Geometry, const MR: usize, const NR: usize, const WV: usize>(
+                    job: &mut columns::Job<'_>,
+                ) {
+                    columns::correlate::<G, $simd, MR, NR, WV>(job)
+                }
+                ColumnKernel {
+                    run: run::<G, MR, NR, WV>,
+                    out_block: MR,
+                    in_block: NR,
+                    vectors: WV,
+                    lanes: <$simd as Simd>::LANES,
+                }
             }
-            make_kernel::<$simd, MR, NR, WV>(run::<G, MR, NR, WV>)
+
+            pub(super) fn channels<G: Geometry, const MV: usize, const NR: usize>() -> ChannelKernel {
+                #[doc = concat!("# Safety\n\n", $safety)]
+                $(#[target_feature(enable = $features)])?
+                unsafe fn run<G: Geometry, const MV: usize, const NR: usize>(
+                    job: &mut channels::Job<'_>,
+                ) {
+                    channels::correlate::<G, $simd, MV, NR>(job)
+                }
+                ChannelKernel {
+                    run: run::<G, MV, NR>,
+                    vectors: MV,
+                    in_block: NR,
+                    lanes: <$simd as Simd>::LANES,
+                }
+            }
         }
     };
 }

@@ -20,18 +20,26 @@
 //!
 //! The work is split into blocks of filters (a few output channels by a few input channels
 //! of one group); each block's sums are computed by one task, over every image and row in a
-//! fixed order, so the result does not depend on the thread count.
+//! fixed order, so the result does not depend on the thread count. Two kernels compute a
+//! block (`dispatch` chooses): the *column* kernel (`columns.rs`) holds vectors of grid
+//! columns, for layers with few channels; the *channel* kernel (`channels.rs`) vectors of
+//! grad channels, for layers with many, whatever the grid's width. Both read the input
+//! operand laid out the same way (`input.rs`).
 
+mod channels;
+mod columns;
 mod dispatch;
-mod kernel;
+mod input;
 
-use ndarray::{Array4, ArrayView2, ArrayView4, Axis, s};
+use std::ops::Range;
+
+use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
-use crate::phases::{contiguous, split_row};
 use crate::scratch::with_scratch;
-use crate::{Geometry, Isa};
-use kernel::{GradLayout, InputLayout, Job, Operands};
+use crate::{Geometry, GeometrySpec, Isa};
+use dispatch::Kernel;
+pub(crate) use input::InputLayout;
 
 /// Below this many multiply-adds the gradient is computed on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 22;
@@ -58,7 +66,6 @@ pub(crate) fn correlate<G: Geometry>(
     );
     let spec = G::SPEC;
     let (kh, kw) = spec.kernel_size;
-    let taps = kh * kw;
     let (images, in_channels, in_h, in_w) = input.dim();
     let (_, out_channels, rows, width) = grad.dim();
     debug_assert_eq!(images, grad.dim().0);
@@ -69,14 +76,8 @@ pub(crate) fn correlate<G: Geometry>(
     }
 
     let kernel = dispatch::kernel::<G>(isa, out_per_group, in_per_group);
-    let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
     let (pad_top, pad_left) = spec.pad_before();
     let (stride_h, stride_w) = spec.stride;
-    let grad_layout = GradLayout {
-        channels: out_channels + 1,
-        rows,
-        width: width.next_multiple_of(lanes),
-    };
     let lowest_tap = (kh - 1) * spec.dilation.0;
     let input_layout = InputLayout {
         channels: in_channels + 1,
@@ -84,97 +85,44 @@ pub(crate) fn correlate<G: Geometry>(
         col_phases: stride_w,
         phase_len: (in_w + pad_left)
             .div_ceil(stride_w)
-            .max(grad_layout.width + (kw - 1) * spec.dilation.1 / stride_w),
+            .max(kernel.columns_read(width) + (kw - 1) * spec.dilation.1 / stride_w),
     };
-    let work = images * rows * width * out_channels * in_per_group * taps;
+    let work = images * rows * width * out_channels * in_per_group * kh * kw;
     let parallel = work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1;
-    let band = band_rows(&spec, (mr, nr), lanes, grad_layout, input_layout);
-
-    let (out_blocks, in_blocks) = (out_per_group.div_ceil(mr), in_per_group.div_ceil(nr));
-    // One block of filters: its sums in `[m][n][tap]` order.
-    let task = |operands: &Operands, index: usize| -> Vec<f32> {
-        let group = index / (out_blocks * in_blocks);
-        let (out_block, in_block) = (index / in_blocks % out_blocks, index % in_blocks);
-        // Channels past the group's end read the zero channel; their sums are dropped.
-        let channel = |first: usize, j: usize, per_group: usize, zero: usize| {
-            let j = first + j;
-            if j < per_group {
-                group * per_group + j
-            } else {
-                zero
-            }
+    let blocking = kernel.blocking();
+    let blocks = with_scratch(images * input_layout.image_stride(), |buffer| {
+        let pads = (pad_top, pad_left);
+        let finite = input::prepare_input(input, input_layout, pads, parallel, buffer);
+        let problem = Problem {
+            spec,
+            groups,
+            in_channels,
+            out_channels,
+            rows,
+            width,
+            input: buffer,
+            input_layout,
+            input_finite: finite,
+            data_rows: pad_top..pad_top + in_h,
+            parallel,
         };
-        let outs: Vec<usize> = (0..mr)
-            .map(|m| channel(out_block * mr, m, out_per_group, out_channels))
-            .collect();
-        let ins: Vec<usize> = (0..nr)
-            .map(|n| channel(in_block * nr, n, in_per_group, in_channels))
-            .collect();
-        let vector_len = kernel.vectors * lanes;
-        let mut sums = vec![0.0f32; taps * mr * nr * vector_len];
-        let mut tails = vec![0.0f32; taps * mr * nr];
-        let mut filters = vec![0.0f32; taps * mr * nr];
-        let mut job = Job {
-            operands,
-            out_channels: &outs,
-            in_channels: &ins,
-            sums: &mut sums,
-            tails: &mut tails,
-            filters: &mut filters,
-        };
-        // SAFETY: `kernel` was instantiated for `isa`, which is available (asserted above).
-        unsafe { (kernel.run)(&mut job) };
-        filters
-    };
-    let tasks = groups * out_blocks * in_blocks;
-    let input_len = images * input_layout.image_stride();
-    let grad_len = images * grad_layout.image_stride();
-    let blocks: Vec<Vec<f32>> = with_scratch(input_len, |input_buffer| {
-        with_scratch(grad_len, |grad_buffer| {
-            let pads = (pad_top, pad_left);
-            let finite = prepare_input(input, input_layout, pads, parallel, input_buffer);
-            let grad_finite = prepare_grad(grad, grad_layout, parallel, grad_buffer);
-            let operands = Operands {
-                images,
-                input: input_buffer,
-                input_layout,
-                grad: grad_buffer,
-                grad_layout,
-                width,
-                vector_end: if finite {
-                    grad_layout.width
-                } else {
-                    width / lanes * lanes
-                },
-                band,
-                // Products with the padding rows are zeros unless the grad operand holds an
-                // infinity or NaN, which must meet the padding to give NaN, as in PyTorch.
-                real_rows: if grad_finite {
-                    pad_top..pad_top + in_h
-                } else {
-                    0..input_layout.rows
-                },
-            };
-            if parallel {
-                (0..tasks)
-                    .into_par_iter()
-                    .map(|index| task(&operands, index))
-                    .collect()
-            } else {
-                (0..tasks).map(|index| task(&operands, index)).collect()
-            }
-        })
+        match kernel {
+            Kernel::Columns(kernel) => columns::filter_blocks(kernel, &problem, grad),
+            Kernel::Channels(kernel) => channels::filter_blocks(kernel, &problem, grad),
+        }
     });
 
     // `result` is fresh, so in standard layout: each filter's taps are one run.
+    let taps = kh * kw;
     let filters = result.as_slice_mut().expect("a new array is contiguous");
+    let (out_blocks, in_blocks) = blocking.counts(out_per_group, in_per_group);
     for (index, block) in blocks.iter().enumerate() {
         let group = index / (out_blocks * in_blocks);
         let (out_block, in_block) = (index / in_blocks % out_blocks, index % in_blocks);
         for (block_filter, sums) in block.chunks_exact(taps).enumerate() {
             let (o, i) = (
-                out_block * mr + block_filter / nr,
-                in_block * nr + block_filter % nr,
+                out_block * blocking.out_block + block_filter / blocking.in_block,
+                in_block * blocking.in_block + block_filter % blocking.in_block,
             );
             if o < out_per_group && i < in_per_group {
                 let filter = (group * out_per_group + o) * in_per_group + i;
@@ -185,132 +133,137 @@ pub(crate) fn correlate<G: Geometry>(
     result
 }
 
-/// Vector steps (of one row) a tap's sweep of a band must at least take: each tap loads and
-/// stores its block's accumulators once per band, which should stay a small part of the
-/// multiply-adds.
-const MIN_BAND_STEPS: usize = 24;
+/// How a kernel blocks the filters: `out_block` output (grad) channels by `in_block` input
+/// channels of one group per task.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blocking {
+    pub out_block: usize,
+    pub in_block: usize,
+}
 
-/// Grid rows per band: as many as keep the band's operand rows (the block's grad rows, and
-/// the input rows its taps read) within [`BAND_BYTES`], but at least [`MIN_BAND_STEPS`]
-/// vector steps, and at most every row.
-fn band_rows(
-    spec: &crate::GeometrySpec,
-    (mr, nr): (usize, usize),
-    lanes: usize,
-    grad: GradLayout,
-    input: InputLayout,
-) -> usize {
-    let (kh, stride_h, dilation_h) = (spec.kernel_size.0, spec.stride.0, spec.dilation.0);
-    // A band of `b` rows reads, per tap row, `(b - 1) * stride_h + 1` input rows, starting
-    // `dilation_h` apart: disjoint runs when the dilation is the larger, else one span.
-    let input_rows = |b: usize| {
-        let run = (b - 1) * stride_h + 1;
-        if dilation_h >= run {
-            kh * run
+impl Blocking {
+    /// Blocks per group, of output and of input channels.
+    fn counts(&self, out_per_group: usize, in_per_group: usize) -> (usize, usize) {
+        (
+            out_per_group.div_ceil(self.out_block),
+            in_per_group.div_ceil(self.in_block),
+        )
+    }
+}
+
+/// What both kernels' drivers share: the sizes, and the input operand, prepared.
+pub(crate) struct Problem<'a> {
+    pub spec: GeometrySpec,
+    pub groups: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// The grid: the grad operand's rows and columns.
+    pub rows: usize,
+    pub width: usize,
+    pub input: &'a [f32],
+    pub input_layout: InputLayout,
+    /// Whether every input value is finite.
+    pub input_finite: bool,
+    /// The prepared input rows that hold the input's rows (the rest are padding).
+    pub data_rows: Range<usize>,
+    pub parallel: bool,
+}
+
+impl Problem<'_> {
+    pub fn images(&self) -> usize {
+        self.input.len() / self.input_layout.image_stride()
+    }
+
+    /// The prepared rows a kernel must read. Products with the padding rows are zeros
+    /// unless the grad operand holds an infinity or NaN, which must meet the padding to give
+    /// NaN, as in PyTorch.
+    pub fn real_rows(&self, grad_finite: bool) -> Range<usize> {
+        if grad_finite {
+            self.data_rows.clone()
         } else {
-            (kh - 1) * dilation_h + run
+            0..self.input_layout.rows
         }
-    };
-    let floats = |b: usize| mr * b * grad.width + nr * input_rows(b) * input.row_stride();
-    let budget = BAND_BYTES / size_of::<f32>();
-    let fits = (1..=grad.rows)
-        .take_while(|&b| floats(b) <= budget)
-        .last()
-        .unwrap_or(1);
-    let least = MIN_BAND_STEPS.div_ceil(grad.width / lanes);
-    fits.max(least).min(grad.rows)
-}
-
-/// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
-/// around the data and in the extra channel; columns split into `col_phases` phases, prepared
-/// column `c` (input column `c - pad_left`) in phase `c % col_phases` at `c / col_phases`.
-fn prepare_input(
-    input: &ArrayView4<f32>,
-    layout: InputLayout,
-    (pad_top, pad_left): (usize, usize),
-    parallel: bool,
-    buffer: &mut [f32],
-) -> bool {
-    let channels = input.dim().1;
-    let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
-        let (image, channel) = (index / layout.channels, index % layout.channels);
-        target.fill(0.0);
-        if channel == channels {
-            return true; // The zero channel.
-        }
-        let plane = input.index_axis(Axis(0), image);
-        let plane = plane.index_axis(Axis(0), channel);
-        prepare_plane(&plane, layout, (pad_top, pad_left), target)
-    };
-    let stride = layout.channel_stride();
-    // Every plane is copied, whatever the earlier ones hold: no short-circuiting `all`.
-    if parallel {
-        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
-        planes.reduce(|| true, std::ops::BitAnd::bitand)
-    } else {
-        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
-        planes.fold(true, std::ops::BitAnd::bitand)
     }
-}
 
-/// One channel of [`prepare_input`]; whether its values are all finite.
-fn prepare_plane(
-    source: &ArrayView2<f32>,
-    layout: InputLayout,
-    (pad_top, pad_left): (usize, usize),
-    target: &mut [f32],
-) -> bool {
-    let mut finite = true;
-    // A non-contiguous row is gathered here first, one buffer for the plane.
-    let mut gathered = Vec::new();
-    for (y, source) in source.axis_iter(Axis(0)).enumerate() {
-        let row = &mut target[(pad_top + y) * layout.row_stride()..][..layout.row_stride()];
-        let source = contiguous(&source, &mut gathered);
-        split_row(source, pad_left, layout.col_phases, row);
-        // Folded with `&`, not `all`, so that the check vectorises.
-        finite &= source
-            .iter()
-            .fold(true, |all, value| all & value.is_finite());
+    /// Input channel `first + n` of `group` (counted within the group), or the zero channel
+    /// past the group's end.
+    pub fn input_channel(&self, group: usize, first: usize, n: usize) -> usize {
+        channel_or_zero(
+            group,
+            first + n,
+            self.in_channels / self.groups,
+            self.in_channels,
+        )
     }
-    finite
-}
 
-/// Lays the grad operand out for the kernel in `buffer`, and says whether every value is
-/// finite: rows padded with zeros to whole vectors, and a zero channel after the real ones.
-fn prepare_grad(
-    grad: &ArrayView4<f32>,
-    layout: GradLayout,
-    parallel: bool,
-    buffer: &mut [f32],
-) -> bool {
-    let channels = grad.dim().1;
-    let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
-        let (image, channel) = (index / layout.channels, index % layout.channels);
-        target.fill(0.0);
-        if channel == channels {
-            return true;
-        }
-        let plane = grad.slice(s![image, channel, .., ..]);
-        let mut finite = true;
-        for (source, target) in plane.outer_iter().zip(target.chunks_mut(layout.width)) {
-            let target = &mut target[..source.len()];
-            match source.as_slice() {
-                Some(source) => target.copy_from_slice(source),
-                None => target.iter_mut().zip(&source).for_each(|(t, &v)| *t = v),
+    /// Grad channel `first + m` of `group`, or the zero channel past the group's end.
+    pub fn grad_channel(&self, group: usize, first: usize, m: usize) -> usize {
+        channel_or_zero(
+            group,
+            first + m,
+            self.out_channels / self.groups,
+            self.out_channels,
+        )
+    }
+
+    /// Grid rows per band: as many as keep the band's operand rows (`grad_row` floats of
+    /// the block's grad operand per grid row, and the rows of `in_block` input channels its
+    /// taps read) within [`BAND_BYTES`], but at least `least`, and at most every row.
+    pub fn band(&self, grad_row: usize, in_block: usize, least: usize) -> usize {
+        let spec = &self.spec;
+        let (kh, stride_h, dilation_h) = (spec.kernel_size.0, spec.stride.0, spec.dilation.0);
+        // A band of `b` rows reads, per tap row, `(b - 1) * stride_h + 1` input rows,
+        // starting `dilation_h` apart: disjoint runs when the dilation is the larger, else
+        // one span.
+        let input_rows = |b: usize| {
+            let run = (b - 1) * stride_h + 1;
+            if dilation_h >= run {
+                kh * run
+            } else {
+                (kh - 1) * dilation_h + run
             }
-            // Folded with `&`, not `all`, so that the check vectorises.
-            finite &= target
-                .iter()
-                .fold(true, |all, value| all & value.is_finite());
+        };
+        let row_stride = self.input_layout.row_stride();
+        let floats = |b: usize| b * grad_row + in_block * input_rows(b) * row_stride;
+        let budget = BAND_BYTES / size_of::<f32>();
+        let fits = (1..=self.rows)
+            .take_while(|&b| floats(b) <= budget)
+            .last()
+            .unwrap_or(1);
+        fits.max(least).min(self.rows)
+    }
+
+    /// Runs `task(group, out_block, in_block)` for every block of `blocking`, in parallel
+    /// when the problem is large, and returns the results in block order.
+    pub fn run_tasks(
+        &self,
+        blocking: Blocking,
+        task: impl Fn(usize, usize, usize) -> Vec<f32> + Sync,
+    ) -> Vec<Vec<f32>> {
+        let per_group = (
+            self.out_channels / self.groups,
+            self.in_channels / self.groups,
+        );
+        let (out_blocks, in_blocks) = blocking.counts(per_group.0, per_group.1);
+        let one = |index: usize| {
+            let group = index / (out_blocks * in_blocks);
+            task(group, index / in_blocks % out_blocks, index % in_blocks)
+        };
+        let tasks = self.groups * out_blocks * in_blocks;
+        if self.parallel {
+            (0..tasks).into_par_iter().map(one).collect()
+        } else {
+            (0..tasks).map(one).collect()
         }
-        finite
-    };
-    let stride = layout.channel_stride();
-    if parallel {
-        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
-        planes.reduce(|| true, std::ops::BitAnd::bitand)
+    }
+}
+
+/// Channel `j` of `group` (of `per_group` channels), or the zero channel `zero` (the one after
+/// the real ones) when `j` is past the group's end.
+fn channel_or_zero(group: usize, j: usize, per_group: usize, zero: usize) -> usize {
+    if j < per_group {
+        group * per_group + j
     } else {
-        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
-        planes.fold(true, std::ops::BitAnd::bitand)
+        zero
     }
 }

@@ -1,5 +1,5 @@
-//! The weight-gradient kernel, written once for every instruction set and unrolled over the
-//! taps `conv!` generated.
+//! The weight-gradient kernel for layers with few channels: vectors of grid columns, written
+//! once for every instruction set and unrolled over the taps `conv!` generated.
 //!
 //! One call computes the partial sums of an `MR x NR` block of filters (`MR` output
 //! channels, the *grad* operand, by `NR` input channels, the *input* operand) over every
@@ -18,39 +18,82 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
+use ndarray::{ArrayView4, s};
+use rayon::prelude::*;
+
+use super::dispatch::ColumnKernel;
+use super::{InputLayout, Problem};
 use crate::__private::TapVisitor;
 use crate::Geometry;
+use crate::scratch::with_scratch;
 use crate::simd::Simd;
 
 /// The widest vector of any instruction set, in floats.
 const MAX_LANES: usize = 16;
 
-/// The shape of the prepared input: `[image][channel][row][col_phase][phase_len]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct InputLayout {
-    /// Channels, the zero channel that stands in for a block's missing channels included.
-    pub channels: usize,
-    /// Rows, the zero rows of the padding included: prepared row `r` is input row
-    /// `r - pad_top`.
-    pub rows: usize,
-    /// Column phases: the geometry's column stride.
-    pub col_phases: usize,
-    /// Floats per column phase of a row.
-    pub phase_len: usize,
-}
+/// Vector steps (of one row) a tap's sweep of a band must at least take: each tap loads and
+/// stores its block's accumulators once per band, which should stay a small part of the
+/// multiply-adds.
+const MIN_BAND_STEPS: usize = 24;
 
-impl InputLayout {
-    pub fn row_stride(&self) -> usize {
-        self.col_phases * self.phase_len
-    }
-
-    pub fn channel_stride(&self) -> usize {
-        self.rows * self.row_stride()
-    }
-
-    pub fn image_stride(&self) -> usize {
-        self.channels * self.channel_stride()
-    }
+/// Every block of filters of `problem` by `kernel`, each `[MR][NR][tap]`, in block order.
+pub(crate) fn filter_blocks(
+    kernel: ColumnKernel,
+    problem: &Problem<'_>,
+    grad: &ArrayView4<f32>,
+) -> Vec<Vec<f32>> {
+    let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
+    let images = problem.images();
+    let grad_layout = GradLayout {
+        channels: problem.out_channels + 1,
+        rows: problem.rows,
+        width: problem.width.next_multiple_of(lanes),
+    };
+    let least = MIN_BAND_STEPS.div_ceil(grad_layout.width / lanes);
+    let band = problem.band(mr * grad_layout.width, nr, least);
+    let taps = problem.spec.kernel_size.0 * problem.spec.kernel_size.1;
+    with_scratch(images * grad_layout.image_stride(), |buffer| {
+        let grad_finite = prepare_grad(grad, grad_layout, problem.parallel, buffer);
+        let width = problem.width;
+        let operands = Operands {
+            images,
+            input: problem.input,
+            input_layout: problem.input_layout,
+            grad: buffer,
+            grad_layout,
+            width,
+            vector_end: if problem.input_finite {
+                grad_layout.width
+            } else {
+                width / lanes * lanes
+            },
+            band,
+            real_rows: problem.real_rows(grad_finite),
+        };
+        problem.run_tasks(kernel.blocking(), |group, out_block, in_block| {
+            let outs: Vec<usize> = (0..mr)
+                .map(|m| problem.grad_channel(group, out_block * mr, m))
+                .collect();
+            let ins: Vec<usize> = (0..nr)
+                .map(|n| problem.input_channel(group, in_block * nr, n))
+                .collect();
+            let mut sums = vec![0.0f32; taps * mr * nr * kernel.vectors * lanes];
+            let mut tails = vec![0.0f32; taps * mr * nr];
+            let mut filters = vec![0.0f32; taps * mr * nr];
+            let mut job = Job {
+                operands: &operands,
+                out_channels: &outs,
+                in_channels: &ins,
+                sums: &mut sums,
+                tails: &mut tails,
+                filters: &mut filters,
+            };
+            // SAFETY: `kernel` was instantiated for an available instruction set (the
+            // layer's, checked by `correlate`).
+            unsafe { (kernel.run)(&mut job) };
+            filters
+        })
+    })
 }
 
 /// The shape of the prepared grad operand: `[image][channel][row][width]`.
@@ -111,7 +154,7 @@ pub(crate) struct Job<'a> {
     pub filters: &'a mut [f32],
 }
 
-/// A weight-gradient kernel: one instantiation of [`correlate`].
+/// A column kernel: one instantiation of [`correlate`].
 ///
 /// # Safety
 ///
@@ -399,5 +442,45 @@ unsafe fn scalar_tail(
                 tails[m * x_rows.len() + n] += g * unsafe { *x_row.add(ox) };
             }
         }
+    }
+}
+
+/// Lays the grad operand out for the kernel in `buffer`, and says whether every value is
+/// finite: rows padded with zeros to whole vectors, and a zero channel after the real ones.
+pub(crate) fn prepare_grad(
+    grad: &ArrayView4<f32>,
+    layout: GradLayout,
+    parallel: bool,
+    buffer: &mut [f32],
+) -> bool {
+    let channels = grad.dim().1;
+    let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
+        let (image, channel) = (index / layout.channels, index % layout.channels);
+        target.fill(0.0);
+        if channel == channels {
+            return true;
+        }
+        let plane = grad.slice(s![image, channel, .., ..]);
+        let mut finite = true;
+        for (source, target) in plane.outer_iter().zip(target.chunks_mut(layout.width)) {
+            let target = &mut target[..source.len()];
+            match source.as_slice() {
+                Some(source) => target.copy_from_slice(source),
+                None => target.iter_mut().zip(&source).for_each(|(t, &v)| *t = v),
+            }
+            // Folded with `&`, not `all`, so that the check vectorises.
+            finite &= target
+                .iter()
+                .fold(true, |all, value| all & value.is_finite());
+        }
+        finite
+    };
+    let stride = layout.channel_stride();
+    if parallel {
+        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
+        planes.reduce(|| true, std::ops::BitAnd::bitand)
+    } else {
+        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
+        planes.fold(true, std::ops::BitAnd::bitand)
     }
 }

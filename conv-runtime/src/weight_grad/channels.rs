@@ -1,0 +1,336 @@
+//! The weight-gradient kernel for layers with many channels on both sides: vectors across
+//! the grad operand's channels, written once for every instruction set and unrolled over the
+//! taps `conv!` generated.
+//!
+//! One call computes an `MV * LANES x NR` block of filters (`MV` vectors of grad channels by
+//! `NR` input channels) over every image. As in the column kernel (`columns.rs`), the taps
+//! are the outer loop and each tap sweeps a band of rows with its accumulators in registers;
+//! but here the inner loop walks the grid one *pixel* at a time: it loads the pixel's `MV`
+//! vectors of grad channels and multiplies them by each of the `NR` input values the tap
+//! reads there, broadcast. That is the forward kernels' register blocking turned around, and
+//! it has what the column kernel lacks on narrow grids: a row of `w` pixels is `w` steps of
+//! `MV x NR` multiply-adds, not `w / LANES` steps, so the per-row work (moving the row
+//! pointers, reloading accumulators between bands) is small beside it; and each accumulator
+//! lane is one filter's whole sum, so nothing is reduced across lanes at the end.
+//!
+//! The grad operand is laid out for it channels-last, one block of channels at a time
+//! (see [`ChannelLayout`]); the input as for the column kernel ([`InputLayout`]).
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use ndarray::{ArrayView4, Axis};
+use rayon::prelude::*;
+
+use super::dispatch::ChannelKernel;
+use super::{Blocking, InputLayout, Problem};
+use crate::__private::TapVisitor;
+use crate::Geometry;
+use crate::scratch::with_scratch;
+use crate::simd::Simd;
+
+/// Grid pixels a tap's sweep of a band must at least cover: each tap loads and stores its
+/// block's accumulators once per band, which should stay a small part of the multiply-adds.
+const MIN_BAND_PIXELS: usize = 64;
+
+/// Every block of filters of `problem` by `kernel`, each `[out][in][tap]` within the block,
+/// in block order.
+pub(crate) fn filter_blocks(
+    kernel: ChannelKernel,
+    problem: &Problem<'_>,
+    grad: &ArrayView4<f32>,
+) -> Vec<Vec<f32>> {
+    let Blocking {
+        out_block: block,
+        in_block: nr,
+    } = kernel.blocking();
+    let images = problem.images();
+    let blocks_per_group = (problem.out_channels / problem.groups).div_ceil(block);
+    let layout = ChannelLayout {
+        blocks: problem.groups * blocks_per_group,
+        blocks_per_group,
+        rows: problem.rows,
+        width: problem.width,
+        block,
+    };
+    let least = MIN_BAND_PIXELS.div_ceil(problem.width);
+    let band = problem.band(layout.row_stride(), nr, least);
+    let taps = problem.spec.kernel_size.0 * problem.spec.kernel_size.1;
+    with_scratch(images * layout.image_stride(), |buffer| {
+        let grad_finite = prepare_grad(grad, layout, problem.parallel, buffer);
+        let operands = Operands {
+            images,
+            input: problem.input,
+            input_layout: problem.input_layout,
+            grad: buffer,
+            grad_layout: layout,
+            band,
+            real_rows: problem.real_rows(grad_finite),
+        };
+        problem.run_tasks(kernel.blocking(), |group, out_block, in_block| {
+            let ins: Vec<usize> = (0..nr)
+                .map(|n| problem.input_channel(group, in_block * nr, n))
+                .collect();
+            let mut sums = vec![0.0f32; taps * nr * block];
+            let mut job = Job {
+                operands: &operands,
+                block: group * blocks_per_group + out_block,
+                in_channels: &ins,
+                sums: &mut sums,
+            };
+            // SAFETY: `kernel` was instantiated for an available instruction set (the
+            // layer's, checked by `correlate`).
+            unsafe { (kernel.run)(&mut job) };
+            // `[tap][n][j]` to the filter order `[j][n][tap]`.
+            let mut filters = vec![0.0f32; taps * nr * block];
+            for (tap, sums) in sums.chunks_exact(nr * block).enumerate() {
+                for (n, sums) in sums.chunks_exact(block).enumerate() {
+                    for (j, &sum) in sums.iter().enumerate() {
+                        filters[(j * nr + n) * taps + tap] = sum;
+                    }
+                }
+            }
+            filters
+        })
+    })
+}
+
+/// The shape of the prepared grad operand: `[image][block][row][col][channel in block]`,
+/// each group's channels in blocks of `block`, the last padded with zero channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChannelLayout {
+    /// Blocks of every group, `groups * blocks_per_group`.
+    pub blocks: usize,
+    pub blocks_per_group: usize,
+    /// Grid rows.
+    pub rows: usize,
+    /// Grid columns.
+    pub width: usize,
+    /// Channels per block: `MV * LANES`.
+    pub block: usize,
+}
+
+impl ChannelLayout {
+    pub fn row_stride(&self) -> usize {
+        self.width * self.block
+    }
+
+    pub fn block_stride(&self) -> usize {
+        self.rows * self.row_stride()
+    }
+
+    pub fn image_stride(&self) -> usize {
+        self.blocks * self.block_stride()
+    }
+}
+
+/// Both operands of the correlation, for every image, as the kernel reads them.
+pub(crate) struct Operands<'a> {
+    pub images: usize,
+    pub input: &'a [f32],
+    pub input_layout: InputLayout,
+    pub grad: &'a [f32],
+    pub grad_layout: ChannelLayout,
+    /// Grid rows per band.
+    pub band: usize,
+    /// The prepared input rows the kernel must read: a tap skips the grid rows that would
+    /// read only rows outside this range (padding whose products are known to be zero).
+    pub real_rows: Range<usize>,
+}
+
+/// One block of filters: everything a kernel call needs.
+pub(crate) struct Job<'a> {
+    pub operands: &'a Operands<'a>,
+    /// The grad operand's block (`group * blocks_per_group + block`).
+    pub block: usize,
+    /// The input channel of each of the `NR` block columns (or the zero channel).
+    pub in_channels: &'a [usize],
+    /// The result, `[tap][NR][block channel]`: zeros on entry, each filter's sum on return.
+    pub sums: &'a mut [f32],
+}
+
+/// A channel kernel: one instantiation of [`correlate`].
+///
+/// # Safety
+///
+/// The kernel may use instructions of its instruction set: call it only on a CPU that
+/// supports them.
+pub(crate) type KernelFn = unsafe fn(&mut Job<'_>);
+
+/// The filter block's sums over every image and grid row. See the module documentation.
+#[inline(always)]
+pub(crate) fn correlate<G: Geometry, S: Simd, const MV: usize, const NR: usize>(job: &mut Job<'_>) {
+    let operands = job.operands;
+    let (input, grad) = (operands.input_layout, operands.grad_layout);
+    let spec = G::SPEC;
+    let taps = spec.kernel_size.0 * spec.kernel_size.1;
+    // What every unchecked load below relies on.
+    assert!(job.in_channels.len() == NR && job.block < grad.blocks);
+    assert!(job.in_channels.iter().all(|&c| c < input.channels));
+    assert_eq!(grad.block, MV * S::LANES);
+    assert!(operands.input.len() >= operands.images * input.image_stride());
+    assert!(operands.grad.len() >= operands.images * grad.image_stride());
+    assert_eq!(input.col_phases, spec.stride.1);
+    if grad.rows > 0 {
+        // The last grid row's lowest tap row.
+        assert!(
+            (grad.rows - 1) * spec.stride.0 + (spec.kernel_size.0 - 1) * spec.dilation.0
+                < input.rows
+        );
+    }
+    let max_shift = (spec.kernel_size.1 - 1) * spec.dilation.1 / spec.stride.1;
+    assert!(grad.width + max_shift <= input.phase_len);
+    assert_eq!(job.sums.len(), taps * NR * grad.block);
+    assert!(operands.band > 0);
+
+    for image in 0..operands.images {
+        let mut start = 0;
+        while start < grad.rows {
+            let rows = start..(start + operands.band).min(grad.rows);
+            start = rows.end;
+            let mut pass = TapPass::<G, S, MV, NR> {
+                operands,
+                input_base: std::array::from_fn(|n| {
+                    image * input.image_stride() + job.in_channels[n] * input.channel_stride()
+                }),
+                grad_base: image * grad.image_stride() + job.block * grad.block_stride(),
+                rows,
+                sums: job.sums,
+                geometry: PhantomData,
+            };
+            G::forward_taps(&mut pass);
+        }
+    }
+}
+
+/// One band of rows of one image, seen as the visitor of every tap.
+struct TapPass<'j, 'a, G, S, const MV: usize, const NR: usize> {
+    operands: &'a Operands<'a>,
+    /// Where each block column's input channel of this image starts.
+    input_base: [usize; NR],
+    /// Where the block of grad channels of this image starts.
+    grad_base: usize,
+    rows: Range<usize>,
+    sums: &'j mut [f32],
+    geometry: PhantomData<(G, S)>,
+}
+
+impl<G: Geometry, S: Simd, const MV: usize, const NR: usize> TapVisitor
+    for TapPass<'_, '_, G, S, MV, NR>
+{
+    /// Adds tap `WEIGHT`'s products over the band to its sums. `ROW` and `COL` are the tap's
+    /// offsets from the window origin, `(th * dh, tw * dw)`, never negative.
+    #[inline(always)]
+    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
+        let (stride_h, stride_w) = G::SPEC.stride;
+        let operands = self.operands;
+        let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
+        // The band's grid rows whose tap row is one the kernel must read.
+        let real = &operands.real_rows;
+        let first = real.start.saturating_sub(ROW as usize).div_ceil(stride_h);
+        let end = real.end.saturating_sub(ROW as usize).div_ceil(stride_h);
+        let rows = self.rows.start.max(first)..self.rows.end.min(end);
+        if rows.is_empty() {
+            return;
+        }
+        let block = NR * MV * S::LANES;
+        let sums = &mut self.sums[WEIGHT * block..(WEIGHT + 1) * block];
+        let mut acc: [[S::Vector; MV]; NR] = std::array::from_fn(|n| {
+            std::array::from_fn(|v| {
+                let at = (n * MV + v) * S::LANES;
+                // SAFETY: `sums` holds `NR * MV * LANES` floats (sliced above).
+                unsafe { S::load_unchecked(sums.as_ptr().add(at)) }
+            })
+        });
+        // Grid column `ox` reads prepared column `ox * stride_w + COL`: column phase
+        // `COL % stride_w`, at `ox + COL / stride_w` within it.
+        let column = COL as usize % stride_w * input_layout.phase_len + COL as usize / stride_w;
+        let first_input = (rows.start * stride_h + ROW as usize) * input_layout.row_stride();
+        let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
+        // Row pointers, moved one row on per row: `wrapping_add` keeps that defined even
+        // after the last row, whose successors are never read.
+        let mut x_rows: [*const f32; NR] =
+            std::array::from_fn(|n| input.wrapping_add(self.input_base[n] + first_input + column));
+        let mut g_row = grad.wrapping_add(self.grad_base + rows.start * grad_layout.row_stride());
+        let x_step = stride_h * input_layout.row_stride();
+        for _ in rows {
+            let mut g = g_row;
+            for ox in 0..grad_layout.width {
+                // SAFETY: `correlate` asserted that the channels and the block are the
+                // buffers' and the images in them, that every grid row's tap rows are inside
+                // the prepared rows (`(rows - 1) * stride_h + ROW < input.rows`), and that
+                // `width + COL / stride_w <= phase_len`: so pixel `ox` of a band row, its
+                // `MV` vectors of grad channels and the input value each channel's tap reads
+                // there, are inside the buffers.
+                let grads: [S::Vector; MV] =
+                    std::array::from_fn(|v| unsafe { S::load_unchecked(g.add(v * S::LANES)) });
+                for (acc, &x_row) in acc.iter_mut().zip(&x_rows) {
+                    // SAFETY: as above.
+                    let x = S::splat(unsafe { *x_row.add(ox) });
+                    for (acc, &grad) in acc.iter_mut().zip(&grads) {
+                        *acc = S::mul_add(grad, x, *acc);
+                    }
+                }
+                g = g.wrapping_add(MV * S::LANES);
+            }
+            for row in &mut x_rows {
+                *row = row.wrapping_add(x_step);
+            }
+            g_row = g_row.wrapping_add(grad_layout.row_stride());
+        }
+        for (n, acc) in acc.iter().enumerate() {
+            for (v, &acc) in acc.iter().enumerate() {
+                S::store(&mut sums[(n * MV + v) * S::LANES..], acc);
+            }
+        }
+    }
+}
+
+/// Lays the grad operand out for the kernel in `buffer`, and says whether every value is
+/// finite: each group's channels in blocks of `layout.block`, channels-last within a block,
+/// zeros in the channels past the group's end.
+pub(crate) fn prepare_grad(
+    grad: &ArrayView4<f32>,
+    layout: ChannelLayout,
+    parallel: bool,
+    buffer: &mut [f32],
+) -> bool {
+    let per_group = grad.dim().1 / (layout.blocks / layout.blocks_per_group);
+    let one_block = |(index, target): (usize, &mut [f32])| -> bool {
+        let (image, block) = (index / layout.blocks, index % layout.blocks);
+        let (group, b) = (
+            block / layout.blocks_per_group,
+            block % layout.blocks_per_group,
+        );
+        let first = b * layout.block;
+        let count = layout.block.min(per_group - first);
+        let channels = grad.index_axis(Axis(0), image);
+        let mut finite = true;
+        for (row, target) in target.chunks_exact_mut(layout.row_stride()).enumerate() {
+            if count < layout.block {
+                target.fill(0.0);
+            }
+            // One channel's row at a time into every `block`-th float: reads run along
+            // the rows, and the target row (a few KiB) stays in the L1 cache.
+            for j in 0..count {
+                let source = channels.index_axis(Axis(0), group * per_group + first + j);
+                let source = source.index_axis(Axis(0), row);
+                for (t, &value) in target[j..].iter_mut().step_by(layout.block).zip(&source) {
+                    *t = value;
+                    finite &= value.is_finite();
+                }
+            }
+        }
+        finite
+    };
+    let stride = layout.block_stride();
+    let buffer = &mut buffer[..grad.dim().0 * layout.image_stride()];
+    // Every block is copied, whatever the earlier ones hold: no short-circuiting `all`.
+    if parallel {
+        let blocks = buffer.par_chunks_mut(stride).enumerate().map(one_block);
+        blocks.reduce(|| true, std::ops::BitAnd::bitand)
+    } else {
+        let blocks = buffer.chunks_mut(stride).enumerate().map(one_block);
+        blocks.fold(true, std::ops::BitAnd::bitand)
+    }
+}

@@ -1,0 +1,90 @@
+//! The input operand of the weight gradient, shared by both kernels: each channel zero-padded
+//! on every side and split into column-stride phases, so that a tap's input values for
+//! consecutive grid columns are contiguous.
+
+use ndarray::{ArrayView2, ArrayView4, Axis};
+use rayon::prelude::*;
+
+use crate::phases::{contiguous, split_row};
+
+/// The shape of the prepared input: `[image][channel][row][col_phase][phase_len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InputLayout {
+    /// Channels, the zero channel that stands in for a block's missing channels included.
+    pub channels: usize,
+    /// Rows, the zero rows of the padding included: prepared row `r` is input row
+    /// `r - pad_top`.
+    pub rows: usize,
+    /// Column phases: the geometry's column stride.
+    pub col_phases: usize,
+    /// Floats per column phase of a row.
+    pub phase_len: usize,
+}
+
+impl InputLayout {
+    pub fn row_stride(&self) -> usize {
+        self.col_phases * self.phase_len
+    }
+
+    pub fn channel_stride(&self) -> usize {
+        self.rows * self.row_stride()
+    }
+
+    pub fn image_stride(&self) -> usize {
+        self.channels * self.channel_stride()
+    }
+}
+
+/// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
+/// around the data and in the extra channel; columns split into `col_phases` phases, prepared
+/// column `c` (input column `c - pad_left`) in phase `c % col_phases` at `c / col_phases`.
+pub(crate) fn prepare_input(
+    input: &ArrayView4<f32>,
+    layout: InputLayout,
+    (pad_top, pad_left): (usize, usize),
+    parallel: bool,
+    buffer: &mut [f32],
+) -> bool {
+    let channels = input.dim().1;
+    let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
+        let (image, channel) = (index / layout.channels, index % layout.channels);
+        target.fill(0.0);
+        if channel == channels {
+            return true; // The zero channel.
+        }
+        let plane = input.index_axis(Axis(0), image);
+        let plane = plane.index_axis(Axis(0), channel);
+        prepare_plane(&plane, layout, (pad_top, pad_left), target)
+    };
+    let stride = layout.channel_stride();
+    // Every plane is copied, whatever the earlier ones hold: no short-circuiting `all`.
+    if parallel {
+        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
+        planes.reduce(|| true, std::ops::BitAnd::bitand)
+    } else {
+        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
+        planes.fold(true, std::ops::BitAnd::bitand)
+    }
+}
+
+/// One channel of [`prepare_input`]; whether its values are all finite.
+fn prepare_plane(
+    source: &ArrayView2<f32>,
+    layout: InputLayout,
+    (pad_top, pad_left): (usize, usize),
+    target: &mut [f32],
+) -> bool {
+    let mut finite = true;
+    // A non-contiguous row is gathered here first, one buffer for the plane.
+    let mut gathered = Vec::new();
+    for (y, source) in source.axis_iter(Axis(0)).enumerate() {
+        let row = &mut target[(pad_top + y) * layout.row_stride()..][..layout.row_stride()];
+        let source = contiguous(&source, &mut gathered);
+        split_row(source, pad_left, layout.col_phases, row);
+        // Folded with `&`, not `all`, so that the check vectorises.
+        finite &= source
+            .iter()
+            .fold(true, |all, value| all & value.is_finite());
+    }
+    finite
+}
