@@ -14,16 +14,16 @@
 //! lane is one filter's whole sum, so nothing is reduced across lanes at the end.
 //!
 //! The grad operand is laid out for it channels-last, one block of channels at a time
-//! (see [`ChannelLayout`]); the input as for the column kernel ([`InputLayout`]).
+//! (see [`ChannelLayout`]); the input as for the column kernel
+//! ([`InputLayout`](super::InputLayout)).
 
 use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView4, Axis};
-use rayon::prelude::*;
 
 use super::dispatch::ChannelKernel;
-use super::{Blocking, InputLayout, Problem};
+use super::{Blocking, Problem, fill_chunks};
 use crate::__private::TapVisitor;
 use crate::Geometry;
 use crate::scratch::with_scratch;
@@ -124,19 +124,8 @@ impl ChannelLayout {
     }
 }
 
-/// Both operands of the correlation, for every image, as the kernel reads them.
-pub(crate) struct Operands<'a> {
-    pub images: usize,
-    pub input: &'a [f32],
-    pub input_layout: InputLayout,
-    pub grad: &'a [f32],
-    pub grad_layout: ChannelLayout,
-    /// Grid rows per band.
-    pub band: usize,
-    /// The prepared input rows the kernel must read: a tap skips the grid rows that would
-    /// read only rows outside this range (padding whose products are known to be zero).
-    pub real_rows: Range<usize>,
-}
+/// The operands as the channel kernel reads them.
+pub(crate) type Operands<'a> = super::Operands<'a, ChannelLayout>;
 
 /// One block of filters: everything a kernel call needs.
 pub(crate) struct Job<'a> {
@@ -168,26 +157,12 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MV: usize, const NR: usize>(
     assert!(job.in_channels.len() == NR && job.block < grad.blocks);
     assert!(job.in_channels.iter().all(|&c| c < input.channels));
     assert_eq!(grad.block, MV * S::LANES);
-    assert!(operands.input.len() >= operands.images * input.image_stride());
     assert!(operands.grad.len() >= operands.images * grad.image_stride());
-    assert_eq!(input.col_phases, spec.stride.1);
-    if grad.rows > 0 {
-        // The last grid row's lowest tap row.
-        assert!(
-            (grad.rows - 1) * spec.stride.0 + (spec.kernel_size.0 - 1) * spec.dilation.0
-                < input.rows
-        );
-    }
-    let max_shift = (spec.kernel_size.1 - 1) * spec.dilation.1 / spec.stride.1;
-    assert!(grad.width + max_shift <= input.phase_len);
+    operands.check_input_reads(&spec, grad.rows, grad.width);
     assert_eq!(job.sums.len(), taps * NR * grad.block);
-    assert!(operands.band > 0);
 
     for image in 0..operands.images {
-        let mut start = 0;
-        while start < grad.rows {
-            let rows = start..(start + operands.band).min(grad.rows);
-            start = rows.end;
+        for rows in operands.bands(grad.rows) {
             let mut pass = TapPass::<G, S, MV, NR> {
                 operands,
                 input_base: std::array::from_fn(|n| {
@@ -225,11 +200,7 @@ impl<G: Geometry, S: Simd, const MV: usize, const NR: usize> TapVisitor
         let (stride_h, stride_w) = G::SPEC.stride;
         let operands = self.operands;
         let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
-        // The band's grid rows whose tap row is one the kernel must read.
-        let real = &operands.real_rows;
-        let first = real.start.saturating_sub(ROW as usize).div_ceil(stride_h);
-        let end = real.end.saturating_sub(ROW as usize).div_ceil(stride_h);
-        let rows = self.rows.start.max(first)..self.rows.end.min(end);
+        let rows = operands.tap_rows(&self.rows, ROW as usize, stride_h);
         if rows.is_empty() {
             return;
         }
@@ -323,14 +294,6 @@ pub(crate) fn prepare_grad(
         }
         finite
     };
-    let stride = layout.block_stride();
     let buffer = &mut buffer[..grad.dim().0 * layout.image_stride()];
-    // Every block is copied, whatever the earlier ones hold: no short-circuiting `all`.
-    if parallel {
-        let blocks = buffer.par_chunks_mut(stride).enumerate().map(one_block);
-        blocks.reduce(|| true, std::ops::BitAnd::bitand)
-    } else {
-        let blocks = buffer.chunks_mut(stride).enumerate().map(one_block);
-        blocks.fold(true, std::ops::BitAnd::bitand)
-    }
+    fill_chunks(buffer, layout.block_stride(), parallel, one_block)
 }

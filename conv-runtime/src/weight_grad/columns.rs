@@ -19,10 +19,9 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView4, s};
-use rayon::prelude::*;
 
 use super::dispatch::ColumnKernel;
-use super::{InputLayout, Problem};
+use super::{Problem, fill_chunks};
 use crate::__private::TapVisitor;
 use crate::Geometry;
 use crate::scratch::with_scratch;
@@ -44,29 +43,29 @@ pub(crate) fn filter_blocks(
 ) -> Vec<Vec<f32>> {
     let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
     let images = problem.images();
+    let width = problem.width.next_multiple_of(lanes);
     let grad_layout = GradLayout {
         channels: problem.out_channels + 1,
         rows: problem.rows,
-        width: problem.width.next_multiple_of(lanes),
+        width,
+        columns: problem.width,
+        vector_end: if problem.input_finite {
+            width
+        } else {
+            problem.width / lanes * lanes
+        },
     };
     let least = MIN_BAND_STEPS.div_ceil(grad_layout.width / lanes);
     let band = problem.band(mr * grad_layout.width, nr, least);
     let taps = problem.spec.kernel_size.0 * problem.spec.kernel_size.1;
     with_scratch(images * grad_layout.image_stride(), |buffer| {
         let grad_finite = prepare_grad(grad, grad_layout, problem.parallel, buffer);
-        let width = problem.width;
         let operands = Operands {
             images,
             input: problem.input,
             input_layout: problem.input_layout,
             grad: buffer,
             grad_layout,
-            width,
-            vector_end: if problem.input_finite {
-                grad_layout.width
-            } else {
-                width / lanes * lanes
-            },
             band,
             real_rows: problem.real_rows(grad_finite),
         };
@@ -105,6 +104,13 @@ pub(crate) struct GradLayout {
     pub rows: usize,
     /// Floats per row: the grid width rounded up to whole vectors, zeros after it.
     pub width: usize,
+    /// Grid columns (the grad's real width).
+    pub columns: usize,
+    /// Grid columns the kernel reads as vectors, a multiple of the lane count. Past
+    /// `columns` the grad is zero, which adds nothing when the input there is finite; when it
+    /// is not, `vector_end` stops before `columns` and the rest is summed one column at a
+    /// time, so a zero never meets an infinity the correlation does not reach.
+    pub vector_end: usize,
 }
 
 impl GradLayout {
@@ -117,26 +123,8 @@ impl GradLayout {
     }
 }
 
-/// Both operands of the correlation, for every image, as the kernel reads them.
-pub(crate) struct Operands<'a> {
-    pub images: usize,
-    pub input: &'a [f32],
-    pub input_layout: InputLayout,
-    pub grad: &'a [f32],
-    pub grad_layout: GradLayout,
-    /// Grid columns (the grad's real width).
-    pub width: usize,
-    /// Grid columns computed with vectors, a multiple of the lane count. Past `width` the
-    /// grad is zero, which adds nothing when the input there is finite; when it is not,
-    /// `vector_end` stops before `width` and the rest is summed one column at a time, so a
-    /// zero never meets an infinity the correlation does not reach.
-    pub vector_end: usize,
-    /// Grid rows per band.
-    pub band: usize,
-    /// The prepared input rows the kernel must read: a tap skips the grid rows that would
-    /// read only rows outside this range (padding whose products are known to be zero).
-    pub real_rows: Range<usize>,
-}
+/// The operands as the column kernel reads them.
+pub(crate) type Operands<'a> = super::Operands<'a, GradLayout>;
 
 /// One block of filters: everything a kernel call needs.
 pub(crate) struct Job<'a> {
@@ -176,32 +164,16 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, 
     assert!(job.out_channels.len() == MR && job.in_channels.len() == NR);
     assert!(job.out_channels.iter().all(|&c| c < grad.channels));
     assert!(job.in_channels.iter().all(|&c| c < input.channels));
-    assert!(operands.input.len() >= operands.images * input.image_stride());
     assert!(operands.grad.len() >= operands.images * grad.image_stride());
-    assert_eq!(input.col_phases, spec.stride.1);
-    if grad.rows > 0 {
-        // The last grid row's lowest tap row.
-        assert!(
-            (grad.rows - 1) * spec.stride.0 + (spec.kernel_size.0 - 1) * spec.dilation.0
-                < input.rows
-        );
-    }
-    let max_shift = (spec.kernel_size.1 - 1) * spec.dilation.1 / spec.stride.1;
-    assert!(operands.vector_end.is_multiple_of(S::LANES) && operands.vector_end <= grad.width);
-    assert!(
-        operands.width <= grad.width
-            && operands.vector_end.max(operands.width) + max_shift <= input.phase_len
-    );
+    assert!(grad.vector_end.is_multiple_of(S::LANES) && grad.vector_end <= grad.width);
+    assert!(grad.columns <= grad.width);
+    operands.check_input_reads(&spec, grad.rows, grad.vector_end.max(grad.columns));
     assert_eq!(job.sums.len(), taps * MR * NR * WV * S::LANES);
     assert_eq!(job.tails.len(), taps * MR * NR);
     assert_eq!(job.filters.len(), taps * MR * NR);
-    assert!(operands.band > 0);
 
     for image in 0..operands.images {
-        let mut start = 0;
-        while start < grad.rows {
-            let rows = start..(start + operands.band).min(grad.rows);
-            start = rows.end;
+        for rows in operands.bands(grad.rows) {
             let mut pass = TapPass::<G, S, MR, NR, WV> {
                 operands,
                 input_base: std::array::from_fn(|n| {
@@ -321,15 +293,11 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
     fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
         let (stride_h, stride_w) = G::SPEC.stride;
         let operands = self.operands;
-        let input_layout = operands.input_layout;
+        let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
         // Grid column `ox` reads prepared column `ox * stride_w + COL`: column phase
         // `COL % stride_w`, at `ox + COL / stride_w` within it.
         let column = COL as usize % stride_w * input_layout.phase_len + COL as usize / stride_w;
-        // The band's grid rows whose tap row is one the kernel must read.
-        let real = &operands.real_rows;
-        let first = real.start.saturating_sub(ROW as usize).div_ceil(stride_h);
-        let end = real.end.saturating_sub(ROW as usize).div_ceil(stride_h);
-        let rows = self.rows.start.max(first)..self.rows.end.min(end);
+        let rows = operands.tap_rows(&self.rows, ROW as usize, stride_h);
         if rows.is_empty() {
             return;
         }
@@ -346,10 +314,7 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
         });
         // Each row's operands are a fixed step on from the previous row's, so the row loop
         // only moves `MR + NR` pointers.
-        let (x_step, g_step) = (
-            stride_h * input_layout.row_stride(),
-            operands.grad_layout.width,
-        );
+        let (x_step, g_step) = (stride_h * input_layout.row_stride(), grad_layout.width);
         let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
         let first_input = (rows.start * stride_h + ROW as usize) * input_layout.row_stride();
         let mut x_rows: [*const f32; NR] = std::array::from_fn(|n| {
@@ -369,7 +334,7 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
         let load = |row: *const f32, at: usize| unsafe { S::load_unchecked(row.add(at)) };
         for _ in rows {
             let mut col = 0;
-            while col + WV * S::LANES <= operands.vector_end {
+            while col + WV * S::LANES <= grad_layout.vector_end {
                 for v in 0..WV {
                     let at = col + v * S::LANES;
                     let g: [S::Vector; MR] = std::array::from_fn(|m| load(g_rows[m], at));
@@ -383,7 +348,7 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
                 col += WV * S::LANES;
             }
             // Whole vectors left over from the last `WV`-wide step.
-            while col < operands.vector_end {
+            while col < grad_layout.vector_end {
                 let g: [S::Vector; MR] = std::array::from_fn(|m| load(g_rows[m], col));
                 let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n], col));
                 for (acc, &g) in acc.iter_mut().zip(&g) {
@@ -393,9 +358,9 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
                 }
                 col += S::LANES;
             }
-            if operands.vector_end < operands.width {
+            if grad_layout.vector_end < grad_layout.columns {
                 let tails = &mut self.tails[WEIGHT * MR * NR..(WEIGHT + 1) * MR * NR];
-                // SAFETY: the columns up to `width` of the row are inside both buffers, as
+                // SAFETY: the columns up to `columns` of the row are inside both buffers, as
                 // `correlate` asserted.
                 unsafe { scalar_tail(operands, &g_rows, &x_rows, tails) };
             }
@@ -425,7 +390,7 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
 ///
 /// # Safety
 ///
-/// Every row must be readable up to column `operands.width`.
+/// Every row must be readable up to column `columns` of the grad layout.
 #[inline(never)]
 unsafe fn scalar_tail(
     operands: &Operands<'_>,
@@ -433,7 +398,8 @@ unsafe fn scalar_tail(
     x_rows: &[*const f32],
     tails: &mut [f32],
 ) {
-    for ox in operands.vector_end..operands.width {
+    let layout = operands.grad_layout;
+    for ox in layout.vector_end..layout.columns {
         for (m, &g_row) in g_rows.iter().enumerate() {
             // SAFETY: guaranteed by the caller.
             let g = unsafe { *g_row.add(ox) };
@@ -475,12 +441,5 @@ pub(crate) fn prepare_grad(
         }
         finite
     };
-    let stride = layout.channel_stride();
-    if parallel {
-        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
-        planes.reduce(|| true, std::ops::BitAnd::bitand)
-    } else {
-        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
-        planes.fold(true, std::ops::BitAnd::bitand)
-    }
+    fill_chunks(buffer, layout.channel_stride(), parallel, one_channel)
 }

@@ -3,8 +3,8 @@
 //! consecutive grid columns are contiguous.
 
 use ndarray::{ArrayView2, ArrayView4, Axis};
-use rayon::prelude::*;
 
+use super::fill_chunks;
 use crate::phases::{contiguous, split_row};
 
 /// The shape of the prepared input: `[image][channel][row][col_phase][phase_len]`.
@@ -56,15 +56,7 @@ pub(crate) fn prepare_input(
         let plane = plane.index_axis(Axis(0), channel);
         prepare_plane(&plane, layout, (pad_top, pad_left), target)
     };
-    let stride = layout.channel_stride();
-    // Every plane is copied, whatever the earlier ones hold: no short-circuiting `all`.
-    if parallel {
-        let planes = buffer.par_chunks_mut(stride).enumerate().map(one_channel);
-        planes.reduce(|| true, std::ops::BitAnd::bitand)
-    } else {
-        let planes = buffer.chunks_mut(stride).enumerate().map(one_channel);
-        planes.fold(true, std::ops::BitAnd::bitand)
-    }
+    fill_chunks(buffer, layout.channel_stride(), parallel, one_channel)
 }
 
 /// One channel of [`prepare_input`]; whether its values are all finite.

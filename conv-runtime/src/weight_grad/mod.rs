@@ -258,6 +258,75 @@ impl Problem<'_> {
     }
 }
 
+/// Both operands of the correlation, for every image, as a kernel reads them: the input
+/// laid out by `input.rs`, the grad operand by the kernel's own layout `L`.
+pub(crate) struct Operands<'a, L> {
+    pub images: usize,
+    pub input: &'a [f32],
+    pub input_layout: InputLayout,
+    pub grad: &'a [f32],
+    pub grad_layout: L,
+    /// Grid rows per band.
+    pub band: usize,
+    /// The prepared input rows the kernel must read: a tap skips the grid rows that would
+    /// read only rows outside this range (padding whose products are known to be zero).
+    pub real_rows: Range<usize>,
+}
+
+impl<L> Operands<'_, L> {
+    /// Asserts what a kernel's unchecked input reads rely on, for a grid of `rows` rows of
+    /// which it reads `columns` columns: every image inside the buffer, and every tap's rows
+    /// and columns inside the prepared ones.
+    pub fn check_input_reads(&self, spec: &GeometrySpec, rows: usize, columns: usize) {
+        let input = self.input_layout;
+        assert!(self.input.len() >= self.images * input.image_stride());
+        assert_eq!(input.col_phases, spec.stride.1);
+        if rows > 0 {
+            // The last grid row's lowest tap row.
+            let lowest = (rows - 1) * spec.stride.0 + (spec.kernel_size.0 - 1) * spec.dilation.0;
+            assert!(lowest < input.rows);
+        }
+        let max_shift = (spec.kernel_size.1 - 1) * spec.dilation.1 / spec.stride.1;
+        assert!(columns + max_shift <= input.phase_len);
+        assert!(self.band > 0);
+    }
+
+    /// The bands of a grid of `rows` rows, top to bottom.
+    pub fn bands(&self, rows: usize) -> impl Iterator<Item = Range<usize>> {
+        let band = self.band;
+        (0..rows)
+            .step_by(band)
+            .map(move |start| start..(start + band).min(rows))
+    }
+
+    /// The grid rows of `band` whose row of a tap `tap_row` rows below the window origin is
+    /// one the kernel must read.
+    pub fn tap_rows(&self, band: &Range<usize>, tap_row: usize, stride_h: usize) -> Range<usize> {
+        let real = &self.real_rows;
+        let first = real.start.saturating_sub(tap_row).div_ceil(stride_h);
+        let end = real.end.saturating_sub(tap_row).div_ceil(stride_h);
+        band.start.max(first)..band.end.min(end)
+    }
+}
+
+/// Fills `buffer` a chunk of `stride` floats at a time, `fill((index, chunk))` each, in
+/// parallel when asked; whether every call returned true. Every chunk is filled, whatever
+/// the earlier ones returned: no short-circuiting `all`.
+pub(crate) fn fill_chunks(
+    buffer: &mut [f32],
+    stride: usize,
+    parallel: bool,
+    fill: impl Fn((usize, &mut [f32])) -> bool + Sync + Send,
+) -> bool {
+    if parallel {
+        let chunks = buffer.par_chunks_mut(stride).enumerate().map(fill);
+        chunks.reduce(|| true, std::ops::BitAnd::bitand)
+    } else {
+        let chunks = buffer.chunks_mut(stride).enumerate().map(fill);
+        chunks.fold(true, std::ops::BitAnd::bitand)
+    }
+}
+
 /// Channel `j` of `group` (of `per_group` channels), or the zero channel `zero` (the one after
 /// the real ones) when `j` is past the group's end.
 fn channel_or_zero(group: usize, j: usize, per_group: usize, zero: usize) -> usize {
