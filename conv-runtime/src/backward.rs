@@ -40,6 +40,23 @@ pub struct Gradients {
     pub bias: Option<Array1<f32>>,
 }
 
+impl Gradients {
+    /// The gradients from the input and weight gradients; the bias gradient, if the layer
+    /// `has_bias`, from `grad_output`.
+    pub(crate) fn new(
+        input: Array4<f32>,
+        weight: Array4<f32>,
+        has_bias: bool,
+        grad_output: &ArrayView4<f32>,
+    ) -> Self {
+        Gradients {
+            input,
+            weight,
+            bias: has_bias.then(|| bias_grad(grad_output)),
+        }
+    }
+}
+
 /// The output gradient has exactly the shape `expected`.
 pub(crate) fn check_grad_output<S: Data<Elem = f32>>(
     grad_output: &ArrayBase<S, Ix4>,

@@ -1,7 +1,6 @@
 //! `ConvTranspose2d`: PyTorch's `nn.ConvTranspose2d`, on a geometry fixed at compile time.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 use ndarray::{
     Array1, Array4, ArrayBase, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Data, DataMut,
@@ -12,6 +11,7 @@ use crate::backward::{self, Gradients};
 use crate::error::{ConvError, Operation};
 use crate::layer::{self, Builder, Engine};
 use crate::optim::Trainable;
+use crate::weights::{LayerWeights, Pack};
 use crate::{Geometry, weight_grad};
 
 /// A 2-D transposed convolution ("upconvolution", the adjoint of [`Conv2d`](crate::Conv2d))
@@ -35,14 +35,7 @@ use crate::{Geometry, weight_grad};
 #[derive(Clone)]
 pub struct ConvTranspose2d<G: Geometry> {
     geometry: G,
-    weight: Array4<f32>,
-    bias: Option<Array1<f32>>,
-    groups: usize,
-    engine: Engine,
-    /// The convolution with the same weight, which computes the input gradient. Built on
-    /// the first `backward`, not at construction: a layer used only for inference never pays
-    /// for a second packed copy of its weights.
-    adjoint: OnceLock<Engine>,
+    weights: LayerWeights,
 }
 
 impl<G: Geometry> ConvTranspose2d<G> {
@@ -77,21 +70,17 @@ impl<G: Geometry> ConvTranspose2d<G> {
         layer::check_channels(in_channels, out_per_group * groups, groups)?;
         layer::check_kernel(&G::SPEC, &weight)?;
         layer::check_bias(bias.as_ref(), out_per_group * groups)?;
-        let engine = Engine::transposed::<G>(&weight, bias.as_ref(), groups);
+        let packs: (Pack, Pack) = (Engine::transposed::<G>, Engine::conv::<G>);
         Ok(ConvTranspose2d {
             geometry,
-            weight,
-            bias,
-            groups,
-            engine,
-            adjoint: OnceLock::new(),
+            weights: LayerWeights::new(weight, bias, groups, packs),
         })
     }
 
     /// The instruction set the layer's kernels use, chosen when it was built (see
     /// [`Isa::force`](crate::Isa::force)).
     pub fn isa(&self) -> crate::Isa {
-        self.engine.isa()
+        self.weights.isa()
     }
 
     /// The geometry the layer was made with.
@@ -101,27 +90,27 @@ impl<G: Geometry> ConvTranspose2d<G> {
 
     /// The weight, `[in_channels, out_channels / groups, kh, kw]` as in PyTorch.
     pub fn weight(&self) -> &Array4<f32> {
-        &self.weight
+        &self.weights.weight
     }
 
     /// The bias, `[out_channels]`, if the layer has one.
     pub fn bias(&self) -> Option<&Array1<f32>> {
-        self.bias.as_ref()
+        self.weights.bias.as_ref()
     }
 
     /// Input channels, PyTorch's `in_channels`.
     pub fn in_channels(&self) -> usize {
-        self.weight.dim().0
+        self.weights.weight.dim().0
     }
 
     /// Output channels, PyTorch's `out_channels`.
     pub fn out_channels(&self) -> usize {
-        self.weight.dim().1 * self.groups
+        self.weights.weight.dim().1 * self.weights.groups
     }
 
     /// Channel groups, PyTorch's `groups`.
     pub fn groups(&self) -> usize {
-        self.groups
+        self.weights.groups
     }
 
     /// The output shape `[n, out_channels, h, w]` for an input of shape `[n, c, h, w]`, or
@@ -144,7 +133,7 @@ impl<G: Geometry> ConvTranspose2d<G> {
     ) -> Result<Array4<f32>, ConvError> {
         let shape = self.output_shape(x.dim().into())?;
         let mut out = Array4::zeros(shape);
-        self.engine.run(x, &mut out);
+        self.weights.engine().run(x, &mut out);
         Ok(out)
     }
 
@@ -158,7 +147,7 @@ impl<G: Geometry> ConvTranspose2d<G> {
     ) -> Result<(), ConvError> {
         let shape = self.output_shape(x.dim().into())?;
         layer::check_output(out, shape)?;
-        self.engine.run(x, out);
+        self.weights.engine().run(x, out);
         Ok(())
     }
 
@@ -199,7 +188,7 @@ impl<G: Geometry> ConvTranspose2d<G> {
             });
         }
         let mut out = Array4::zeros((n, self.out_channels(), out_h, out_w));
-        self.engine.run(x, &mut out);
+        self.weights.engine().run(x, &mut out);
         Ok(out)
     }
 
@@ -251,61 +240,40 @@ impl<G: Geometry> ConvTranspose2d<G> {
             .ok_or(ConvError::TooLarge { got: size })?;
         let input = if (conv_h, conv_w) == (h, w) {
             let mut input = Array4::zeros(x.raw_dim());
-            self.adjoint().run(grad_output, &mut input);
+            self.weights.adjoint().run(grad_output, &mut input);
             input
         } else {
             let mut full = Array4::zeros((n, channels, conv_h, conv_w));
-            self.adjoint().run(grad_output, &mut full);
+            self.weights.adjoint().run(grad_output, &mut full);
             full.slice(s![.., .., ..h, ..w]).to_owned()
         };
         // The correlation of a `Conv2d` from `out_channels` to `in_channels`, summed over
         // `x`'s grid: its weight `[in, out / groups, kh, kw]` is this layer's weight layout.
-        let weight =
-            weight_grad::correlate::<G>(self.isa(), &grad_output.view(), &x.view(), self.groups);
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|_| backward::bias_grad(&grad_output.view()));
-        Ok(Gradients {
-            input,
-            weight,
-            bias,
-        })
-    }
-
-    /// The engine of the convolution with this weight: a `ConvTranspose2d` weight
-    /// `[in, out / groups, kh, kw]` is a `Conv2d` weight from `out` to `in` channels. On the
-    /// layer's instruction set, without bias.
-    fn adjoint(&self) -> &Engine {
-        self.adjoint.get_or_init(|| {
-            self.isa()
-                .force(|| Engine::conv::<G>(&self.weight, None, self.groups))
-        })
+        let weight = weight_grad::correlate::<G>(
+            self.isa(),
+            &grad_output.view(),
+            &x.view(),
+            self.weights.groups,
+        );
+        let bias = self.weights.bias.is_some();
+        Ok(Gradients::new(input, weight, bias, &grad_output.view()))
     }
 }
 
 impl<G: Geometry> Trainable for ConvTranspose2d<G> {
     fn weight(&self) -> ArrayView4<'_, f32> {
-        self.weight.view()
+        self.weights.weight_view()
     }
 
     fn bias(&self) -> Option<ArrayView1<'_, f32>> {
-        self.bias.as_ref().map(|bias| bias.view())
+        self.weights.bias_view()
     }
 
     fn update_parameters(
         &mut self,
         update: impl FnOnce(ArrayViewMut4<'_, f32>, Option<ArrayViewMut1<'_, f32>>),
     ) {
-        update(
-            self.weight.view_mut(),
-            self.bias.as_mut().map(|bias| bias.view_mut()),
-        );
-        // The kernels read packed copies: repack on the same instruction set.
-        self.engine = self
-            .isa()
-            .force(|| Engine::transposed::<G>(&self.weight, self.bias.as_ref(), self.groups));
-        self.adjoint = OnceLock::new();
+        self.weights.update(update);
     }
 }
 
@@ -327,8 +295,8 @@ impl<G: Geometry> fmt::Debug for ConvTranspose2d<G> {
             .field("geometry", &self.geometry)
             .field("in_channels", &self.in_channels())
             .field("out_channels", &self.out_channels())
-            .field("groups", &self.groups)
-            .field("bias", &self.bias.is_some())
+            .field("groups", &self.weights.groups)
+            .field("bias", &self.weights.bias.is_some())
             .finish()
     }
 }

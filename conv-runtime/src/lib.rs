@@ -108,6 +108,7 @@ mod simd;
 mod taps;
 mod upsample;
 mod weight_grad;
+mod weights;
 
 pub use backward::Gradients;
 pub use conv_macros::conv;
