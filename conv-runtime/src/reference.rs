@@ -39,7 +39,7 @@ pub fn conv2d<S: Data<Elem = f32>>(
     spec: &GeometrySpec,
     groups: usize,
 ) -> Result<Array4<f32>, ConvError> {
-    let (out_channels, in_per_group, kh, kw) = weight.dim();
+    let (out_channels, in_per_group, _, _) = weight.dim();
     check(
         spec,
         weight,
@@ -55,40 +55,16 @@ pub fn conv2d<S: Data<Elem = f32>>(
         spec,
         Operation::Convolution,
     )?;
-    let [batch, _, out_h, out_w] = shape;
     let (_, _, in_h, in_w) = x.dim();
-    let out_per_group = out_channels / groups;
-    let (pad_top, pad_left) = spec.pad_before();
-    let mut out = Array4::zeros(shape);
-    for n in 0..batch {
-        for oc in 0..out_channels {
-            let group = oc / out_per_group;
-            for oy in 0..out_h {
-                for ox in 0..out_w {
-                    let mut sum = bias.map_or(0.0, |b| f64::from(b[oc]));
-                    for i in 0..in_per_group {
-                        let ic = group * in_per_group + i;
-                        for th in 0..kh {
-                            for tw in 0..kw {
-                                let iy = (oy * spec.stride.0 + th * spec.dilation.0)
-                                    .checked_sub(pad_top)
-                                    .filter(|&iy| iy < in_h);
-                                let ix = (ox * spec.stride.1 + tw * spec.dilation.1)
-                                    .checked_sub(pad_left)
-                                    .filter(|&ix| ix < in_w);
-                                if let (Some(iy), Some(ix)) = (iy, ix) {
-                                    sum += f64::from(weight[[oc, i, th, tw]])
-                                        * f64::from(x[[n, ic, iy, ix]]);
-                                }
-                            }
-                        }
-                    }
-                    out[[n, oc, oy, ox]] = sum as f32;
-                }
-            }
+    let mut sums = ndarray::Array4::<f64>::zeros(shape);
+    let products = Products::of_convolution(spec, groups, weight.dim(), shape, (in_h, in_w));
+    products.for_each(|p| {
+        if let Some((iy, ix)) = p.reached {
+            sums[[p.image, p.grid_channel, p.grid.0, p.grid.1]] +=
+                f64::from(weight[p.weight]) * f64::from(x[[p.image, p.channel, iy, ix]]);
         }
-    }
-    Ok(out)
+    });
+    Ok(with_bias(&sums, bias))
 }
 
 /// The transposed convolution of `x` (NCHW) with `weight` (`[in, out / groups, kh, kw]`) and
@@ -102,7 +78,7 @@ pub fn conv_transpose2d<S: Data<Elem = f32>>(
     groups: usize,
     output_size: Option<(usize, usize)>,
 ) -> Result<Array4<f32>, ConvError> {
-    let (in_channels, out_per_group, kh, kw) = weight.dim();
+    let (in_channels, out_per_group, _, _) = weight.dim();
     let out_channels = out_per_group * groups;
     check(spec, weight, bias, in_channels, out_channels, groups)?;
     let [batch, _, mut out_h, mut out_w] = layer::output_shape(
@@ -115,39 +91,16 @@ pub fn conv_transpose2d<S: Data<Elem = f32>>(
     if let Some(size) = output_size {
         (out_h, out_w) = size;
     }
-    let (_, _, in_h, in_w) = x.dim();
-    let in_per_group = in_channels / groups;
-    let (pad_top, pad_left) = spec.pad_before();
     let mut sums = ndarray::Array4::<f64>::zeros((batch, out_channels, out_h, out_w));
-    for n in 0..batch {
-        for ic in 0..in_channels {
-            let group = ic / in_per_group;
-            for iy in 0..in_h {
-                for ix in 0..in_w {
-                    let value = f64::from(x[[n, ic, iy, ix]]);
-                    for o in 0..out_per_group {
-                        for th in 0..kh {
-                            for tw in 0..kw {
-                                let oy = (iy * spec.stride.0 + th * spec.dilation.0)
-                                    .checked_sub(pad_top)
-                                    .filter(|&oy| oy < out_h);
-                                let ox = (ix * spec.stride.1 + tw * spec.dilation.1)
-                                    .checked_sub(pad_left)
-                                    .filter(|&ox| ox < out_w);
-                                if let (Some(oy), Some(ox)) = (oy, ox) {
-                                    sums[[n, group * out_per_group + o, oy, ox]] +=
-                                        value * f64::from(weight[[ic, o, th, tw]]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    let products = Products::of_transposed(spec, groups, weight.dim(), x.dim(), (out_h, out_w));
+    products.for_each(|p| {
+        if let Some((oy, ox)) = p.reached {
+            sums[[p.image, p.channel, oy, ox]] +=
+                f64::from(x[[p.image, p.grid_channel, p.grid.0, p.grid.1]])
+                    * f64::from(weight[p.weight]);
         }
-    }
-    Ok(Array4::from_shape_fn(sums.dim(), |(n, oc, oy, ox)| {
-        (sums[[n, oc, oy, ox]] + bias.map_or(0.0, |b| f64::from(b[oc]))) as f32
-    }))
+    });
+    Ok(with_bias(&sums, bias))
 }
 
 /// The gradients of the convolution `conv2d(x, weight, bias, spec, groups)` for the output
@@ -176,7 +129,7 @@ pub fn conv2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
     spec: &GeometrySpec,
     groups: usize,
 ) -> Result<Gradients, ConvError> {
-    let (out_channels, in_per_group, kh, kw) = weight.dim();
+    let (out_channels, in_per_group, _, _) = weight.dim();
     let in_channels = in_per_group * groups;
     check(spec, weight, None, in_channels, out_channels, groups)?;
     let shape = layer::output_shape(
@@ -187,49 +140,21 @@ pub fn conv2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
         Operation::Convolution,
     )?;
     backward::check_grad_output(grad_output, shape)?;
-    let [batch, _, out_h, out_w] = shape;
     let (_, _, in_h, in_w) = x.dim();
-    let out_per_group = out_channels / groups;
-    let (pad_top, pad_left) = spec.pad_before();
-    // Output (oy, ox)'s tap (th, tw) reads input row `oy * sh + th * dh - pad_top`, and so on.
-    let read = |o: usize, t: usize, axis: usize| {
-        let (stride, dilation, pad, size) = match axis {
-            0 => (spec.stride.0, spec.dilation.0, pad_top, in_h),
-            _ => (spec.stride.1, spec.dilation.1, pad_left, in_w),
-        };
-        (o * stride + t * dilation)
-            .checked_sub(pad)
-            .filter(|&i| i < size)
-    };
     let mut input = ndarray::Array4::<f64>::zeros(x.raw_dim());
     let mut weight_grad = ndarray::Array4::<f64>::zeros(weight.raw_dim());
-    for n in 0..batch {
-        for oc in 0..out_channels {
-            let group = oc / out_per_group;
-            for oy in 0..out_h {
-                for ox in 0..out_w {
-                    let g = f64::from(grad_output[[n, oc, oy, ox]]);
-                    for i in 0..in_per_group {
-                        let ic = group * in_per_group + i;
-                        for th in 0..kh {
-                            for tw in 0..kw {
-                                let (iy, ix) = (read(oy, th, 0), read(ox, tw, 1));
-                                let value = match (iy, ix) {
-                                    (Some(iy), Some(ix)) => {
-                                        input[[n, ic, iy, ix]] +=
-                                            g * f64::from(weight[[oc, i, th, tw]]);
-                                        f64::from(x[[n, ic, iy, ix]])
-                                    }
-                                    _ => 0.0, // The padding.
-                                };
-                                weight_grad[[oc, i, th, tw]] += g * value;
-                            }
-                        }
-                    }
-                }
+    let products = Products::of_convolution(spec, groups, weight.dim(), shape, (in_h, in_w));
+    products.for_each(|p| {
+        let g = f64::from(grad_output[[p.image, p.grid_channel, p.grid.0, p.grid.1]]);
+        let value = match p.reached {
+            Some((iy, ix)) => {
+                input[[p.image, p.channel, iy, ix]] += g * f64::from(weight[p.weight]);
+                f64::from(x[[p.image, p.channel, iy, ix]])
             }
-        }
-    }
+            None => 0.0, // The padding.
+        };
+        weight_grad[p.weight] += g * value;
+    });
     Ok(Gradients {
         input: input.mapv(|v| v as f32),
         weight: weight_grad.mapv(|v| v as f32),
@@ -249,7 +174,7 @@ pub fn conv_transpose2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
     spec: &GeometrySpec,
     groups: usize,
 ) -> Result<Gradients, ConvError> {
-    let (in_channels, out_per_group, kh, kw) = weight.dim();
+    let (in_channels, out_per_group, _, _) = weight.dim();
     let out_channels = out_per_group * groups;
     check(spec, weight, None, in_channels, out_channels, groups)?;
     let default = layer::output_shape(
@@ -259,52 +184,25 @@ pub fn conv_transpose2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
         spec,
         Operation::TransposedConvolution,
     )?;
-    let (batch, _, in_h, in_w) = x.dim();
+    let (_, _, in_h, in_w) = x.dim();
     let got: [usize; 4] = grad_output.dim().into();
     backward::check_transposed_grad_output(got, default, (in_h, in_w), spec)?;
     let [_, _, out_h, out_w] = got;
-    let in_per_group = in_channels / groups;
-    let (pad_top, pad_left) = spec.pad_before();
-    // Input (iy, ix)'s tap (th, tw) reaches output row `iy * sh + th * dh - pad_top`, and
-    // so on; outside the output it reaches the cropped padding.
-    let reach = |i: usize, t: usize, axis: usize| {
-        let (stride, dilation, pad, size) = match axis {
-            0 => (spec.stride.0, spec.dilation.0, pad_top, out_h),
-            _ => (spec.stride.1, spec.dilation.1, pad_left, out_w),
-        };
-        (i * stride + t * dilation)
-            .checked_sub(pad)
-            .filter(|&o| o < size)
-    };
     let mut input = ndarray::Array4::<f64>::zeros(x.raw_dim());
     let mut weight_grad = ndarray::Array4::<f64>::zeros(weight.raw_dim());
-    for n in 0..batch {
-        for ic in 0..in_channels {
-            let group = ic / in_per_group;
-            for iy in 0..in_h {
-                for ix in 0..in_w {
-                    let value = f64::from(x[[n, ic, iy, ix]]);
-                    for o in 0..out_per_group {
-                        let oc = group * out_per_group + o;
-                        for th in 0..kh {
-                            for tw in 0..kw {
-                                let g = match (reach(iy, th, 0), reach(ix, tw, 1)) {
-                                    (Some(oy), Some(ox)) => {
-                                        let g = f64::from(grad_output[[n, oc, oy, ox]]);
-                                        input[[n, ic, iy, ix]] +=
-                                            g * f64::from(weight[[ic, o, th, tw]]);
-                                        g
-                                    }
-                                    _ => 0.0, // The cropped padding.
-                                };
-                                weight_grad[[ic, o, th, tw]] += value * g;
-                            }
-                        }
-                    }
-                }
+    let products = Products::of_transposed(spec, groups, weight.dim(), x.dim(), (out_h, out_w));
+    products.for_each(|p| {
+        let (n, (iy, ix)) = (p.image, p.grid);
+        let g = match p.reached {
+            Some((oy, ox)) => {
+                let g = f64::from(grad_output[[n, p.channel, oy, ox]]);
+                input[[n, p.grid_channel, iy, ix]] += g * f64::from(weight[p.weight]);
+                g
             }
-        }
-    }
+            None => 0.0, // The cropped padding.
+        };
+        weight_grad[p.weight] += f64::from(x[[n, p.grid_channel, iy, ix]]) * g;
+    });
     Ok(Gradients {
         input: input.mapv(|v| v as f32),
         weight: weight_grad.mapv(|v| v as f32),
@@ -318,6 +216,124 @@ fn bias_sums<T: Data<Elem = f32>>(grad_output: &ArrayBase<T, Ix4>) -> Array1<f32
     Array1::from_shape_fn(channels, |c| {
         let plane = grad_output.index_axis(ndarray::Axis(1), c);
         plane.iter().map(|&v| f64::from(v)).sum::<f64>() as f32
+    })
+}
+
+/// The products a convolution-shaped sum is made of, every one visited by
+/// [`Products::for_each`]. Both operations have a *grid* side, whose positions step by the
+/// stride (a convolution's output, a transposed convolution's input), and an *other* side
+/// that each grid position's taps reach, `grid * stride + tap * dilation - padding` on each
+/// axis (a convolution's input, a transposed convolution's output). The weight's first axis
+/// counts the grid side's channels, its second the other side's channels of one group.
+struct Products<'a> {
+    spec: &'a GeometrySpec,
+    groups: usize,
+    /// The weight's shape, `[grid channels, other channels per group, kh, kw]`.
+    weight: (usize, usize, usize, usize),
+    batch: usize,
+    grid: (usize, usize),
+    other: (usize, usize),
+}
+
+/// One product: of weight element `weight` and the values at grid position `grid` of
+/// channel `grid_channel` and at `reached` of channel `channel` on the other side.
+struct Product {
+    image: usize,
+    grid_channel: usize,
+    channel: usize,
+    weight: [usize; 4],
+    grid: (usize, usize),
+    /// The other side's position, `None` in the padding (a convolution's zeros, the rows and
+    /// columns a transposed convolution crops).
+    reached: Option<(usize, usize)>,
+}
+
+impl<'a> Products<'a> {
+    /// A convolution's products: its output `shape` is the grid, its input (`input` high and
+    /// wide) the other side.
+    fn of_convolution(
+        spec: &'a GeometrySpec,
+        groups: usize,
+        weight: (usize, usize, usize, usize),
+        [batch, _, out_h, out_w]: [usize; 4],
+        input: (usize, usize),
+    ) -> Self {
+        let grid = (out_h, out_w);
+        Products {
+            spec,
+            groups,
+            weight,
+            batch,
+            grid,
+            other: input,
+        }
+    }
+
+    /// A transposed convolution's products: its input (of dimensions `x`) is the grid, its
+    /// output (`output` high and wide) the other side.
+    fn of_transposed(
+        spec: &'a GeometrySpec,
+        groups: usize,
+        weight: (usize, usize, usize, usize),
+        (batch, _, in_h, in_w): (usize, usize, usize, usize),
+        output: (usize, usize),
+    ) -> Self {
+        let grid = (in_h, in_w);
+        Products {
+            spec,
+            groups,
+            weight,
+            batch,
+            grid,
+            other: output,
+        }
+    }
+
+    fn for_each(&self, mut visit: impl FnMut(&Product)) {
+        type Axis = (usize, usize, usize, usize);
+        let spec = self.spec;
+        let (grid_channels, per_group, kh, kw) = self.weight;
+        let grid_per_group = grid_channels / self.groups;
+        let (pad_top, pad_left) = spec.pad_before();
+        // Grid position `g`'s tap `t` on one axis, `(stride, dilation, padding, other side)`.
+        let reach = |g: usize, t: usize, (stride, dilation, pad, size): Axis| {
+            (g * stride + t * dilation)
+                .checked_sub(pad)
+                .filter(|&o| o < size)
+        };
+        let rows: Axis = (spec.stride.0, spec.dilation.0, pad_top, self.other.0);
+        let cols: Axis = (spec.stride.1, spec.dilation.1, pad_left, self.other.1);
+        for image in 0..self.batch {
+            for grid_channel in 0..grid_channels {
+                let group = grid_channel / grid_per_group;
+                for gy in 0..self.grid.0 {
+                    for gx in 0..self.grid.1 {
+                        for j in 0..per_group {
+                            for th in 0..kh {
+                                for tw in 0..kw {
+                                    let reached = reach(gy, th, rows).zip(reach(gx, tw, cols));
+                                    visit(&Product {
+                                        image,
+                                        grid_channel,
+                                        channel: group * per_group + j,
+                                        weight: [grid_channel, j, th, tw],
+                                        grid: (gy, gx),
+                                        reached,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `sums` plus the bias of each channel, in `f32`.
+fn with_bias(sums: &ndarray::Array4<f64>, bias: Option<&Array1<f32>>) -> Array4<f32> {
+    Array4::from_shape_fn(sums.dim(), |(n, c, y, x)| {
+        (sums[[n, c, y, x]] + bias.map_or(0.0, |b| f64::from(b[c]))) as f32
     })
 }
 
