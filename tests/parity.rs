@@ -10,13 +10,14 @@
 //! the fixture cannot drift apart unnoticed; `every_fixture_has_a_test` checks that no
 //! fixture is left unused.
 
-use std::path::{Path, PathBuf};
-
-use conv_runtime::ndarray::{Array1, Array4};
+use conv_runtime::ndarray::Array1;
 use conv_runtime::prelude::*;
 use conv_runtime::{GeometrySpec, Isa, Padding};
 use convgen::assert_close;
 use serde_json::Value;
+
+mod common;
+use common::Fixture;
 
 /// Relative to the larger of 1 and the expected magnitude. The outputs are sums of at most
 /// 147 products (the 7x7 case), of order 1, in f32 on both sides, summed in different orders;
@@ -109,7 +110,7 @@ parity! {
 
 /// Runs the `Conv2d` case `case` on `geometry`.
 fn check_conv<G: Geometry>(case: &str, geometry: G) {
-    let fixture = Fixture::load(case);
+    let fixture = load_fixture(case);
     fixture.expect_op("conv");
     fixture.expect_geometry(geometry.spec());
     assert!(
@@ -149,7 +150,7 @@ fn check_conv<G: Geometry>(case: &str, geometry: G) {
 /// Runs the `ConvTranspose2d` case `case` on `geometry`, with `forward_with_output_size`
 /// when the fixture passes PyTorch's `output_size`.
 fn check_conv_transpose<G: Geometry>(case: &str, geometry: G) {
-    let fixture = Fixture::load(case);
+    let fixture = load_fixture(case);
     fixture.expect_op("convT");
     fixture.expect_geometry(geometry.spec());
     let layer = ConvTranspose2d::from_weights(
@@ -191,7 +192,7 @@ fn check_conv_transpose<G: Geometry>(case: &str, geometry: G) {
 #[test]
 fn nonfinite_fixtures_hold_nan_and_infinities() {
     for case in ["conv_nonfinite", "convt_nonfinite"] {
-        let fixture = Fixture::load(case);
+        let fixture = load_fixture(case);
         let input = fixture.tensor4("input");
         assert!(
             input.iter().any(|v| v.is_nan()),
@@ -221,89 +222,16 @@ fn nonfinite_fixtures_hold_nan_and_infinities() {
 /// Every fixture file has a test above, and every test its fixture.
 #[test]
 fn every_fixture_has_a_test() {
-    let mut files: Vec<String> = std::fs::read_dir(fixtures_dir())
-        .expect("tests/fixtures is readable")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    let mut cases: Vec<String> = CASES.iter().map(|case| case.to_string()).collect();
-    cases.sort();
-    let untested: Vec<_> = files.iter().filter(|f| !cases.contains(f)).collect();
-    let missing: Vec<_> = cases.iter().filter(|c| !files.contains(c)).collect();
-    assert!(
-        untested.is_empty() && missing.is_empty(),
-        "fixtures without a test: {untested:?}; tests without a fixture: {missing:?}"
-    );
-    let unique: std::collections::BTreeSet<_> = cases.iter().collect();
-    assert_eq!(unique.len(), cases.len(), "a case is listed twice");
+    common::assert_every_fixture_tested(&common::fixtures_dir(""), CASES);
 }
 
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+/// Case `case` of the top-level fixtures.
+fn load_fixture(case: &str) -> Fixture {
+    Fixture::load(&common::fixtures_dir(""), case)
 }
 
-/// One fixture file, read as a `serde_json::Value` with small typed accessors that panic,
-/// naming the case and the key, on anything unexpected.
-struct Fixture {
-    case: String,
-    value: Value,
-}
-
+/// What the layer tests read from a fixture, beyond the shared accessors.
 impl Fixture {
-    fn load(case: &str) -> Self {
-        let path = fixtures_dir().join(format!("{case}.json"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("{case}: cannot read {}: {error}", path.display()));
-        let value: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|error| panic!("{case}: {} is not JSON: {error}", path.display()));
-        let fixture = Fixture {
-            case: case.to_string(),
-            value,
-        };
-        assert_eq!(
-            fixture.str("case"),
-            case,
-            "{case}: the fixture names another case"
-        );
-        fixture
-    }
-
-    fn get(&self, key: &str) -> &Value {
-        self.value
-            .get(key)
-            .unwrap_or_else(|| panic!("{}: the fixture has no {key:?}", self.case))
-    }
-
-    fn str(&self, key: &str) -> &str {
-        self.get(key)
-            .as_str()
-            .unwrap_or_else(|| panic!("{}: {key:?} is not a string", self.case))
-    }
-
-    fn usize(&self, key: &str) -> usize {
-        self.as_usize(self.get(key), key)
-    }
-
-    fn as_usize(&self, value: &Value, what: &str) -> usize {
-        value
-            .as_u64()
-            .and_then(|v| usize::try_from(v).ok())
-            .unwrap_or_else(|| panic!("{}: {what} is not a count: {value}", self.case))
-    }
-
-    fn pair_of(&self, value: &Value, what: &str) -> (usize, usize) {
-        match value.as_array().map(Vec::as_slice) {
-            Some([h, w]) => (self.as_usize(h, what), self.as_usize(w, what)),
-            _ => panic!("{}: {what} is not an [h, w] pair: {value}", self.case),
-        }
-    }
-
-    fn pair(&self, key: &str) -> (usize, usize) {
-        self.pair_of(self.get(key), key)
-    }
-
     fn expect_op(&self, op: &str) {
         assert_eq!(
             self.str("op"),
@@ -406,55 +334,5 @@ impl Fixture {
             self.case
         );
         bias
-    }
-
-    fn tensor4(&self, key: &str) -> Array4<f32> {
-        let (shape, data) = self.tensor(key);
-        let shape: [usize; 4] = shape
-            .try_into()
-            .unwrap_or_else(|shape| panic!("{}: {key} is not 4-D: {shape:?}", self.case));
-        Array4::from_shape_vec(shape, data)
-            .unwrap_or_else(|error| panic!("{}: {key}: {error}", self.case))
-    }
-
-    /// `{"shape": [...], "data": [...]}`: the shape and the flat, row-major data, checked
-    /// to agree.
-    fn tensor(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
-        let tensor = self.get(key);
-        let list = |field: &str| {
-            tensor
-                .get(field)
-                .and_then(Value::as_array)
-                .unwrap_or_else(|| panic!("{}: {key} has no {field} list", self.case))
-        };
-        let shape: Vec<usize> = list("shape")
-            .iter()
-            .map(|n| self.as_usize(n, key))
-            .collect();
-        let data: Vec<f32> = list("data").iter().map(|v| self.float(v, key)).collect();
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "{}: {key} has shape {shape:?} but {} values",
-            self.case,
-            data.len()
-        );
-        (shape, data)
-    }
-
-    /// A JSON number, or one of the strings "nan", "inf", "-inf" (JSON has no non-finite
-    /// numbers). Every number was written so that its f64 reading casts to the exact f32.
-    fn float(&self, value: &Value, what: &str) -> f32 {
-        match value {
-            Value::Number(number) => number.as_f64().map(|v| v as f32),
-            Value::String(text) => match text.as_str() {
-                "nan" => Some(f32::NAN),
-                "inf" => Some(f32::INFINITY),
-                "-inf" => Some(f32::NEG_INFINITY),
-                _ => None,
-            },
-            _ => None,
-        }
-        .unwrap_or_else(|| panic!("{}: {what} holds {value}, not a float", self.case))
     }
 }

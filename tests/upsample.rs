@@ -6,13 +6,16 @@
 //! names its layer as Rust code and checks that it is exactly the fixture's;
 //! `every_fixture_has_a_test` checks that no fixture is left unused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use conv_runtime::ndarray::{Array4, Axis, s};
 use conv_runtime::prelude::*;
 use conv_runtime::{ScaleFactor, UpsampleMode};
 use convgen::{assert_close, random_array};
 use serde_json::Value;
+
+mod common;
+use common::Fixture;
 
 /// As in `tests/parity.rs`: relative to the larger of 1 and the expected magnitude. Each
 /// output is at most four products summed, so the only differences from PyTorch are the
@@ -52,7 +55,7 @@ golden! {
 
 /// The fixture `case` was made by `layer`'s PyTorch twin, and `layer` gives its output.
 fn check(case: &str, layer: Upsample) {
-    let fixture = Fixture::load(case);
+    let fixture = load_fixture(case);
     let (mode, align_corners) = match layer.mode() {
         UpsampleMode::Nearest => ("nearest", Value::Null),
         UpsampleMode::Bilinear { align_corners } => ("bilinear", Value::Bool(align_corners)),
@@ -252,22 +255,13 @@ fn forward_into_a_wrong_shape_is_refused() {
 /// Every fixture file has a test above, and every test its fixture.
 #[test]
 fn every_fixture_has_a_test() {
-    let mut files: Vec<String> = std::fs::read_dir(fixtures_dir())
-        .expect("tests/fixtures/upsample is readable")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    let mut cases: Vec<String> = CASES.iter().map(|case| case.to_string()).collect();
-    cases.sort();
-    assert_eq!(files, cases, "fixtures (left) and tests (right) differ");
+    common::assert_every_fixture_tested(&fixtures_dir(), CASES);
 }
 
 /// The nonfinite fixture really holds NaN and both infinities, in and out.
 #[test]
 fn nonfinite_fixture_holds_nan_and_infinities() {
-    let fixture = Fixture::load("bilinear_nonfinite");
+    let fixture = load_fixture("bilinear_nonfinite");
     for key in ["input", "output"] {
         let values = fixture.tensor4(key);
         assert!(values.iter().any(|v| v.is_nan()), "{key}: no NaN");
@@ -283,65 +277,9 @@ fn nonfinite_fixture_holds_nan_and_infinities() {
 }
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upsample")
+    common::fixtures_dir("upsample")
 }
 
-/// One fixture file, with accessors that panic, naming the case and the key, on anything
-/// unexpected.
-struct Fixture {
-    case: String,
-    value: Value,
-}
-
-impl Fixture {
-    fn load(case: &str) -> Self {
-        let path = fixtures_dir().join(format!("{case}.json"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("{case}: cannot read {}: {error}", path.display()));
-        let value: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|error| panic!("{case}: {} is not JSON: {error}", path.display()));
-        let fixture = Fixture {
-            case: case.to_string(),
-            value,
-        };
-        assert_eq!(
-            fixture.get("case"),
-            case,
-            "{case}: the fixture names another case"
-        );
-        fixture
-    }
-
-    fn get(&self, key: &str) -> &Value {
-        self.value
-            .get(key)
-            .unwrap_or_else(|| panic!("{}: the fixture has no {key:?}", self.case))
-    }
-
-    /// A `{"shape": [n, c, h, w], "data": [...]}` array; "nan", "inf" and "-inf" are strings.
-    fn tensor4(&self, key: &str) -> Array4<f32> {
-        let case = &self.case;
-        let shape: Vec<usize> = self.get(key)["shape"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{case}: {key} has no shape"))
-            .iter()
-            .map(|d| d.as_u64().expect("a dimension") as usize)
-            .collect();
-        let data: Vec<f32> = self.get(key)["data"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{case}: {key} has no data"))
-            .iter()
-            .map(|v| match v {
-                Value::Number(n) => n.as_f64().expect("a number") as f32,
-                Value::String(s) if s == "nan" => f32::NAN,
-                Value::String(s) if s == "inf" => f32::INFINITY,
-                Value::String(s) if s == "-inf" => f32::NEG_INFINITY,
-                other => panic!("{case}: {key} holds {other}"),
-            })
-            .collect();
-        let shape: [usize; 4] = shape
-            .try_into()
-            .unwrap_or_else(|shape| panic!("{case}: {key} is not 4-D: {shape:?}"));
-        Array4::from_shape_vec(shape, data).unwrap_or_else(|error| panic!("{case}: {key}: {error}"))
-    }
+fn load_fixture(case: &str) -> Fixture {
+    Fixture::load(&fixtures_dir(), case)
 }
