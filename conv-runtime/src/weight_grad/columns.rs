@@ -43,7 +43,7 @@ pub(crate) fn filter_blocks(
 ) -> Vec<Vec<f32>> {
     let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
     let images = problem.images();
-    let width = problem.width.next_multiple_of(lanes);
+    let width = kernel.row_width(problem.width);
     let grad_layout = GradLayout {
         channels: problem.out_channels + 1,
         rows: problem.rows,

@@ -26,7 +26,7 @@ impl Kernel {
     /// grid up to whole vectors.
     pub fn columns_read(&self, width: usize) -> usize {
         match self {
-            Kernel::Columns(kernel) => width.next_multiple_of(kernel.lanes),
+            Kernel::Columns(kernel) => kernel.row_width(width),
             Kernel::Channels(_) => width,
         }
     }
@@ -53,6 +53,11 @@ impl ColumnKernel {
             out_block: self.out_block,
             in_block: self.in_block,
         }
+    }
+
+    /// The floats of each prepared grad row for a grid `width` columns wide: whole vectors.
+    pub fn row_width(&self, width: usize) -> usize {
+        width.next_multiple_of(self.lanes)
     }
 }
 

@@ -115,10 +115,8 @@ pub(crate) fn correlate<G: Geometry>(
     // `result` is fresh, so in standard layout: each filter's taps are one run.
     let taps = kh * kw;
     let filters = result.as_slice_mut().expect("a new array is contiguous");
-    let (out_blocks, in_blocks) = blocking.counts(out_per_group, in_per_group);
     for (index, block) in blocks.iter().enumerate() {
-        let group = index / (out_blocks * in_blocks);
-        let (out_block, in_block) = (index / in_blocks % out_blocks, index % in_blocks);
+        let (group, out_block, in_block) = blocking.block_at(index, out_per_group, in_per_group);
         for (block_filter, sums) in block.chunks_exact(taps).enumerate() {
             let (o, i) = (
                 out_block * blocking.out_block + block_filter / blocking.in_block,
@@ -147,6 +145,22 @@ impl Blocking {
         (
             out_per_group.div_ceil(self.out_block),
             in_per_group.div_ceil(self.in_block),
+        )
+    }
+
+    /// Block `index` in block order (groups, then output blocks, then input blocks), as
+    /// `(group, out_block, in_block)`.
+    fn block_at(
+        &self,
+        index: usize,
+        out_per_group: usize,
+        in_per_group: usize,
+    ) -> (usize, usize, usize) {
+        let (out_blocks, in_blocks) = self.counts(out_per_group, in_per_group);
+        (
+            index / (out_blocks * in_blocks),
+            index / in_blocks % out_blocks,
+            index % in_blocks,
         )
     }
 }
@@ -240,14 +254,15 @@ impl Problem<'_> {
         blocking: Blocking,
         task: impl Fn(usize, usize, usize) -> Vec<f32> + Sync,
     ) -> Vec<Vec<f32>> {
-        let per_group = (
+        let (out_per_group, in_per_group) = (
             self.out_channels / self.groups,
             self.in_channels / self.groups,
         );
-        let (out_blocks, in_blocks) = blocking.counts(per_group.0, per_group.1);
+        let (out_blocks, in_blocks) = blocking.counts(out_per_group, in_per_group);
         let one = |index: usize| {
-            let group = index / (out_blocks * in_blocks);
-            task(group, index / in_blocks % out_blocks, index % in_blocks)
+            let (group, out_block, in_block) =
+                blocking.block_at(index, out_per_group, in_per_group);
+            task(group, out_block, in_block)
         };
         let tasks = self.groups * out_blocks * in_blocks;
         if self.parallel {
