@@ -11,7 +11,7 @@ use crate::backward::{self, Gradients};
 use crate::error::{ConvError, Operation};
 use crate::layer::{self, Builder, Engine};
 use crate::optim::Trainable;
-use crate::weights::{LayerWeights, Pack};
+use crate::weights::LayerWeights;
 use crate::{Geometry, weight_grad};
 
 /// A 2-D convolution over NCHW `f32` input, with PyTorch's `nn.Conv2d` semantics, weight
@@ -78,10 +78,9 @@ impl<G: Geometry> Conv2d<G> {
         layer::check_channels(in_per_group * groups, out_channels, groups)?;
         layer::check_kernel(&G::SPEC, &weight)?;
         layer::check_bias(bias.as_ref(), out_channels)?;
-        let packs: (Pack, Pack) = (Engine::conv::<G>, Engine::transposed::<G>);
         Ok(Conv2d {
             geometry,
-            weights: LayerWeights::new(weight, bias, groups, packs),
+            weights: LayerWeights::new(weight, bias, groups, Engine::conv::<G>),
         })
     }
 
@@ -191,7 +190,7 @@ impl<G: Geometry> Conv2d<G> {
         // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
         // since the convolution maps it there.
         let mut input = Array4::zeros(x.raw_dim());
-        self.weights.adjoint().run(grad_output, &mut input);
+        self.weights.adjoint(Engine::transposed::<G>).run(grad_output, &mut input);
         let weight = weight_grad::correlate::<G>(
             self.isa(),
             &x.view(),

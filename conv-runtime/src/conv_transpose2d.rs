@@ -11,7 +11,7 @@ use crate::backward::{self, Gradients};
 use crate::error::{ConvError, Operation};
 use crate::layer::{self, Builder, Engine};
 use crate::optim::Trainable;
-use crate::weights::{LayerWeights, Pack};
+use crate::weights::LayerWeights;
 use crate::{Geometry, weight_grad};
 
 /// A 2-D transposed convolution ("upconvolution", the adjoint of [`Conv2d`](crate::Conv2d))
@@ -70,10 +70,9 @@ impl<G: Geometry> ConvTranspose2d<G> {
         layer::check_channels(in_channels, out_per_group * groups, groups)?;
         layer::check_kernel(&G::SPEC, &weight)?;
         layer::check_bias(bias.as_ref(), out_per_group * groups)?;
-        let packs: (Pack, Pack) = (Engine::transposed::<G>, Engine::conv::<G>);
         Ok(ConvTranspose2d {
             geometry,
-            weights: LayerWeights::new(weight, bias, groups, packs),
+            weights: LayerWeights::new(weight, bias, groups, Engine::transposed::<G>),
         })
     }
 
@@ -240,11 +239,11 @@ impl<G: Geometry> ConvTranspose2d<G> {
             .ok_or(ConvError::TooLarge { got: size })?;
         let input = if (conv_h, conv_w) == (h, w) {
             let mut input = Array4::zeros(x.raw_dim());
-            self.weights.adjoint().run(grad_output, &mut input);
+            self.weights.adjoint(Engine::conv::<G>).run(grad_output, &mut input);
             input
         } else {
             let mut full = Array4::zeros((n, channels, conv_h, conv_w));
-            self.weights.adjoint().run(grad_output, &mut full);
+            self.weights.adjoint(Engine::conv::<G>).run(grad_output, &mut full);
             full.slice(s![.., .., ..h, ..w]).to_owned()
         };
         // The correlation of a `Conv2d` from `out_channels` to `in_channels`, summed over

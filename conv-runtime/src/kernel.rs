@@ -199,34 +199,42 @@ struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, 
 impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool>
     Tile<'_, T, S, OCB, WV, CP, CHECK>
 {
-    /// One tap into the accumulators of column phase `P`.
+    /// One tap into the accumulators of column phase `P`: weight `weight` of the filter, at
+    /// `(row, col)` from the window origin.
+    ///
+    /// The tap's values are arguments, not constant generic parameters: this body is compiled
+    /// once per kernel, not once per tap. Inlined into the kernel at each tap's visitor call,
+    /// it sees them as constants all the same.
     #[inline(always)]
-    fn tap<const P: usize, const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
-        let row = self.origin_row + ROW;
+    fn tap<const P: usize>(&mut self, weight: usize, row: isize, col: isize) {
+        let row = self.origin_row + row;
         if CHECK && (row < 0 || row as usize >= self.rows) {
             return;
         }
-        let column = (COL + T::COL_SHIFT) as usize;
+        let column = (col + T::COL_SHIFT) as usize;
         let at = self.base
             + row as usize * self.row_stride
             + column % T::COL_STRIDE * self.phase_len
             + column / T::COL_STRIDE;
         debug_assert!(at + WV * S::LANES <= self.input.len());
-        let x: [S::Vector; WV] = std::array::from_fn(|v| {
+        let mut x = [S::splat(0.0); WV];
+        for (v, x) in x.iter_mut().enumerate() {
             // SAFETY: `row` is inside the buffer (checked above in border rows; `row` asserts
             // it for interior rows from the phases' extents), `column / COL_STRIDE` plus the
             // tile is inside the phase row (`row` asserts the tile columns against
             // `phase_len`), and the channel is one of the buffer's; so the `WV * LANES`
             // floats from `at` are in `input`.
-            unsafe { S::load_unchecked(self.input.as_ptr().add(at + v * S::LANES)) }
-        });
-        const { assert!(WEIGHT < T::FILTER_LEN) };
-        let weight_at = self.weight_base + WEIGHT * OCB;
+            *x = unsafe { S::load_unchecked(self.input.as_ptr().add(at + v * S::LANES)) };
+        }
+        // A constant once inlined, so the check costs nothing; it keeps the unchecked weight
+        // reads below inside the channel's filter.
+        assert!(weight < T::FILTER_LEN);
+        let weight_at = self.weight_base + weight * OCB;
         debug_assert!(weight_at + OCB <= self.weights.len());
         for (j, acc) in self.acc[P % CP].iter_mut().enumerate() {
             // SAFETY: `row` asserts `weights` holds `FILTER_LEN * OCB` weights per input
             // channel of the job, `weight_base` starts the current channel's, and
-            // `WEIGHT < FILTER_LEN`, `j < OCB`.
+            // `weight < FILTER_LEN`, `j < OCB`.
             let weight = S::splat(unsafe { *self.weights.get_unchecked(weight_at + j) });
             for (acc, &x) in acc.iter_mut().zip(&x) {
                 *acc = S::mul_add(weight, x, *acc);
@@ -260,7 +268,7 @@ impl<
 {
     #[inline(always)]
     fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
-        self.0.tap::<P, WEIGHT, ROW, COL>();
+        self.0.tap::<P>(WEIGHT, ROW, COL);
     }
 }
 

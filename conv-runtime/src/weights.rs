@@ -19,9 +19,6 @@ pub(crate) struct LayerWeights {
     pub groups: usize,
     /// Packs the layer's own operation.
     pack: Pack,
-    /// Packs the adjoint operation (the transposed convolution of a convolution's weight,
-    /// and the reverse), which computes the input gradient.
-    pack_adjoint: Pack,
     engine: Engine,
     /// Built on the first `backward`, not at construction: a layer used only for inference
     /// never pays for a second packed copy of its weights.
@@ -30,19 +27,13 @@ pub(crate) struct LayerWeights {
 
 impl LayerWeights {
     /// Checked parameters, packed by `pack` on the current instruction set.
-    pub fn new(
-        weight: Array4<f32>,
-        bias: Option<Array1<f32>>,
-        groups: usize,
-        (pack, pack_adjoint): (Pack, Pack),
-    ) -> Self {
+    pub fn new(weight: Array4<f32>, bias: Option<Array1<f32>>, groups: usize, pack: Pack) -> Self {
         let engine = pack(&weight, bias.as_ref(), groups);
         LayerWeights {
             weight,
             bias,
             groups,
             pack,
-            pack_adjoint,
             engine,
             adjoint: OnceLock::new(),
         }
@@ -58,12 +49,15 @@ impl LayerWeights {
         &self.engine
     }
 
-    /// The adjoint operation with the same weight, without bias, on the layer's instruction
-    /// set.
-    pub fn adjoint(&self) -> &Engine {
+    /// The adjoint operation (the transposed convolution of a convolution's weight, and the
+    /// reverse), which computes the input gradient: the same weight, no bias, the layer's
+    /// instruction set, packed by `pack_adjoint` the first time. The caller names the packer
+    /// here rather than at construction, so that a program that never calls `backward`
+    /// never compiles the adjoint direction's kernels.
+    pub fn adjoint(&self, pack_adjoint: Pack) -> &Engine {
         self.adjoint.get_or_init(|| {
             self.isa()
-                .force(|| (self.pack_adjoint)(&self.weight, None, self.groups))
+                .force(|| pack_adjoint(&self.weight, None, self.groups))
         })
     }
 
