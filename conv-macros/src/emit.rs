@@ -135,7 +135,9 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
             const SPEC: ::conv_runtime::GeometrySpec = #ident::SPEC;
         }
 
-        impl ::conv_runtime::__private::Kernels for #ident {
+        // SAFETY: the taps and phase plans below are `plan`'s, which lists every tap of the
+        // geometry once, and every row of taps is applied only after `row` allows it.
+        unsafe impl ::conv_runtime::__private::Kernels for #ident {
             const FORWARD: ::conv_runtime::__private::PhasePlan = #forward_plan;
             const TRANSPOSED: &'static [::conv_runtime::__private::PhasePlan] = &[#(#transposed_plans),*];
 
@@ -223,14 +225,22 @@ fn phase_plan(phase: &Phase) -> TokenStream {
     }
 }
 
-/// One visitor call per tap, every argument a constant.
+/// One visitor call per tap, every argument a constant, in groups of consecutive taps on
+/// one row, each group behind one `row` test.
 fn taps(taps: &[Tap]) -> TokenStream {
-    taps.iter()
-        .map(|tap| {
-            let weight = Literal::usize_unsuffixed(tap.weight);
-            let row = signed(tap.row);
-            let col = signed(tap.col);
-            quote!(visitor.tap::<#weight, #row, #col>();)
+    taps.chunk_by(|a, b| a.row == b.row)
+        .map(|group| {
+            let row = signed(group[0].row);
+            let calls = group.iter().map(|tap| {
+                let weight = Literal::usize_unsuffixed(tap.weight);
+                let col = signed(tap.col);
+                quote!(visitor.tap::<#weight, #row, #col>();)
+            });
+            quote! {
+                if visitor.row(#row) {
+                    #(#calls)*
+                }
+            }
         })
         .collect()
 }

@@ -218,12 +218,10 @@ fn paired<T: TapList>(out_per_group: usize) -> (Plan, usize) {
     }
 }
 
-/// A plan whose two row kernels are `interior` and `border`, which must be the
-/// `(CHECK = false, CHECK = true)` instantiations for `isa` with this blocking.
+/// A plan whose row kernel `kernel` is the instantiation for `isa` with this blocking.
 fn make_plan<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     isa: Isa,
-    interior: kernel::RowKernel,
-    border: kernel::RowKernel,
+    kernel: kernel::RowKernel,
 ) -> (Plan, usize) {
     let plan = Plan {
         spec: T::SPEC,
@@ -231,8 +229,7 @@ fn make_plan<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: u
         input_shift: T::INPUT_SHIFT,
         col_stride: T::COL_STRIDE,
         isa,
-        interior,
-        border,
+        kernel,
         tile: WV * S::LANES,
         column_phases: CP,
     };
@@ -252,17 +249,12 @@ macro_rules! instruction_set {
                 const OCB: usize,
                 const WV: usize,
                 const CP: usize,
-                const CHECK: bool,
             >(
                 job: &mut RowJob<'_>,
             ) {
-                kernel::row::<T, $simd, OCB, WV, CP, CHECK>(job)
+                kernel::row::<T, $simd, OCB, WV, CP>(job)
             }
-            make_plan::<T, $simd, OCB, WV, CP>(
-                $isa,
-                row::<T, OCB, WV, CP, false>,
-                row::<T, OCB, WV, CP, true>,
-            )
+            make_plan::<T, $simd, OCB, WV, CP>($isa, row::<T, OCB, WV, CP>)
         }
     };
 }

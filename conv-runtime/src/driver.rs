@@ -29,10 +29,8 @@ pub(crate) struct Plan {
     pub input_shift: usize,
     /// Column phases of the prepared input.
     pub col_stride: usize,
-    /// Row kernel for rows whose taps are all inside the input.
-    pub interior: RowKernel,
-    /// Row kernel that skips taps reading padding rows.
-    pub border: RowKernel,
+    /// The row kernel, for every output row.
+    pub kernel: RowKernel,
     /// Output columns per kernel tile (per column phase).
     pub tile: usize,
     /// Column phases each kernel call computes: 2 for the paired kernels of a stride-2
@@ -260,13 +258,6 @@ fn run(
                         if cols.is_empty() {
                             continue;
                         }
-                        let phases = &plan.phases[phase..phase + plan.column_phases];
-                        let interior = phases.iter().all(|plan| {
-                            plan.extent.is_some_and(|extent| {
-                                origin_row + extent.rows.0 >= 0
-                                    && origin_row + extent.rows.1 < layout.rows as isize
-                            })
-                        });
                         let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
                         for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
                             let start = (channel0 + j) * plane + y * out_w;
@@ -290,10 +281,9 @@ fn run(
                             out_step: step,
                             out_offset: offset,
                         };
-                        let kernel = if interior { plan.interior } else { plan.border };
                         // SAFETY: `dispatch` puts kernels for an instruction set in a plan
                         // only after detecting that set on this CPU.
-                        unsafe { kernel(&mut job) };
+                        unsafe { (plan.kernel)(&mut job) };
                     }
                 }
             };

@@ -9,10 +9,11 @@
 //!
 //! The input is read from a [`Prepared`] buffer, never from the user's array: padded with
 //! zeros on the left and right and split into `col_stride` column phases, so that every tap
-//! of every output tile is a contiguous, in-bounds load. Rows are not padded: in *border*
-//! rows (`CHECK = true`) a tap whose input row falls in the padding is skipped, one test per
-//! tap and input channel, never per element; *interior* rows (`CHECK = false`) have no test
-//! at all.
+//! of every output tile is a contiguous, in-bounds load. Rows are not padded: the taps come
+//! grouped by filter row, and a row of taps whose input row falls in the padding is skipped,
+//! one test per filter row and input channel, never per element or tap. One kernel serves
+//! every output row: a second, unchecked instantiation for the interior rows would double
+//! the code each geometry compiles for a difference within the benchmarks' noise.
 
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -181,7 +182,7 @@ pub(crate) type RowKernel = unsafe fn(&mut RowJob<'_>);
 
 /// The accumulators of one tile: `CP` column phases of `OCB x WV` vectors, and where the
 /// current input channel's data and weights are.
-struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool> {
+struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize> {
     acc: [[[S::Vector; WV]; OCB]; CP],
     input: &'a [f32],
     /// Index of (current channel, row 0, phase 0, first column of the tile).
@@ -196,9 +197,16 @@ struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, 
     taps: PhantomData<T>,
 }
 
-impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool>
-    Tile<'_, T, S, OCB, WV, CP, CHECK>
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
+    Tile<'_, T, S, OCB, WV, CP>
 {
+    /// Whether the taps `row` rows from the window origin read an input row (and not the
+    /// padding above or below it).
+    #[inline(always)]
+    fn reads_row(&self, row: isize) -> bool {
+        usize::try_from(self.origin_row + row).is_ok_and(|row| row < self.rows)
+    }
+
     /// One tap into the accumulators of column phase `P`: weight `weight` of the filter, at
     /// `(row, col)` from the window origin.
     ///
@@ -207,10 +215,8 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
     /// it sees them as constants all the same.
     #[inline(always)]
     fn tap<const P: usize>(&mut self, weight: usize, row: isize, col: isize) {
+        debug_assert!(self.reads_row(row), "the visitor tested the tap's row");
         let row = self.origin_row + row;
-        if CHECK && (row < 0 || row as usize >= self.rows) {
-            return;
-        }
         let column = (col + T::COL_SHIFT) as usize;
         let at = self.base
             + row as usize * self.row_stride
@@ -219,8 +225,8 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
         debug_assert!(at + WV * S::LANES <= self.input.len());
         let mut x = [S::splat(0.0); WV];
         for (v, x) in x.iter_mut().enumerate() {
-            // SAFETY: `row` is inside the buffer (checked above in border rows; `row` asserts
-            // it for interior rows from the phases' extents), `column / COL_STRIDE` plus the
+            // SAFETY: `row` is inside the buffer (`Kernels` implementations call `tap` only
+            // after `reads_row` said so for its row), `column / COL_STRIDE` plus the
             // tile is inside the phase row (`row` asserts the tile columns against
             // `phase_len`), and the channel is one of the buffer's; so the `WV * LANES`
             // floats from `at` are in `input`.
@@ -252,9 +258,8 @@ struct Slot<
     const OCB: usize,
     const WV: usize,
     const CP: usize,
-    const CHECK: bool,
     const P: usize,
->(&'t mut Tile<'a, T, S, OCB, WV, CP, CHECK>);
+>(&'t mut Tile<'a, T, S, OCB, WV, CP>);
 
 impl<
     T: TapList,
@@ -262,10 +267,14 @@ impl<
     const OCB: usize,
     const WV: usize,
     const CP: usize,
-    const CHECK: bool,
     const P: usize,
-> TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, CHECK, P>
+> TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, P>
 {
+    #[inline(always)]
+    fn row(&mut self, row: isize) -> bool {
+        self.0.reads_row(row)
+    }
+
     #[inline(always)]
     fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
         self.0.tap::<P>(WEIGHT, ROW, COL);
@@ -281,7 +290,6 @@ pub(crate) fn row<
     const OCB: usize,
     const WV: usize,
     const CP: usize,
-    const CHECK: bool,
 >(
     job: &mut RowJob<'_>,
 ) {
@@ -295,13 +303,6 @@ pub(crate) fn row<
     let tiles_end = job.cols.start + job.cols.len().div_ceil(tile) * tile;
     for plan in &T::PHASES[job.phase..job.phase + CP] {
         let Some(extent) = plan.extent else { continue };
-        // Interior rows are read without a test: prove every tap's row is in the buffer.
-        if !CHECK {
-            assert!(
-                job.origin_row + extent.rows.0 >= 0
-                    && job.origin_row + extent.rows.1 < layout.rows as isize
-            );
-        }
         // Every tile, the last rounded up to a whole tile, stays inside the phase row.
         let last_column = (extent.cols.1 + T::COL_SHIFT) as usize / T::COL_STRIDE;
         assert!(extent.cols.0 + T::COL_SHIFT >= 0 && tiles_end + last_column <= layout.phase_len);
@@ -309,7 +310,7 @@ pub(crate) fn row<
 
     T::with_phase(
         job.phase,
-        Tiles::<T, S, OCB, WV, CP, CHECK> {
+        Tiles::<T, S, OCB, WV, CP> {
             job,
             types: PhantomData,
         },
@@ -317,13 +318,13 @@ pub(crate) fn row<
 }
 
 /// The tile loop of [`row`], for one (constant) phase.
-struct Tiles<'j, 'a, T, S, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool> {
+struct Tiles<'j, 'a, T, S, const OCB: usize, const WV: usize, const CP: usize> {
     job: &'j mut RowJob<'a>,
     types: PhantomData<(T, S)>,
 }
 
-impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const CHECK: bool>
-    PhaseFn for Tiles<'_, '_, T, S, OCB, WV, CP, CHECK>
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> PhaseFn
+    for Tiles<'_, '_, T, S, OCB, WV, CP>
 {
     #[inline(always)]
     fn call<const PHASE: usize>(self) {
@@ -335,7 +336,7 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
         let mut start = job.cols.start;
         while start < job.cols.end {
             let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
-            let mut state = Tile::<T, S, OCB, WV, CP, CHECK> {
+            let mut state = Tile::<T, S, OCB, WV, CP> {
                 acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
                 input,
                 base: 0,
@@ -353,10 +354,10 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
                 state.weight_base = index * taps_per_channel;
                 // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
                 if PHASE != NO_PHASE {
-                    T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, CHECK, 0>(&mut state));
+                    T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
                     if CP == 2 {
                         let second = PHASE.wrapping_add(1);
-                        T::visit(second, &mut Slot::<T, S, OCB, WV, CP, CHECK, 1>(&mut state));
+                        T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
                     }
                 }
             }

@@ -51,7 +51,14 @@ pub struct PhasePlan {
 
 /// One kernel's action for one tap. See the [module documentation](self) for the meaning of
 /// the constants.
+///
+/// Taps come grouped by row offset: the generated code asks [`row`](Self::row) once per
+/// group and calls [`tap`](Self::tap) for the group's taps only when it answers `true`.
 pub trait TapVisitor {
+    /// Whether to apply the taps `row` rows from the window origin (`false` where that row
+    /// is padding, whose products are zeros).
+    fn row(&mut self, row: isize) -> bool;
+
     /// Applies the tap of weight `WEIGHT` at offset `(ROW, COL)`.
     fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self);
 }
@@ -79,7 +86,15 @@ pub trait ColumnPairing {
 }
 
 /// The unrolled taps of one geometry, implemented by `conv!`.
-pub trait Kernels {
+///
+/// # Safety
+///
+/// The kernels read without bounds checks where these taps say. An implementation must list
+/// every tap of the geometry exactly as the [module documentation](self) defines them, with
+/// `FORWARD` and `TRANSPOSED` describing the same taps (counts and extents), and must call
+/// [`TapVisitor::tap`] only inside a group of taps of one row for which
+/// [`TapVisitor::row`] returned `true`.
+pub unsafe trait Kernels {
     /// The convolution's single phase.
     const FORWARD: PhasePlan;
     /// The transposed convolution's `stride_h * stride_w` phases, row phase first

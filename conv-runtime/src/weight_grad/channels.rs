@@ -193,6 +193,12 @@ struct TapPass<'j, 'a, G, S, const MV: usize, const NR: usize> {
 impl<G: Geometry, S: Simd, const MV: usize, const NR: usize> TapVisitor
     for TapPass<'_, '_, G, S, MV, NR>
 {
+    /// Every row: the kernel's band sweep skips the grid rows whose tap rows are padding.
+    #[inline(always)]
+    fn row(&mut self, _row: isize) -> bool {
+        true
+    }
+
     /// Adds tap `WEIGHT`'s products over the band to its sums. `ROW` and `COL` are the tap's
     /// offsets from the window origin, `(th * dh, tw * dw)`, never negative.
     #[inline(always)]

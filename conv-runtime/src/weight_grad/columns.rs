@@ -287,6 +287,12 @@ struct TapPass<'j, 'a, G, S, const MR: usize, const NR: usize, const WV: usize> 
 impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> TapVisitor
     for TapPass<'_, '_, G, S, MR, NR, WV>
 {
+    /// Every row: the kernel's band sweep skips the grid rows whose tap rows are padding.
+    #[inline(always)]
+    fn row(&mut self, _row: isize) -> bool {
+        true
+    }
+
     /// Adds tap `WEIGHT`'s products over the band to its sums. `ROW` and `COL` are the tap's
     /// offsets from the window origin, `(th * dh, tw * dw)`, never negative.
     #[inline(always)]
