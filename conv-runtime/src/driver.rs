@@ -81,6 +81,7 @@ pub(crate) fn convolve(
         paired: false,
         spec: plan.spec,
         out_w,
+        zero_rows_above: 0,
     };
     run(plan, params, input, output, layout, &rows);
 }
@@ -93,12 +94,21 @@ pub(crate) fn convolve_transposed(
     output: &mut ArrayViewMut4<f32>,
 ) {
     let (_, channels, in_h, in_w) = input.dim();
-    let out_w = output.dim().3;
+    let (out_h, out_w) = (output.dim().2, output.dim().3);
+    let paired = plan.column_phases == 2;
+    // The paired kernels read the rows above and below the input as zeros instead of
+    // testing each tap row (see `kernel`): lay out as many as their taps reach.
+    let (above, below) = if paired {
+        zero_rows(plan, in_h, out_h)
+    } else {
+        (0, 0)
+    };
     let rows = RowMap {
         transposed: true,
-        paired: plan.column_phases == 2,
+        paired,
         spec: plan.spec,
         out_w,
+        zero_rows_above: above,
     };
     let widest = (0..plan.spec.stride.1)
         .map(|col_phase| rows.phase_cols(col_phase).end)
@@ -106,11 +116,24 @@ pub(crate) fn convolve_transposed(
         .unwrap_or(0);
     let layout = PreparedLayout {
         channels,
-        rows: in_h,
+        rows: above + in_h + below,
         col_phases: 1,
         phase_len: (widest + plan.tile).max(in_w) + plan.input_shift,
     };
     run(plan, params, input, output, layout, &rows);
+}
+
+/// The zero rows a transposed convolution's taps read above and below an input of `in_h`
+/// rows, for an output of `out_h` rows.
+fn zero_rows(plan: &Plan, in_h: usize, out_h: usize) -> (usize, usize) {
+    let extents = || plan.phases.iter().filter_map(|phase| phase.extent);
+    // Phase rows `q` read input rows `q + row` for the phases' row offsets, all at most 0.
+    let highest = extents().map(|extent| extent.rows.0).min().unwrap_or(0);
+    let lowest = extents().map(|extent| extent.rows.1).max().unwrap_or(0);
+    let (pad_top, stride_h) = (plan.spec.pad_before().0, plan.spec.stride.0);
+    let last_origin = (out_h.saturating_sub(1) + pad_top) / stride_h;
+    let below = (last_origin as isize + lowest + 1 - in_h as isize).max(0);
+    (highest.unsigned_abs(), below as usize)
 }
 
 /// Where each output row's windows start and which pieces of the row each phase computes.
@@ -121,6 +144,8 @@ struct RowMap {
     paired: bool,
     spec: GeometrySpec,
     out_w: usize,
+    /// Zero rows the prepared input has above the input's first row.
+    zero_rows_above: usize,
 }
 
 /// A run of one output row computed by one kernel call.
@@ -135,14 +160,15 @@ struct Piece {
 }
 
 impl RowMap {
-    /// The input row at the origin of output row `y`'s windows.
+    /// The prepared row at the origin of output row `y`'s windows.
     fn origin_row(&self, y: usize) -> isize {
         let (pad_top, _) = self.spec.pad_before();
-        if self.transposed {
+        let input_row = if self.transposed {
             ((y + pad_top) / self.spec.stride.0) as isize
         } else {
             (y * self.spec.stride.0) as isize - pad_top as isize
-        }
+        };
+        input_row + self.zero_rows_above as isize
     }
 
     /// Pieces per row: one per column phase of a transposed convolution (unless the
@@ -228,7 +254,7 @@ fn run(
 
     with_scratch(layout.len(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-            prepare(&image, plan, layout, scratch, threads);
+            prepare(&image, plan, layout, rows.zero_rows_above, scratch, threads);
             let prepared = Prepared::new(scratch, layout);
             let plane = out_h * out_w;
             let out = SharedOutput(
@@ -321,17 +347,19 @@ impl SharedOutput {
     }
 }
 
-/// Copies one image into the kernels' layout: zeros around it, columns split into
-/// `plan.col_stride` phases. Reads any strides, so non-contiguous inputs cost nothing extra.
+/// Copies one image into the kernels' layout: zeros around it (`above` rows of them on
+/// top), columns split into `plan.col_stride` phases. Reads any strides, so non-contiguous
+/// inputs cost nothing extra.
 fn prepare(
     image: &ArrayView3<f32>,
     plan: &Plan,
     layout: PreparedLayout,
+    above: usize,
     scratch: &mut [f32],
     threads: usize,
 ) {
     let one_channel = |(channel, target): (usize, &mut [f32])| {
-        prepare_channel(&image.index_axis(Axis(0), channel), plan, layout, target)
+        prepare_channel(&image.index_axis(Axis(0), channel), plan, layout, above, target)
     };
     let stride = layout.channel_stride();
     if threads > 1 && scratch.len() >= PARALLEL_PREPARE {
@@ -344,14 +372,17 @@ fn prepare(
     }
 }
 
-/// One channel of [`prepare`]: each input row into `col_stride` zero-padded phase rows.
+/// One channel of [`prepare`]: each input row into `col_stride` zero-padded phase rows,
+/// after `above` rows of zeros.
 fn prepare_channel(
     source: &ArrayView2<f32>,
     plan: &Plan,
     layout: PreparedLayout,
+    above: usize,
     target: &mut [f32],
 ) {
     target.fill(0.0);
+    let target = &mut target[above * layout.row_stride()..];
     // A non-contiguous row is gathered here first, one buffer for the channel.
     let mut gathered = Vec::new();
     for (source, target) in source

@@ -14,6 +14,13 @@
 //! one test per filter row and input channel, never per element or tap. One kernel serves
 //! every output row: a second, unchecked instantiation for the interior rows would double
 //! the code each geometry compiles for a difference within the benchmarks' noise.
+//!
+//! The exception is the paired kernel (`CP = 2`) of a stride-2 transposed convolution, which
+//! loads an input vector for every four to eight broadcast weights and so is bound by loads:
+//! keeping a row test's state in registers spills the row pointers, an extra load per tap
+//! row that cost dcgan-up 17% (AVX2, Zen 3). Its prepared input has zero rows above and below
+//! instead, which its border rows multiply; those are a few rows of a transposed
+//! convolution's output, where a dilated convolution's can be most of them.
 
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -200,11 +207,12 @@ struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize> 
 impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
     Tile<'_, T, S, OCB, WV, CP>
 {
-    /// Whether the taps `row` rows from the window origin read an input row (and not the
-    /// padding above or below it).
+    /// Whether to apply the taps `row` rows from the window origin: the paired kernels
+    /// apply every row (their prepared input has zero rows wherever a tap reaches past the
+    /// input), the others only those that fall inside the input, not in the padding.
     #[inline(always)]
     fn reads_row(&self, row: isize) -> bool {
-        usize::try_from(self.origin_row + row).is_ok_and(|row| row < self.rows)
+        CP == 2 || usize::try_from(self.origin_row + row).is_ok_and(|row| row < self.rows)
     }
 
     /// One tap into the accumulators of column phase `P`: weight `weight` of the filter, at
@@ -303,6 +311,13 @@ pub(crate) fn row<
     let tiles_end = job.cols.start + job.cols.len().div_ceil(tile) * tile;
     for plan in &T::PHASES[job.phase..job.phase + CP] {
         let Some(extent) = plan.extent else { continue };
+        // The paired kernels read every tap row without a test: prove each is in the buffer.
+        if CP == 2 {
+            assert!(
+                job.origin_row + extent.rows.0 >= 0
+                    && job.origin_row + extent.rows.1 < layout.rows as isize
+            );
+        }
         // Every tile, the last rounded up to a whole tile, stays inside the phase row.
         let last_column = (extent.cols.1 + T::COL_SHIFT) as usize / T::COL_STRIDE;
         assert!(extent.cols.0 + T::COL_SHIFT >= 0 && tiles_end + last_column <= layout.phase_len);
