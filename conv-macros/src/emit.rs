@@ -201,7 +201,11 @@ fn pair(values: [usize; 2]) -> TokenStream {
 fn phase_plan(phase: &Phase) -> TokenStream {
     let row_phase = Literal::usize_unsuffixed(phase.row_phase);
     let col_phase = Literal::usize_unsuffixed(phase.col_phase);
-    let taps = Literal::usize_unsuffixed(phase.taps.len());
+    let taps = phase.taps.iter().map(|tap| {
+        let weight = Literal::usize_unsuffixed(tap.weight);
+        let (row, col) = (signed(tap.row), signed(tap.col));
+        quote!(::conv_runtime::__private::Tap { weight: #weight, row: #row, col: #col })
+    });
     let extent = match phase.extent() {
         Some(Extent { rows, cols }) => {
             let (row_min, row_max) = (signed(rows.0), signed(rows.1));
@@ -219,7 +223,7 @@ fn phase_plan(phase: &Phase) -> TokenStream {
         ::conv_runtime::__private::PhasePlan {
             row_phase: #row_phase,
             col_phase: #col_phase,
-            taps: #taps,
+            taps: &[#(#taps),*],
             extent: #extent,
         }
     }

@@ -190,8 +190,11 @@ impl<G: Geometry> Conv2d<G> {
         // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
         // since the convolution maps it there.
         let mut input = Array4::zeros(x.raw_dim());
-        self.weights.adjoint(Engine::transposed::<G>).run(grad_output, &mut input);
-        let weight = weight_grad::correlate::<G>(
+        self.weights
+            .adjoint(Engine::transposed::<G>)
+            .run(grad_output, &mut input);
+        let weight = weight_grad::correlate(
+            G::SPEC,
             self.isa(),
             &x.view(),
             &grad_output.view(),

@@ -239,16 +239,21 @@ impl<G: Geometry> ConvTranspose2d<G> {
             .ok_or(ConvError::TooLarge { got: size })?;
         let input = if (conv_h, conv_w) == (h, w) {
             let mut input = Array4::zeros(x.raw_dim());
-            self.weights.adjoint(Engine::conv::<G>).run(grad_output, &mut input);
+            self.weights
+                .adjoint(Engine::conv::<G>)
+                .run(grad_output, &mut input);
             input
         } else {
             let mut full = Array4::zeros((n, channels, conv_h, conv_w));
-            self.weights.adjoint(Engine::conv::<G>).run(grad_output, &mut full);
+            self.weights
+                .adjoint(Engine::conv::<G>)
+                .run(grad_output, &mut full);
             full.slice(s![.., .., ..h, ..w]).to_owned()
         };
         // The correlation of a `Conv2d` from `out_channels` to `in_channels`, summed over
         // `x`'s grid: its weight `[in, out / groups, kh, kw]` is this layer's weight layout.
-        let weight = weight_grad::correlate::<G>(
+        let weight = weight_grad::correlate(
+            G::SPEC,
             self.isa(),
             &grad_output.view(),
             &x.view(),

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use crate::__private::ColumnPairing;
 use crate::driver::Plan;
-use crate::kernel::{self, RowJob, TapList};
+use crate::kernel::{self, RowJob, RunTimeTaps, TapList};
 use crate::simd::{Portable, Simd};
 
 /// An instruction set the kernels are compiled for.
@@ -189,8 +189,8 @@ fn single<T: TapList>(out_per_group: usize) -> (Plan, usize) {
         Isa::Neon if wide => neon::<T, 4, 4, 1>(),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::<T, 1, 8, 1>(),
-        _ if wide => portable::<T, 4, 1, 1>(),
-        _ => portable::<T, 1, 2, 1>(),
+        _ if wide => portable::<T>(portable::WIDE),
+        _ => portable::<T>(portable::NARROW),
     }
 }
 
@@ -213,27 +213,61 @@ fn paired<T: TapList>(out_per_group: usize) -> (Plan, usize) {
         Isa::Neon if wide => neon::<T, 4, 2, 2>(),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::<T, 1, 4, 2>(),
-        _ if wide => portable::<T, 4, 1, 2>(),
-        _ => portable::<T, 1, 2, 2>(),
+        _ if wide => portable::<T>(portable::WIDE_PAIRED),
+        _ => portable::<T>(portable::NARROW_PAIRED),
     }
 }
 
-/// A plan whose row kernel `kernel` is the instantiation for `isa` with this blocking.
-fn make_plan<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
+/// A plan for tap list `T` whose row kernel `kernel`, of `ocb` output channels by `wv`
+/// vectors of `lanes` and `column_phases` column phases, runs on `isa`.
+fn make_plan<T: TapList>(
     isa: Isa,
     kernel: kernel::RowKernel,
+    (ocb, wv, lanes, column_phases): (usize, usize, usize, usize),
 ) -> (Plan, usize) {
     let plan = Plan {
         spec: T::SPEC,
-        phases: T::PHASES,
+        taps: RunTimeTaps::of::<T>(),
         input_shift: T::INPUT_SHIFT,
-        col_stride: T::COL_STRIDE,
         isa,
         kernel,
-        tile: WV * S::LANES,
-        column_phases: CP,
+        tile: wv * lanes,
+        column_phases,
     };
-    (plan, OCB)
+    (plan, ocb)
+}
+
+/// The portable path's plan, with one of [`portable`]'s kernels.
+fn portable<T: TapList>((kernel, ocb, wv, cp): portable::Blocked) -> (Plan, usize) {
+    make_plan::<T>(Isa::Portable, kernel, (ocb, wv, Portable::LANES, cp))
+}
+
+/// The portable path's kernels, which take their taps at run time
+/// ([`kernel::row_with_run_time_taps`]): plain functions, so compiled once, in this crate,
+/// whatever the geometries. Each blocking with its `(OCB, WV, CP)`.
+mod portable {
+    use super::*;
+
+    /// A kernel and its output channels, vectors and column phases.
+    pub(super) type Blocked = (kernel::RowKernel, usize, usize, usize);
+
+    fn wide(job: &mut RowJob<'_>) {
+        kernel::row_with_run_time_taps::<Portable, 4, 1, 1>(job)
+    }
+    fn narrow(job: &mut RowJob<'_>) {
+        kernel::row_with_run_time_taps::<Portable, 1, 2, 1>(job)
+    }
+    fn wide_paired(job: &mut RowJob<'_>) {
+        kernel::row_with_run_time_taps::<Portable, 4, 1, 2>(job)
+    }
+    fn narrow_paired(job: &mut RowJob<'_>) {
+        kernel::row_with_run_time_taps::<Portable, 1, 2, 2>(job)
+    }
+
+    pub(super) const WIDE: Blocked = (wide, 4, 1, 1);
+    pub(super) const NARROW: Blocked = (narrow, 1, 2, 1);
+    pub(super) const WIDE_PAIRED: Blocked = (wide_paired, 4, 1, 2);
+    pub(super) const NARROW_PAIRED: Blocked = (narrow_paired, 1, 2, 2);
 }
 
 /// One instruction set's kernels: `$name::<T, OCB, WV, CP>()` instantiates them inside a
@@ -254,17 +288,12 @@ macro_rules! instruction_set {
             ) {
                 kernel::row::<T, $simd, OCB, WV, CP>(job)
             }
-            make_plan::<T, $simd, OCB, WV, CP>($isa, row::<T, OCB, WV, CP>)
+            let lanes = <$simd as Simd>::LANES;
+            make_plan::<T>($isa, row::<T, OCB, WV, CP>, (OCB, WV, lanes, CP))
         }
     };
 }
 
-instruction_set!(
-    portable,
-    Portable,
-    Isa::Portable,
-    "None beyond the kernel's own: portable code runs everywhere."
-);
 instruction_set!(
     #[cfg(target_arch = "x86_64")]
     avx2,

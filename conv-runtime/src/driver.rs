@@ -9,8 +9,7 @@ use std::ops::Range;
 use ndarray::{ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
-use crate::__private::PhasePlan;
-use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel};
+use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel, RunTimeTaps};
 use crate::pack::PackedWeights;
 use crate::phases::{contiguous, split_row};
 use crate::scratch::with_scratch;
@@ -23,12 +22,10 @@ pub(crate) struct Plan {
     /// The instruction set the row kernels use; `dispatch` builds plans only for sets the
     /// CPU supports.
     pub isa: Isa,
-    /// The direction's phases (one for the convolution).
-    pub phases: &'static [PhasePlan],
+    /// The direction's phases (one for the convolution) and where their taps read.
+    pub taps: RunTimeTaps,
     /// Zeros on the left of each prepared row, before column 0 of the input.
     pub input_shift: usize,
-    /// Column phases of the prepared input.
-    pub col_stride: usize,
     /// The row kernel, for every output row.
     pub kernel: RowKernel,
     /// Output columns per kernel tile (per column phase).
@@ -66,15 +63,15 @@ pub(crate) fn convolve(
     let (_, channels, in_h, in_w) = input.dim();
     let out_w = output.dim().3;
     let pad_left = plan.spec.pad_before().1;
-    let extent = plan.phases[0].extent.expect("a convolution has taps");
+    let extent = plan.taps.phases[0].extent.expect("a convolution has taps");
     // Output column `ow`'s window starts at prepared column `ow * stride_w`.
-    let last_column = extent.cols.1 as usize / plan.col_stride;
+    let last_column = extent.cols.1 as usize / plan.taps.col_stride;
     let layout = PreparedLayout {
         channels,
         rows: in_h,
-        col_phases: plan.col_stride,
+        col_phases: plan.taps.col_stride,
         phase_len: (out_w + plan.tile + last_column)
-            .max((in_w + pad_left).div_ceil(plan.col_stride)),
+            .max((in_w + pad_left).div_ceil(plan.taps.col_stride)),
     };
     let rows = RowMap {
         transposed: false,
@@ -126,7 +123,7 @@ pub(crate) fn convolve_transposed(
 /// The zero rows a transposed convolution's taps read above and below an input of `in_h`
 /// rows, for an output of `out_h` rows.
 fn zero_rows(plan: &Plan, in_h: usize, out_h: usize) -> (usize, usize) {
-    let extents = || plan.phases.iter().filter_map(|phase| phase.extent);
+    let extents = || plan.taps.phases.iter().filter_map(|phase| phase.extent);
     // Phase rows `q` read input rows `q + row` for the phases' row offsets, all at most 0.
     let highest = extents().map(|extent| extent.rows.0).min().unwrap_or(0);
     let lowest = extents().map(|extent| extent.rows.1).max().unwrap_or(0);
@@ -240,8 +237,14 @@ fn run(
         * out_h
         * out_w
         * packed.in_per_group
-        * plan.phases.iter().map(|p| p.taps).sum::<usize>().max(1)
-        / plan.phases.len();
+        * plan
+            .taps
+            .phases
+            .iter()
+            .map(|p| p.taps.len())
+            .sum::<usize>()
+            .max(1)
+        / plan.taps.phases.len();
     let threads = if work_per_image * input.dim().0 < PARALLEL_THRESHOLD {
         1
     } else {
@@ -306,6 +309,7 @@ fn run(
                             out: &mut row_slices[..count],
                             out_step: step,
                             out_offset: offset,
+                            taps: plan.taps,
                         };
                         // SAFETY: `dispatch` puts kernels for an instruction set in a plan
                         // only after detecting that set on this CPU.
@@ -348,7 +352,7 @@ impl SharedOutput {
 }
 
 /// Copies one image into the kernels' layout: zeros around it (`above` rows of them on
-/// top), columns split into `plan.col_stride` phases. Reads any strides, so non-contiguous
+/// top), columns split into `plan.taps.col_stride` phases. Reads any strides, so non-contiguous
 /// inputs cost nothing extra.
 fn prepare(
     image: &ArrayView3<f32>,
@@ -359,7 +363,13 @@ fn prepare(
     threads: usize,
 ) {
     let one_channel = |(channel, target): (usize, &mut [f32])| {
-        prepare_channel(&image.index_axis(Axis(0), channel), plan, layout, above, target)
+        prepare_channel(
+            &image.index_axis(Axis(0), channel),
+            plan,
+            layout,
+            above,
+            target,
+        )
     };
     let stride = layout.channel_stride();
     if threads > 1 && scratch.len() >= PARALLEL_PREPARE {

@@ -174,6 +174,30 @@ pub(crate) struct RowJob<'a> {
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,
     pub out_offset: isize,
+    /// The direction's taps as data, for [`row_with_run_time_taps`]; the specialised kernels
+    /// have the same as constants of their [`TapList`].
+    pub taps: RunTimeTaps,
+}
+
+/// A direction's taps and where they read the prepared input, as values: what a [`TapList`]
+/// holds as constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunTimeTaps {
+    pub phases: &'static [PhasePlan],
+    pub col_shift: isize,
+    pub col_stride: usize,
+    pub filter_len: usize,
+}
+
+impl RunTimeTaps {
+    pub fn of<T: TapList>() -> RunTimeTaps {
+        RunTimeTaps {
+            phases: T::PHASES,
+            col_shift: T::COL_SHIFT,
+            col_stride: T::COL_STRIDE,
+            filter_len: T::FILTER_LEN,
+        }
+    }
 }
 
 /// The widest tile any instantiation uses, in floats, all column phases together.
@@ -258,25 +282,12 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
 }
 
 /// A [`Tile`] seen as the visitor of column phase `P`'s taps.
-struct Slot<
-    't,
-    'a,
-    T,
-    S: Simd,
-    const OCB: usize,
-    const WV: usize,
-    const CP: usize,
-    const P: usize,
->(&'t mut Tile<'a, T, S, OCB, WV, CP>);
+struct Slot<'t, 'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const P: usize>(
+    &'t mut Tile<'a, T, S, OCB, WV, CP>,
+);
 
-impl<
-    T: TapList,
-    S: Simd,
-    const OCB: usize,
-    const WV: usize,
-    const CP: usize,
-    const P: usize,
-> TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, P>
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const P: usize>
+    TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, P>
 {
     #[inline(always)]
     fn row(&mut self, row: isize) -> bool {
@@ -292,13 +303,7 @@ impl<
 /// Computes one output row for up to `OCB` output channels and `CP` (1 or 2) column
 /// phases. See the module documentation.
 #[inline(always)]
-pub(crate) fn row<
-    T: TapList,
-    S: Simd,
-    const OCB: usize,
-    const WV: usize,
-    const CP: usize,
->(
+pub(crate) fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     job: &mut RowJob<'_>,
 ) {
     const { assert!(CP == 1 || CP == 2) };
@@ -381,6 +386,68 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
             store_tile::<S, OCB, WV, CP>(state.acc, job, start, count);
             start += tile;
         }
+    }
+}
+
+/// The row kernel with the taps as run-time values (`job.taps`): compiled once for every
+/// geometry, with bounds-checked reads. The portable path runs it: that path is the fallback
+/// for CPUs without the vector units the specialised kernels target, so its speed is not
+/// worth the compile time of specialising it for every geometry.
+#[inline(always)]
+pub(crate) fn row_with_run_time_taps<
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+>(
+    job: &mut RowJob<'_>,
+) {
+    const { assert!(CP == 1 || CP == 2) };
+    const { assert!(CP * WV * S::LANES <= MAX_TILE) };
+    let layout = job.input.layout;
+    let taps = job.taps;
+    let tile = WV * S::LANES;
+    assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
+    let (input, weights) = (job.input.data, job.weights);
+    let filter = taps.filter_len * OCB;
+    let phases = &taps.phases[job.phase..job.phase + CP];
+    let mut start = job.cols.start;
+    while start < job.cols.end {
+        let bias = |j: usize| S::splat(job.bias.get(j).copied().unwrap_or(0.0));
+        let mut acc: [[[S::Vector; WV]; OCB]; CP] = [std::array::from_fn(|j| [bias(j); WV]); CP];
+        for (index, channel) in job.channels.clone().enumerate() {
+            let channel = &input[channel * layout.channel_stride()..][..layout.channel_stride()];
+            let weights = &weights[index * filter..][..filter];
+            for (acc, phase) in acc.iter_mut().zip(phases) {
+                for tap in phase.taps {
+                    // Rows outside the prepared input are padding: their products are zeros.
+                    let Ok(row) = usize::try_from(job.origin_row + tap.row) else {
+                        continue;
+                    };
+                    if row >= layout.rows {
+                        continue;
+                    }
+                    let column = usize::try_from(tap.col + taps.col_shift)
+                        .expect("taps read the prepared row's columns");
+                    let row = &channel[row * layout.row_stride()..][..layout.row_stride()];
+                    let phase_row =
+                        &row[column % taps.col_stride * layout.phase_len..][..layout.phase_len];
+                    let x = &phase_row[column / taps.col_stride + start..][..tile];
+                    let weights = &weights[tap.weight * OCB..][..OCB];
+                    for (acc, &weight) in acc.iter_mut().zip(weights) {
+                        let weight = S::splat(weight);
+                        for (acc, x) in acc.iter_mut().zip(x.chunks_exact(S::LANES)) {
+                            // SAFETY: `x` is a slice of `LANES` floats.
+                            let x = unsafe { S::load_unchecked(x.as_ptr()) };
+                            *acc = S::mul_add(weight, x, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        let count = (job.cols.end - start).min(tile);
+        store_tile::<S, OCB, WV, CP>(acc, job, start, count);
+        start += tile;
     }
 }
 

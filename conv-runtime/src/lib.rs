@@ -135,6 +135,6 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::taps::{
-        ColumnPairing, Extent, Kernels, NO_PHASE, PhaseFn, PhasePlan, TapVisitor,
+        ColumnPairing, Extent, Kernels, NO_PHASE, PhaseFn, PhasePlan, Tap, TapVisitor,
     };
 }

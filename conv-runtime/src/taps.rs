@@ -36,6 +36,18 @@ pub struct Extent {
     pub cols: (isize, isize),
 }
 
+/// One tap as data: the same weight index and offsets as the constants of
+/// [`TapVisitor::tap`], for kernels that take them at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tap {
+    /// Index of the weight within one `kh x kw` filter.
+    pub weight: usize,
+    /// Input rows from the window origin.
+    pub row: isize,
+    /// Input columns from the window origin.
+    pub col: isize,
+}
+
 /// What one phase of a kernel reads (the convolution has a single phase).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhasePlan {
@@ -43,8 +55,8 @@ pub struct PhasePlan {
     pub row_phase: usize,
     /// Output columns with `(x + pad_left) % stride_w == col_phase` belong to the phase.
     pub col_phase: usize,
-    /// How many taps reach the phase.
-    pub taps: usize,
+    /// The taps that reach the phase, in the order the visitor gets them.
+    pub taps: &'static [Tap],
     /// The offsets they read; `None` when no tap reaches the phase (its outputs are the bias).
     pub extent: Option<Extent>,
 }

@@ -1,6 +1,5 @@
 //! The weight-gradient kernel for layers with many channels on both sides: vectors across
-//! the grad operand's channels, written once for every instruction set and unrolled over the
-//! taps `conv!` generated.
+//! the grad operand's channels, written once for every instruction set.
 //!
 //! One call computes an `MV * LANES x NR` block of filters (`MV` vectors of grad channels by
 //! `NR` input channels) over every image. As in the column kernel (`columns.rs`), the taps
@@ -23,9 +22,7 @@ use std::ops::Range;
 use ndarray::{ArrayView4, Axis};
 
 use super::dispatch::ChannelKernel;
-use super::{Blocking, Problem, fill_chunks};
-use crate::__private::TapVisitor;
-use crate::Geometry;
+use super::{Blocking, Problem, Tap, fill_chunks};
 use crate::scratch::with_scratch;
 use crate::simd::Simd;
 
@@ -59,6 +56,7 @@ pub(crate) fn filter_blocks(
     with_scratch(images * layout.image_stride(), |buffer| {
         let grad_finite = prepare_grad(grad, layout, problem.parallel, buffer);
         let operands = Operands {
+            spec: problem.spec,
             images,
             input: problem.input,
             input_layout: problem.input_layout,
@@ -148,10 +146,10 @@ pub(crate) type KernelFn = unsafe fn(&mut Job<'_>);
 
 /// The filter block's sums over every image and grid row. See the module documentation.
 #[inline(always)]
-pub(crate) fn correlate<G: Geometry, S: Simd, const MV: usize, const NR: usize>(job: &mut Job<'_>) {
+pub(crate) fn correlate<S: Simd, const MV: usize, const NR: usize>(job: &mut Job<'_>) {
     let operands = job.operands;
     let (input, grad) = (operands.input_layout, operands.grad_layout);
-    let spec = G::SPEC;
+    let spec = operands.spec;
     let taps = spec.kernel_size.0 * spec.kernel_size.1;
     // What every unchecked load below relies on.
     assert!(job.in_channels.len() == NR && job.block < grad.blocks);
@@ -163,7 +161,7 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MV: usize, const NR: usize>(
 
     for image in 0..operands.images {
         for rows in operands.bands(grad.rows) {
-            let mut pass = TapPass::<G, S, MV, NR> {
+            let mut pass = TapPass::<S, MV, NR> {
                 operands,
                 input_base: std::array::from_fn(|n| {
                     image * input.image_stride() + job.in_channels[n] * input.channel_stride()
@@ -171,15 +169,17 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MV: usize, const NR: usize>(
                 grad_base: image * grad.image_stride() + job.block * grad.block_stride(),
                 rows,
                 sums: job.sums,
-                geometry: PhantomData,
+                simd: PhantomData,
             };
-            G::forward_taps(&mut pass);
+            for tap in super::taps(&spec) {
+                pass.tap(tap);
+            }
         }
     }
 }
 
 /// One band of rows of one image, seen as the visitor of every tap.
-struct TapPass<'j, 'a, G, S, const MV: usize, const NR: usize> {
+struct TapPass<'j, 'a, S, const MV: usize, const NR: usize> {
     operands: &'a Operands<'a>,
     /// Where each block column's input channel of this image starts.
     input_base: [usize; NR],
@@ -187,31 +187,23 @@ struct TapPass<'j, 'a, G, S, const MV: usize, const NR: usize> {
     grad_base: usize,
     rows: Range<usize>,
     sums: &'j mut [f32],
-    geometry: PhantomData<(G, S)>,
+    simd: PhantomData<S>,
 }
 
-impl<G: Geometry, S: Simd, const MV: usize, const NR: usize> TapVisitor
-    for TapPass<'_, '_, G, S, MV, NR>
-{
-    /// Every row: the kernel's band sweep skips the grid rows whose tap rows are padding.
-    #[inline(always)]
-    fn row(&mut self, _row: isize) -> bool {
-        true
-    }
-
-    /// Adds tap `WEIGHT`'s products over the band to its sums. `ROW` and `COL` are the tap's
+impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
+    /// Adds tap `weight`'s products over the band to its sums. `row` and `col` are the tap's
     /// offsets from the window origin, `(th * dh, tw * dw)`, never negative.
     #[inline(always)]
-    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
-        let (stride_h, stride_w) = G::SPEC.stride;
+    fn tap(&mut self, Tap { weight, row, col }: Tap) {
+        let (stride_h, stride_w) = self.operands.spec.stride;
         let operands = self.operands;
         let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
-        let rows = operands.tap_rows(&self.rows, ROW as usize, stride_h);
+        let rows = operands.tap_rows(&self.rows, row, stride_h);
         if rows.is_empty() {
             return;
         }
         let block = NR * MV * S::LANES;
-        let sums = &mut self.sums[WEIGHT * block..(WEIGHT + 1) * block];
+        let sums = &mut self.sums[weight * block..(weight + 1) * block];
         let mut acc: [[S::Vector; MV]; NR] = std::array::from_fn(|n| {
             std::array::from_fn(|v| {
                 let at = (n * MV + v) * S::LANES;
@@ -219,10 +211,10 @@ impl<G: Geometry, S: Simd, const MV: usize, const NR: usize> TapVisitor
                 unsafe { S::load_unchecked(sums.as_ptr().add(at)) }
             })
         });
-        // Grid column `ox` reads prepared column `ox * stride_w + COL`: column phase
-        // `COL % stride_w`, at `ox + COL / stride_w` within it.
-        let column = COL as usize % stride_w * input_layout.phase_len + COL as usize / stride_w;
-        let first_input = (rows.start * stride_h + ROW as usize) * input_layout.row_stride();
+        // Grid column `ox` reads prepared column `ox * stride_w + col`: column phase
+        // `col % stride_w`, at `ox + col / stride_w` within it.
+        let column = col % stride_w * input_layout.phase_len + col / stride_w;
+        let first_input = (rows.start * stride_h + row) * input_layout.row_stride();
         let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
         // Row pointers, moved one row on per row: `wrapping_add` keeps that defined even
         // after the last row, whose successors are never read.
@@ -235,8 +227,8 @@ impl<G: Geometry, S: Simd, const MV: usize, const NR: usize> TapVisitor
             for ox in 0..grad_layout.width {
                 // SAFETY: `correlate` asserted that the channels and the block are the
                 // buffers' and the images in them, that every grid row's tap rows are inside
-                // the prepared rows (`(rows - 1) * stride_h + ROW < input.rows`), and that
-                // `width + COL / stride_w <= phase_len`: so pixel `ox` of a band row, its
+                // the prepared rows (`(rows - 1) * stride_h + row < input.rows`), and that
+                // `width + col / stride_w <= phase_len`: so pixel `ox` of a band row, its
                 // `MV` vectors of grad channels and the input value each channel's tap reads
                 // there, are inside the buffers.
                 let grads: [S::Vector; MV] =

@@ -1,10 +1,10 @@
 //! The weight-gradient kernel for layers with few channels: vectors of grid columns, written
-//! once for every instruction set and unrolled over the taps `conv!` generated.
+//! once for every instruction set.
 //!
 //! One call computes the partial sums of an `MR x NR` block of filters (`MR` output
 //! channels, the *grad* operand, by `NR` input channels, the *input* operand) over every
-//! image. The taps are the outer loop: `G::forward_taps` calls [`TapPass::tap`] once per tap
-//! with its weight index and offsets as constants, and each tap sweeps a band of rows with its
+//! image. The taps are the outer loop: [`TapPass::tap`] runs once per tap, and each tap
+//! sweeps a band of rows with its
 //! `MR x NR x WV` vector accumulators in registers, one multiply-add per (output channel,
 //! input channel) pair per vector of grid columns. Holding one tap's accumulators at a time
 //! (rather than every tap's) keeps them in registers whatever the kernel size; the band is
@@ -21,9 +21,7 @@ use std::ops::Range;
 use ndarray::{ArrayView4, s};
 
 use super::dispatch::ColumnKernel;
-use super::{Problem, fill_chunks};
-use crate::__private::TapVisitor;
-use crate::Geometry;
+use super::{Problem, Tap, fill_chunks};
 use crate::scratch::with_scratch;
 use crate::simd::Simd;
 
@@ -61,6 +59,7 @@ pub(crate) fn filter_blocks(
     with_scratch(images * grad_layout.image_stride(), |buffer| {
         let grad_finite = prepare_grad(grad, grad_layout, problem.parallel, buffer);
         let operands = Operands {
+            spec: problem.spec,
             images,
             input: problem.input,
             input_layout: problem.input_layout,
@@ -153,12 +152,12 @@ pub(crate) type KernelFn = unsafe fn(&mut Job<'_>);
 /// The filter block's partial sums over every image and grid row. See the module
 /// documentation.
 #[inline(always)]
-pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize>(
+pub(crate) fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usize>(
     job: &mut Job<'_>,
 ) {
     let operands = job.operands;
     let (input, grad) = (operands.input_layout, operands.grad_layout);
-    let spec = G::SPEC;
+    let spec = operands.spec;
     let taps = spec.kernel_size.0 * spec.kernel_size.1;
     // What every unchecked load below relies on.
     assert!(job.out_channels.len() == MR && job.in_channels.len() == NR);
@@ -174,7 +173,7 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, 
 
     for image in 0..operands.images {
         for rows in operands.bands(grad.rows) {
-            let mut pass = TapPass::<G, S, MR, NR, WV> {
+            let mut pass = TapPass::<S, MR, NR, WV> {
                 operands,
                 input_base: std::array::from_fn(|n| {
                     image * input.image_stride() + job.in_channels[n] * input.channel_stride()
@@ -185,9 +184,11 @@ pub(crate) fn correlate<G: Geometry, S: Simd, const MR: usize, const NR: usize, 
                 rows,
                 sums: job.sums,
                 tails: job.tails,
-                geometry: PhantomData,
+                simd: PhantomData,
             };
-            G::forward_taps(&mut pass);
+            for tap in super::taps(&spec) {
+                pass.tap(tap);
+            }
         }
     }
     reduce_filters::<S, WV>(job.sums, job.tails, job.filters, (taps, MR, NR));
@@ -272,7 +273,7 @@ fn sum_lanes_together<S: Simd>(vectors: &mut [S::Vector]) -> S::Vector {
 }
 
 /// One band of rows of one image, seen as the visitor of every tap.
-struct TapPass<'j, 'a, G, S, const MR: usize, const NR: usize, const WV: usize> {
+struct TapPass<'j, 'a, S, const MR: usize, const NR: usize, const WV: usize> {
     operands: &'a Operands<'a>,
     /// Where each block column's input channel of this image starts.
     input_base: [usize; NR],
@@ -281,34 +282,26 @@ struct TapPass<'j, 'a, G, S, const MR: usize, const NR: usize, const WV: usize> 
     rows: Range<usize>,
     sums: &'j mut [f32],
     tails: &'j mut [f32],
-    geometry: PhantomData<(G, S)>,
+    simd: PhantomData<S>,
 }
 
-impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> TapVisitor
-    for TapPass<'_, '_, G, S, MR, NR, WV>
-{
-    /// Every row: the kernel's band sweep skips the grid rows whose tap rows are padding.
-    #[inline(always)]
-    fn row(&mut self, _row: isize) -> bool {
-        true
-    }
-
-    /// Adds tap `WEIGHT`'s products over the band to its sums. `ROW` and `COL` are the tap's
+impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_, S, MR, NR, WV> {
+    /// Adds tap `weight`'s products over the band to its sums. `row` and `col` are the tap's
     /// offsets from the window origin, `(th * dh, tw * dw)`, never negative.
     #[inline(always)]
-    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
-        let (stride_h, stride_w) = G::SPEC.stride;
+    fn tap(&mut self, Tap { weight, row, col }: Tap) {
+        let (stride_h, stride_w) = self.operands.spec.stride;
         let operands = self.operands;
         let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
-        // Grid column `ox` reads prepared column `ox * stride_w + COL`: column phase
-        // `COL % stride_w`, at `ox + COL / stride_w` within it.
-        let column = COL as usize % stride_w * input_layout.phase_len + COL as usize / stride_w;
-        let rows = operands.tap_rows(&self.rows, ROW as usize, stride_h);
+        // Grid column `ox` reads prepared column `ox * stride_w + col`: column phase
+        // `col % stride_w`, at `ox + col / stride_w` within it.
+        let column = col % stride_w * input_layout.phase_len + col / stride_w;
+        let rows = operands.tap_rows(&self.rows, row, stride_h);
         if rows.is_empty() {
             return;
         }
         let block = MR * NR * WV * S::LANES;
-        let sums = &mut self.sums[WEIGHT * block..(WEIGHT + 1) * block];
+        let sums = &mut self.sums[weight * block..(weight + 1) * block];
         let mut acc: [[[S::Vector; WV]; NR]; MR] = std::array::from_fn(|m| {
             std::array::from_fn(|n| {
                 std::array::from_fn(|v| {
@@ -322,7 +315,7 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
         // only moves `MR + NR` pointers.
         let (x_step, g_step) = (stride_h * input_layout.row_stride(), grad_layout.width);
         let (input, grad) = (operands.input.as_ptr(), operands.grad.as_ptr());
-        let first_input = (rows.start * stride_h + ROW as usize) * input_layout.row_stride();
+        let first_input = (rows.start * stride_h + row) * input_layout.row_stride();
         let mut x_rows: [*const f32; NR] = std::array::from_fn(|n| {
             // SAFETY: inside the input buffer: see `load` below.
             unsafe { input.add(self.input_base[n] + first_input + column) }
@@ -333,8 +326,8 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
         });
         // SAFETY (every load below): `correlate` asserted that the channels are the buffers'
         // and the images in them, that every grid row's tap rows are inside the prepared rows
-        // (`(rows - 1) * stride_h + ROW < input.rows`, ROW being at most the largest tap row),
-        // and that `vector_end + COL / stride_w <= phase_len` and `vector_end <= grad width`:
+        // (`(rows - 1) * stride_h + row < input.rows`, `row` being at most the largest tap row),
+        // and that `vector_end + col / stride_w <= phase_len` and `vector_end <= grad width`:
         // so each vector of `LANES` floats read at a column below `vector_end` of a row of
         // the band is inside its channel's row.
         let load = |row: *const f32, at: usize| unsafe { S::load_unchecked(row.add(at)) };
@@ -365,7 +358,7 @@ impl<G: Geometry, S: Simd, const MR: usize, const NR: usize, const WV: usize> Ta
                 col += S::LANES;
             }
             if grad_layout.vector_end < grad_layout.columns {
-                let tails = &mut self.tails[WEIGHT * MR * NR..(WEIGHT + 1) * MR * NR];
+                let tails = &mut self.tails[weight * MR * NR..(weight + 1) * MR * NR];
                 // SAFETY: the columns up to `columns` of the row are inside both buffers, as
                 // `correlate` asserted.
                 unsafe { scalar_tail(operands, &g_rows, &x_rows, tails) };

@@ -2,8 +2,8 @@
 //! instruction set, and instantiates it inside a function compiled for that set, as the
 //! forward kernels' `dispatch` does.
 
+use crate::Isa;
 use crate::simd::{Portable, Simd};
-use crate::{Geometry, Isa};
 
 use super::{Blocking, channels, columns};
 
@@ -96,56 +96,56 @@ impl ChannelKernel {
 /// columns, and a row narrower than a step runs one chain: so AVX-512 takes 4 (a 64-column
 /// step), enough for a kernel that loads two vectors per multiply-add and so cannot issue
 /// more than one a cycle anyway.
-pub(crate) fn kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: usize) -> Kernel {
+pub(crate) fn kernel(isa: Isa, out_per_group: usize, in_per_group: usize) -> Kernel {
     let channels = |lanes: usize, vectors: usize, in_block: usize| {
         4 * out_per_group >= 3 * lanes * vectors && in_per_group >= in_block
     };
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if channels(16, 4, 6) => Kernel::Channels(avx512::channels::<G, 4, 6>()),
+        Isa::Avx512 if channels(16, 4, 6) => Kernel::Channels(avx512::channels::<4, 6>()),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if channels(8, 2, 6) => Kernel::Channels(avx2::channels::<G, 2, 6>()),
+        Isa::Avx2 if channels(8, 2, 6) => Kernel::Channels(avx2::channels::<2, 6>()),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if channels(4, 4, 6) => Kernel::Channels(neon::channels::<G, 4, 6>()),
-        Isa::Portable if channels(8, 1, 4) => Kernel::Channels(portable::channels::<G, 1, 4>()),
-        _ => Kernel::Columns(column_kernel::<G>(isa, out_per_group, in_per_group)),
+        Isa::Neon if channels(4, 4, 6) => Kernel::Channels(neon::channels::<4, 6>()),
+        Isa::Portable if channels(8, 1, 4) => Kernel::Channels(portable::channels::<1, 4>()),
+        _ => Kernel::Columns(column_kernel(isa, out_per_group, in_per_group)),
     }
 }
 
 /// The column kernel's blocking: see [`kernel`].
-fn column_kernel<G: Geometry>(isa: Isa, out_per_group: usize, in_per_group: usize) -> ColumnKernel {
+fn column_kernel(isa: Isa, out_per_group: usize, in_per_group: usize) -> ColumnKernel {
     let wide = out_per_group >= 4 && in_per_group >= 4;
     let pairs = out_per_group >= 2 && in_per_group >= 2;
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 8 && in_per_group >= 4 => avx512::columns::<G, 6, 4, 1>(),
+        Isa::Avx512 if out_per_group >= 8 && in_per_group >= 4 => avx512::columns::<6, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if wide => avx512::columns::<G, 4, 4, 1>(),
+        Isa::Avx512 if wide => avx512::columns::<4, 4, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 8 && in_per_group == 3 => avx512::columns::<G, 8, 3, 1>(),
+        Isa::Avx512 if out_per_group >= 8 && in_per_group == 3 => avx512::columns::<8, 3, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if out_per_group >= 4 && in_per_group >= 2 => avx512::columns::<G, 4, 2, 2>(),
+        Isa::Avx512 if out_per_group >= 4 && in_per_group >= 2 => avx512::columns::<4, 2, 2>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if pairs => avx512::columns::<G, 2, 2, 4>(),
+        Isa::Avx512 if pairs => avx512::columns::<2, 2, 4>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::columns::<G, 1, 1, 4>(),
+        Isa::Avx512 => avx512::columns::<1, 1, 4>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if out_per_group >= 4 && in_per_group == 3 => avx2::columns::<G, 4, 3, 1>(),
+        Isa::Avx2 if out_per_group >= 4 && in_per_group == 3 => avx2::columns::<4, 3, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if out_per_group >= 4 && in_per_group >= 2 => avx2::columns::<G, 4, 2, 1>(),
+        Isa::Avx2 if out_per_group >= 4 && in_per_group >= 2 => avx2::columns::<4, 2, 1>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if pairs => avx2::columns::<G, 2, 2, 2>(),
+        Isa::Avx2 if pairs => avx2::columns::<2, 2, 2>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::columns::<G, 1, 1, 8>(),
+        Isa::Avx2 => avx2::columns::<1, 1, 8>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if wide => neon::columns::<G, 4, 4, 1>(),
+        Isa::Neon if wide => neon::columns::<4, 4, 1>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if pairs => neon::columns::<G, 2, 2, 4>(),
+        Isa::Neon if pairs => neon::columns::<2, 2, 4>(),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::columns::<G, 1, 1, 8>(),
+        Isa::Neon => neon::columns::<1, 1, 8>(),
         // A portable vector is two SSE registers wide.
-        _ if pairs => portable::columns::<G, 2, 2, 1>(),
-        _ => portable::columns::<G, 1, 1, 4>(),
+        _ if pairs => portable::columns::<2, 2, 1>(),
+        _ => portable::columns::<1, 1, 4>(),
     }
 }
 
@@ -158,17 +158,16 @@ macro_rules! instruction_set {
         mod $name {
             use super::*;
 
-            pub(super) fn columns<G: Geometry, const MR: usize, const NR: usize, const WV: usize>(
-            ) -> ColumnKernel {
+            pub(super) fn columns<const MR: usize, const NR: usize, const WV: usize>() -> ColumnKernel {
                 #[doc = concat!("# Safety\n\n", $safety)]
                 $(#[target_feature(enable = $features)])?
-                unsafe fn run<G: Geometry, const MR: usize, const NR: usize, const WV: usize>(
+                unsafe fn run<const MR: usize, const NR: usize, const WV: usize>(
                     job: &mut columns::Job<'_>,
                 ) {
-                    columns::correlate::<G, $simd, MR, NR, WV>(job)
+                    columns::correlate::<$simd, MR, NR, WV>(job)
                 }
                 ColumnKernel {
-                    run: run::<G, MR, NR, WV>,
+                    run: run::<MR, NR, WV>,
                     out_block: MR,
                     in_block: NR,
                     vectors: WV,
@@ -176,16 +175,16 @@ macro_rules! instruction_set {
                 }
             }
 
-            pub(super) fn channels<G: Geometry, const MV: usize, const NR: usize>() -> ChannelKernel {
+            pub(super) fn channels<const MV: usize, const NR: usize>() -> ChannelKernel {
                 #[doc = concat!("# Safety\n\n", $safety)]
                 $(#[target_feature(enable = $features)])?
-                unsafe fn run<G: Geometry, const MV: usize, const NR: usize>(
+                unsafe fn run<const MV: usize, const NR: usize>(
                     job: &mut channels::Job<'_>,
                 ) {
-                    channels::correlate::<G, $simd, MV, NR>(job)
+                    channels::correlate::<$simd, MV, NR>(job)
                 }
                 ChannelKernel {
-                    run: run::<G, MV, NR>,
+                    run: run::<MV, NR>,
                     vectors: MV,
                     in_block: NR,
                     lanes: <$simd as Simd>::LANES,

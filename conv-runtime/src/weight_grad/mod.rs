@@ -1,7 +1,7 @@
-//! The weight gradient: a correlation of a layer's input with its output gradient, unrolled
-//! over the taps of the geometry like the forward kernels.
+//! The weight gradient: a correlation of a layer's input with its output gradient, tap by
+//! tap.
 //!
-//! For a convolution of geometry `G` with input `x` and output gradient `gy`,
+//! For a convolution of geometry `spec` with input `x` and output gradient `gy`,
 //!
 //! ```text
 //! dW[o][i][th][tw] = sum over n, oy, ox of
@@ -25,6 +25,12 @@
 //! columns, for layers with few channels; the *channel* kernel (`channels.rs`) vectors of
 //! grad channels, for layers with many, whatever the grid's width. Both read the input
 //! operand laid out the same way (`input.rs`).
+//!
+//! Unlike the forward kernels, these are not specialised per geometry: the taps are run-time
+//! values and every kernel is compiled once, in this crate. A tap here is not a few
+//! multiply-adds in an inner loop but the outer loop around a sweep of a whole band of rows,
+//! so a constant offset would save a few instructions per band: specialising would cost
+//! each geometry's users the sweep's code once per tap, for nothing the benchmarks can see.
 
 mod channels;
 mod columns;
@@ -37,7 +43,7 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::scratch::with_scratch;
-use crate::{Geometry, GeometrySpec, Isa};
+use crate::{GeometrySpec, Isa};
 use dispatch::Kernel;
 pub(crate) use input::InputLayout;
 
@@ -54,7 +60,8 @@ const BAND_BYTES: usize = 32 * 1024;
 /// The caller guarantees that `isa` is available, that both batches are equal, that `groups`
 /// divides both channel counts, and that the grid is no larger than the convolution of
 /// `input` would produce plus the transposed convolution's extra rows (which read zeros).
-pub(crate) fn correlate<G: Geometry>(
+pub(crate) fn correlate(
+    spec: GeometrySpec,
     isa: Isa,
     input: &ArrayView4<f32>,
     grad: &ArrayView4<f32>,
@@ -64,7 +71,6 @@ pub(crate) fn correlate<G: Geometry>(
         isa.is_available(),
         "layers are built only on available sets"
     );
-    let spec = G::SPEC;
     let (kh, kw) = spec.kernel_size;
     let (images, in_channels, in_h, in_w) = input.dim();
     let (_, out_channels, rows, width) = grad.dim();
@@ -75,7 +81,7 @@ pub(crate) fn correlate<G: Geometry>(
         return result;
     }
 
-    let kernel = dispatch::kernel::<G>(isa, out_per_group, in_per_group);
+    let kernel = dispatch::kernel(isa, out_per_group, in_per_group);
     let (pad_top, pad_left) = spec.pad_before();
     let (stride_h, stride_w) = spec.stride;
     let lowest_tap = (kh - 1) * spec.dilation.0;
@@ -273,9 +279,29 @@ impl Problem<'_> {
     }
 }
 
+/// One tap of the convolution: the filter's weight `weight` (`th * kw + tw`) multiplies the
+/// input `(row, col) = (th * dh, tw * dw)` from the window origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tap {
+    pub weight: usize,
+    pub row: usize,
+    pub col: usize,
+}
+
+/// The convolution's taps, in filter order.
+pub(crate) fn taps(spec: &GeometrySpec) -> impl Iterator<Item = Tap> {
+    let ((kh, kw), (dh, dw)) = (spec.kernel_size, spec.dilation);
+    (0..kh * kw).map(move |weight| Tap {
+        weight,
+        row: weight / kw * dh,
+        col: weight % kw * dw,
+    })
+}
+
 /// Both operands of the correlation, for every image, as a kernel reads them: the input
 /// laid out by `input.rs`, the grad operand by the kernel's own layout `L`.
 pub(crate) struct Operands<'a, L> {
+    pub spec: GeometrySpec,
     pub images: usize,
     pub input: &'a [f32],
     pub input_layout: InputLayout,
