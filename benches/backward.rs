@@ -5,8 +5,14 @@
 //! `CONVGEN_ISA=avx2` (or `portable`, ...) to measure another instruction set. The ratio to
 //! compare is backward over forward within one run.
 
-use convgen::suite::cases;
+// The suite's cases, shared with the other benchmark and `examples/suite.rs`; this benchmark
+// leaves some of it unused.
+#[allow(dead_code)]
+#[path = "common/suite.rs"]
+mod suite;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use suite::cases;
 
 fn backward_vs_forward(c: &mut Criterion) {
     for case in cases() {

@@ -11,10 +11,16 @@
 
 use std::time::Duration;
 
-use convgen::suite::{Case, cases};
+// The suite's cases, shared with the other benchmark and `examples/suite.rs`; this benchmark
+// leaves some of it unused.
+#[allow(dead_code)]
+#[path = "common/suite.rs"]
+mod suite;
+
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::ThreadPool;
+use suite::{Case, cases};
 
 fn pool(threads: usize) -> ThreadPool {
     rayon::ThreadPoolBuilder::new()

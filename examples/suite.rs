@@ -11,8 +11,17 @@
 use std::time::{Duration, Instant};
 
 use conv_runtime::Isa;
-use convgen::suite::{Case, best_peer_ms, cases};
-use convgen::{fma_peak_gflops, max_difference};
+use convgen::max_difference;
+
+// Shared with the benchmarks; this table leaves the backward parts of the suite unused.
+#[path = "../benches/common/peak.rs"]
+mod peak;
+#[allow(dead_code)]
+#[path = "../benches/common/suite.rs"]
+mod suite;
+
+use peak::fma_peak_gflops;
+use suite::{Case, best_peer_ms, cases};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

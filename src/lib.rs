@@ -1,13 +1,12 @@
 //! Support code shared by the workspace's integration tests, benchmarks and examples: seeded
 //! test data, closeness checks, and the upsampling demo ([`demo`]). Not published.
+//!
+//! The benchmark suite's layers live in `benches/common`, not here: the demo binary links this
+//! library, and each suite geometry would add its kernels to the demo's build.
 
 use conv_runtime::ndarray::{Array, ArrayBase, Data, Dimension, IntoDimension};
 
 pub mod demo;
-mod peak;
-pub mod suite;
-
-pub use peak::fma_peak_gflops;
 
 /// An array of `shape` filled with values uniform in `[-1, 1)`, a fixed function of `seed`.
 pub fn random_array<D: Dimension>(shape: impl IntoDimension<Dim = D>, seed: u64) -> Array<f32, D> {

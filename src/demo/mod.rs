@@ -5,7 +5,7 @@
 //! it by 2x2 box averaging, trains [`network::Network`] to undo that on random patches of
 //! the left three quarters, then measures nearest, bilinear and the network on the right
 //! quarter, which training never sees, and writes those side by side as a PNG.
-//! `examples/upsample.rs` is the command-line front end; `tests/demo.rs` runs a short
+//! `src/bin/upsample.rs` is the command-line front end; `tests/demo.rs` runs a short
 //! version.
 
 pub mod image;
@@ -246,7 +246,7 @@ fn number<T: std::str::FromStr<Err: std::fmt::Display>>(
 }
 
 /// The command's help.
-pub const USAGE: &str = "usage: cargo run --release --example upsample -- [--image PATH] \
+pub const USAGE: &str = "usage: cargo run --release --bin upsample -- [--image PATH] \
 [--seed N] [--out DIR] [--steps N]
   --image PATH  a PNG or JPEG (default: a generated landscape); cropped to 640x640 at most
   --seed N      seeds initial weights and training patches (default 0)

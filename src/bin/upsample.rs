@@ -2,7 +2,7 @@
 //! upsampling in about a minute on the CPU, and beats nearest and bilinear interpolation on
 //! a part of the picture it never saw. See `convgen::demo`.
 //!
-//! Run: `cargo run --release --example upsample [-- --image PATH --seed N --out DIR]`
+//! Run: `cargo run --release --bin upsample [-- --image PATH --seed N --out DIR]`
 
 use std::process::ExitCode;
 

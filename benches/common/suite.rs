@@ -5,7 +5,7 @@ use conv_runtime::ndarray::{Array4, ArrayView4, s};
 use conv_runtime::prelude::*;
 use conv_runtime::{GeometrySpec, Isa, reference};
 
-use crate::random_array;
+use convgen::random_array;
 
 /// A layer type of the suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
