@@ -48,7 +48,7 @@ fn main() {
         }
         return;
     }
-    let isa = Isa::current();
+    let isa = Isa::default_for_process();
     let peak = fma_peak_gflops(isa);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !json {

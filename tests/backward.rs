@@ -103,7 +103,7 @@ fn assert_identity(left: f64, right: f64, terms: usize, what: &str) {
     );
 }
 
-fn check_conv<G: Geometry>(geometry: G, case: &Case) {
+fn check_conv<G: Geometry>(geometry: G, case: &Case, isa: Isa) {
     let spec = G::SPEC;
     let (kh, kw) = spec.kernel_size;
     let in_channels = case.groups * case.in_per_group;
@@ -112,7 +112,9 @@ fn check_conv<G: Geometry>(geometry: G, case: &Case) {
     let (h, w) = (min.0 + case.extra.0, min.1 + case.extra.1);
     let weight = random_array((out_channels, case.in_per_group, kh, kw), case.seed);
     let bias = case.bias.then(|| random_array(out_channels, case.seed ^ 1));
-    let layer = Conv2d::from_weights(geometry, weight.clone(), bias, case.groups).unwrap();
+    let layer = Conv2d::from_weights(geometry, weight.clone(), bias, case.groups)
+        .and_then(|layer| layer.with_isa(isa))
+        .unwrap();
     let x = array((case.batch, in_channels, h, w), case.layout, case.seed ^ 2);
     let shape = layer.output_shape(x.dim().into()).unwrap();
     let gy = array(shape.into(), case.layout, case.seed ^ 3);
@@ -131,7 +133,9 @@ fn check_conv<G: Geometry>(geometry: G, case: &Case) {
 
     // The adjoint identities, with a bias-free layer of another weight `v`.
     let v = random_array(weight.dim(), case.seed ^ 4);
-    let plain = Conv2d::from_weights(geometry, v.clone(), None, case.groups).unwrap();
+    let plain = Conv2d::from_weights(geometry, v.clone(), None, case.groups)
+        .and_then(|layer| layer.with_isa(isa))
+        .unwrap();
     let y = plain.forward(&x).unwrap();
     let grads = plain.backward(&x, &gy).unwrap();
     let terms = gy.len() * kh * kw * case.in_per_group;
@@ -149,7 +153,7 @@ fn check_conv<G: Geometry>(geometry: G, case: &Case) {
     );
 }
 
-fn check_conv_transpose<G: Geometry>(geometry: G, case: &Case) {
+fn check_conv_transpose<G: Geometry>(geometry: G, case: &Case, isa: Isa) {
     let spec = G::SPEC;
     let (kh, kw) = spec.kernel_size;
     let in_channels = case.groups * case.in_per_group;
@@ -159,7 +163,9 @@ fn check_conv_transpose<G: Geometry>(geometry: G, case: &Case) {
     let (h, w) = (min.0 + case.extra.0, min.1 + case.extra.1 / 2);
     let weight = random_array((in_channels, case.out_per_group, kh, kw), case.seed);
     let bias = case.bias.then(|| random_array(out_channels, case.seed ^ 1));
-    let layer = ConvTranspose2d::from_weights(geometry, weight.clone(), bias, case.groups).unwrap();
+    let layer = ConvTranspose2d::from_weights(geometry, weight.clone(), bias, case.groups)
+        .and_then(|layer| layer.with_isa(isa))
+        .unwrap();
     let x = array((case.batch, in_channels, h, w), case.layout, case.seed ^ 2);
     let (min, max) = spec.transposed_output_range((h, w)).unwrap();
     let default = layer.output_shape(x.dim().into()).unwrap();
@@ -183,7 +189,9 @@ fn check_conv_transpose<G: Geometry>(geometry: G, case: &Case) {
         }
 
         let v = random_array(weight.dim(), case.seed ^ 4);
-        let plain = ConvTranspose2d::from_weights(geometry, v.clone(), None, case.groups).unwrap();
+        let plain = ConvTranspose2d::from_weights(geometry, v.clone(), None, case.groups)
+            .and_then(|layer| layer.with_isa(isa))
+            .unwrap();
         let y = if [out_h, out_w] == default[2..] {
             // The default size may lie outside the range `output_size` accepts: output
             // padding can reach the dilation, past the stride.
@@ -230,10 +238,8 @@ macro_rules! grid {
             let config = Config { cases: 6, failure_persistence: None, ..Config::default() };
             proptest!(config, |(case in cases())| {
                 for isa in Isa::available() {
-                    isa.force(|| {
-                        check_conv($geometry, &case);
-                        check_conv_transpose($geometry, &case);
-                    });
+                    check_conv($geometry, &case, isa);
+                    check_conv_transpose($geometry, &case, isa);
                 }
             });
         }
@@ -283,10 +289,8 @@ fn depthwise_and_wide_blockings() {
                 layout: 0,
                 seed: (groups * 100 + in_per_group) as u64,
             };
-            isa.force(|| {
-                check_conv(Dilated, &case);
-                check_conv_transpose(Dilated, &case);
-            });
+            check_conv(Dilated, &case, isa);
+            check_conv_transpose(Dilated, &case, isa);
         }
     }
 }
@@ -299,24 +303,23 @@ fn depthwise_and_wide_blockings() {
 #[test]
 fn nonfinite_inputs_reach_exactly_the_weights_they_multiply() {
     for isa in Isa::available() {
-        isa.force(|| {
-            for (channels, width, position) in [
-                ((2, 3), 21, 20),
-                ((2, 3), 37, 36),
-                ((2, 3), 37, 0),
-                ((2, 3), 40, 17),
-                ((7, 50), 21, 20),
-                ((7, 50), 9, 0),
-            ] {
-                nonfinite_case(isa, channels, width, position);
-            }
-        });
+        for (channels, width, position) in [
+            ((2, 3), 21, 20),
+            ((2, 3), 37, 36),
+            ((2, 3), 37, 0),
+            ((2, 3), 40, 17),
+            ((7, 50), 21, 20),
+            ((7, 50), 9, 0),
+        ] {
+            nonfinite_case(isa, channels, width, position);
+        }
     }
 }
 
 fn nonfinite_case(isa: Isa, (inputs, outputs): (usize, usize), width: usize, position: usize) {
     let layer = Conv2d::builder(Strided, inputs, outputs)
         .seed(1)
+        .isa(isa)
         .build()
         .unwrap();
     let mut x = random_array((1, inputs, 7, width), 5);
@@ -343,6 +346,7 @@ fn nonfinite_case(isa: Isa, (inputs, outputs): (usize, usize), width: usize, pos
 
     let up = ConvTranspose2d::builder(Strided, inputs, outputs)
         .seed(2)
+        .isa(isa)
         .build()
         .unwrap();
     let gy = random_array(up.output_shape(x.dim().into()).unwrap(), 7);
@@ -645,8 +649,12 @@ fn training_lowers_the_loss() {
     let teacher = ConvTranspose2d::builder(Up, 3, 2).seed(1).build().unwrap();
     let x = random_array((2, 3, 6, 7), 2);
     let target = teacher.forward(&x).unwrap();
-    let train = |optimizer: &mut dyn FnMut(&mut ConvTranspose2d<Up>, &Gradients)| {
-        let mut student = ConvTranspose2d::builder(Up, 3, 2).seed(3).build().unwrap();
+    let train = |isa: Isa, optimizer: &mut dyn FnMut(&mut ConvTranspose2d<Up>, &Gradients)| {
+        let mut student = ConvTranspose2d::builder(Up, 3, 2)
+            .seed(3)
+            .isa(isa)
+            .build()
+            .unwrap();
         let mut losses = Vec::new();
         for _ in 0..40 {
             let y = student.forward(&x).unwrap();
@@ -658,14 +666,12 @@ fn training_lowers_the_loss() {
         (losses[0], losses[losses.len() - 1])
     };
     for isa in Isa::available() {
-        isa.force(|| {
-            let mut adam = Adam::new(0.05);
-            let (first, last) = train(&mut |layer, grads| adam.step(layer, grads).unwrap());
-            assert!(last < 0.05 * first, "{isa}, Adam: {first} -> {last}");
-            let mut sgd = Sgd::new(0.01).momentum(0.9);
-            let (first, last) = train(&mut |layer, grads| sgd.step(layer, grads).unwrap());
-            assert!(last < 0.05 * first, "{isa}, SGD: {first} -> {last}");
-        });
+        let mut adam = Adam::new(0.05);
+        let (first, last) = train(isa, &mut |layer, grads| adam.step(layer, grads).unwrap());
+        assert!(last < 0.05 * first, "{isa}, Adam: {first} -> {last}");
+        let mut sgd = Sgd::new(0.01).momentum(0.9);
+        let (first, last) = train(isa, &mut |layer, grads| sgd.step(layer, grads).unwrap());
+        assert!(last < 0.05 * first, "{isa}, SGD: {first} -> {last}");
     }
 }
 

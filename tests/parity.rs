@@ -132,14 +132,13 @@ fn check_conv<G: Geometry>(case: &str, geometry: G) {
     assert_close(&output, &fixture.tensor4("output"), TOLERANCE, case);
     // Backward on every instruction set: each has its own weight-gradient kernels.
     for isa in Isa::available() {
-        let layer = isa.force(|| {
-            Conv2d::from_weights(
-                geometry,
-                layer.weight().clone(),
-                layer.bias().cloned(),
-                layer.groups(),
-            )
-        });
+        let layer = Conv2d::from_weights(
+            geometry,
+            layer.weight().clone(),
+            layer.bias().cloned(),
+            layer.groups(),
+        )
+        .and_then(|layer| layer.with_isa(isa));
         let grads = layer
             .and_then(|layer| layer.backward(&input, &fixture.tensor4("grad_output")))
             .unwrap_or_else(|error| panic!("{case}: backward: {error}"));
@@ -170,14 +169,13 @@ fn check_conv_transpose<G: Geometry>(case: &str, geometry: G) {
     assert_close(&output, &fixture.tensor4("output"), TOLERANCE, case);
     // `grad_output` has the output's shape, so it carries `output_size` to `backward`.
     for isa in Isa::available() {
-        let layer = isa.force(|| {
-            ConvTranspose2d::from_weights(
-                geometry,
-                layer.weight().clone(),
-                layer.bias().cloned(),
-                layer.groups(),
-            )
-        });
+        let layer = ConvTranspose2d::from_weights(
+            geometry,
+            layer.weight().clone(),
+            layer.bias().cloned(),
+            layer.groups(),
+        )
+        .and_then(|layer| layer.with_isa(isa));
         let grads = layer
             .and_then(|layer| layer.backward(&input, &fixture.tensor4("grad_output")))
             .unwrap_or_else(|error| panic!("{case}: backward: {error}"));

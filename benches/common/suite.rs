@@ -76,11 +76,9 @@ impl<G: Geometry> Layer for Conv2d<G> {
     fn adjoint(&self) -> Box<dyn Layer> {
         let weight = Conv2d::weight(self).clone();
         let groups = self.groups();
-        Box::new(
-            self.isa().force(|| {
-                ConvTranspose2d::from_weights(G::default(), weight, None, groups).unwrap()
-            }),
-        )
+        let adjoint = ConvTranspose2d::from_weights(G::default(), weight, None, groups)
+            .and_then(|layer| layer.with_isa(self.isa()));
+        Box::new(adjoint.expect("the layer's own weight and instruction set"))
     }
 }
 
@@ -110,10 +108,9 @@ impl<G: Geometry> Layer for ConvTranspose2d<G> {
     fn adjoint(&self) -> Box<dyn Layer> {
         let weight = ConvTranspose2d::weight(self).clone();
         let groups = self.groups();
-        Box::new(
-            self.isa()
-                .force(|| Conv2d::from_weights(G::default(), weight, None, groups).unwrap()),
-        )
+        let adjoint = Conv2d::from_weights(G::default(), weight, None, groups)
+            .and_then(|layer| layer.with_isa(self.isa()));
+        Box::new(adjoint.expect("the layer's own weight and instruction set"))
     }
 }
 

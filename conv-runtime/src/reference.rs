@@ -28,8 +28,10 @@
 
 use ndarray::{Array1, Array4, ArrayBase, Data, Ix4};
 
-use crate::error::{ConvError, Operation};
-use crate::{GeometrySpec, Gradients, backward, layer};
+use crate::layer_core as backward;
+use crate::layer_core as layer;
+use crate::shape::error::{ConvError, Operation};
+use crate::{GeometrySpec, Gradients};
 
 /// The convolution of `x` (NCHW) with `weight` (`[out, in / groups, kh, kw]`) and `bias`.
 pub fn conv2d<S: Data<Elem = f32>>(

@@ -16,6 +16,7 @@ pub mod training;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use conv_runtime::SplitMix64;
 use conv_runtime::ndarray::{ArrayView3, Axis, s};
 use conv_runtime::prelude::*;
 use indicatif::ProgressBar;
@@ -23,7 +24,7 @@ use indicatif::ProgressBar;
 pub use image::DemoError;
 use network::Network;
 use report::Scores;
-use training::{Rng, Schedule};
+use training::Schedule;
 
 /// Everything the demo can be told.
 #[derive(Clone, Debug)]
@@ -149,7 +150,7 @@ pub fn run(config: &Config) -> Result<Summary, DemoError> {
     } else {
         ProgressBar::hidden()
     };
-    let mut rng = Rng::new(config.seed);
+    let mut rng = SplitMix64::new(config.seed);
     let training_start = Instant::now();
     let losses = training::train(&mut network, &data, &config.schedule, &mut rng, &progress)?;
     let training_time = training_start.elapsed();

@@ -1,35 +1,11 @@
 //! Training on random patches of the picture's training region, and the split that keeps
 //! the held-out region out of it.
 
-use conv_runtime::ConvError;
 use conv_runtime::ndarray::{Array3, Array4, ArrayView3, s};
+use conv_runtime::{ConvError, SplitMix64};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::network::Network;
-
-/// A seeded SplitMix64 generator: the demo's only randomness besides layer initialisation.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator whose every output is a fixed function of `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
 
 /// The training pairs: the low-resolution picture and the original, restricted to the
 /// columns left of the held-out region.
@@ -57,7 +33,7 @@ impl TrainingSet {
 
     /// `batch` random patches of `patch` x `patch` low-resolution pixels, each from a
     /// random colour plane, mirrored left-right at random.
-    pub fn batch(&self, rng: &mut Rng, batch: usize, patch: usize) -> Batch {
+    pub fn batch(&self, rng: &mut SplitMix64, batch: usize, patch: usize) -> Batch {
         let (channels, h, w) = self.low.dim();
         let mut low = Array4::zeros((batch, 1, patch, patch));
         let mut high = Array4::zeros((batch, 1, 2 * patch, 2 * patch));
@@ -115,7 +91,7 @@ pub fn train(
     network: &mut Network,
     data: &TrainingSet,
     schedule: &Schedule,
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     progress: &ProgressBar,
 ) -> Result<Vec<f32>, ConvError> {
     progress.set_length(schedule.steps as u64);

@@ -1,19 +1,21 @@
-//! What both layers hold: the weight and bias in PyTorch's layout, and the packed engines the
-//! kernels read, kept in step with them.
+//! What a layer holds, whatever its geometry: the weight and bias in PyTorch's layout, and
+//! the engines the kernels read, kept in step with them. Not generic, so compiled once.
 
 use std::sync::OnceLock;
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4};
 
-use crate::Isa;
-use crate::layer::Engine;
+use crate::isa::Isa;
+use crate::kernels::row::Engine;
 
-/// Packs a weight (and bias) into an engine: `Engine::conv::<G>` or `Engine::transposed::<G>`.
-pub(crate) type Pack = fn(&Array4<f32>, Option<&Array1<f32>>, usize) -> Engine;
+/// Packs a weight (and bias) into an engine on an instruction set: `Engine::conv::<G>` or
+/// `Engine::transposed::<G>`, chosen where the geometry is known and passed on as a plain
+/// function, so that the code that calls it is compiled once.
+pub(crate) type Pack = fn(Isa, &Array4<f32>, Option<&Array1<f32>>, usize) -> Engine;
 
 /// A layer's parameters and their packed copies.
 #[derive(Clone)]
-pub(crate) struct LayerWeights {
+pub(crate) struct Parameters {
     pub weight: Array4<f32>,
     pub bias: Option<Array1<f32>>,
     pub groups: usize,
@@ -25,11 +27,17 @@ pub(crate) struct LayerWeights {
     adjoint: OnceLock<Engine>,
 }
 
-impl LayerWeights {
-    /// Checked parameters, packed by `pack` on the current instruction set.
-    pub fn new(weight: Array4<f32>, bias: Option<Array1<f32>>, groups: usize, pack: Pack) -> Self {
-        let engine = pack(&weight, bias.as_ref(), groups);
-        LayerWeights {
+impl Parameters {
+    /// Checked parameters, packed by `pack` on `isa`, which the caller checked is available.
+    pub fn new(
+        weight: Array4<f32>,
+        bias: Option<Array1<f32>>,
+        groups: usize,
+        isa: Isa,
+        pack: Pack,
+    ) -> Self {
+        let engine = pack(isa, &weight, bias.as_ref(), groups);
+        Parameters {
             weight,
             bias,
             groups,
@@ -51,14 +59,12 @@ impl LayerWeights {
 
     /// The adjoint operation (the transposed convolution of a convolution's weight, and the
     /// reverse), which computes the input gradient: the same weight, no bias, the layer's
-    /// instruction set, packed by `pack_adjoint` the first time. The caller names the packer
+    /// instruction set, packed by `packer` the first time. The caller names the packer
     /// here rather than at construction, so that a program that never calls `backward`
     /// never compiles the adjoint direction's kernels.
-    pub fn adjoint(&self, pack_adjoint: Pack) -> &Engine {
-        self.adjoint.get_or_init(|| {
-            self.isa()
-                .force(|| pack_adjoint(&self.weight, None, self.groups))
-        })
+    pub fn adjoint(&self, packer: Pack) -> &Engine {
+        self.adjoint
+            .get_or_init(|| packer(self.isa(), &self.weight, None, self.groups))
     }
 
     pub fn weight_view(&self) -> ArrayView4<'_, f32> {
@@ -67,6 +73,11 @@ impl LayerWeights {
 
     pub fn bias_view(&self) -> Option<ArrayView1<'_, f32>> {
         self.bias.as_ref().map(|bias| bias.view())
+    }
+
+    /// The same parameters packed on `isa`, which the caller checked is available.
+    pub fn on_isa(self, isa: Isa) -> Self {
+        Parameters::new(self.weight, self.bias, self.groups, isa, self.pack)
     }
 
     /// Lets `update` change the weight and bias in place, then repacks on the same
@@ -79,8 +90,8 @@ impl LayerWeights {
             self.weight.view_mut(),
             self.bias.as_mut().map(|bias| bias.view_mut()),
         );
-        let (weight, bias, groups) = (&self.weight, self.bias.as_ref(), self.groups);
-        self.engine = self.isa().force(|| (self.pack)(weight, bias, groups));
+        let isa = self.isa();
+        self.engine = (self.pack)(isa, &self.weight, self.bias.as_ref(), self.groups);
         self.adjoint = OnceLock::new();
     }
 }

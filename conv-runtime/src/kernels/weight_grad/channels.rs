@@ -16,15 +16,13 @@
 //! (see [`ChannelLayout`]); the input as for the column kernel
 //! ([`InputLayout`](super::InputLayout)).
 
-use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView4, Axis};
 
-use super::dispatch::ChannelKernel;
 use super::{Blocking, Problem, Tap, fill_chunks};
-use crate::scratch::with_scratch;
-use crate::simd::Simd;
+use crate::isa::{Compiled, Family, Kernel, Simd};
+use crate::memory::scratch::with_scratch;
 
 /// Grid pixels a tap's sweep of a band must at least cover: each tap loads and stores its
 /// block's accumulators once per band, which should stay a small part of the multiply-adds.
@@ -76,9 +74,7 @@ pub(crate) fn filter_blocks(
                 in_channels: &ins,
                 sums: &mut sums,
             };
-            // SAFETY: `kernel` was instantiated for an available instruction set (the
-            // layer's, checked by `correlate`).
-            unsafe { (kernel.run)(&mut job) };
+            kernel.run.run(&mut job);
             // `[tap][n][j]` to the filter order `[j][n][tap]`.
             let mut filters = vec![0.0f32; taps * nr * block];
             for (tap, sums) in sums.chunks_exact(nr * block).enumerate() {
@@ -136,17 +132,57 @@ pub(crate) struct Job<'a> {
     pub sums: &'a mut [f32],
 }
 
-/// A channel kernel: one instantiation of [`correlate`].
-///
-/// # Safety
-///
-/// The kernel may use instructions of its instruction set: call it only on a CPU that
-/// supports them.
-pub(crate) type KernelFn = unsafe fn(&mut Job<'_>);
+/// The channel kernels' family: every kernel computes one [`Job`].
+pub(crate) struct ChannelFamily;
+
+impl Family for ChannelFamily {
+    type Job<'a> = Job<'a>;
+}
+
+/// The channel kernel blocked `MV` vectors of grad channels by `NR` input channels.
+pub(crate) struct Channels<const MV: usize, const NR: usize>;
+
+impl<const MV: usize, const NR: usize> Kernel<ChannelFamily> for Channels<MV, NR> {
+    #[inline(always)]
+    fn run<S: Simd>(simd: S, job: &mut Job<'_>) {
+        correlate::<S, MV, NR>(simd, job);
+    }
+}
+
+/// A channel kernel compiled for an instruction set, and the blocking it was compiled with.
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelKernel {
+    pub run: Compiled<ChannelFamily>,
+    /// Vectors of grad channels per block: `MV`.
+    pub vectors: usize,
+    /// Input channels per block: `NR`.
+    pub in_block: usize,
+    /// Floats per vector.
+    pub lanes: usize,
+}
+
+impl ChannelKernel {
+    /// `Channels<MV, NR>` compiled for `S`.
+    pub fn new<S: Simd, const MV: usize, const NR: usize>(simd: S) -> Self {
+        ChannelKernel {
+            run: Compiled::new::<Channels<MV, NR>, S>(simd),
+            vectors: MV,
+            in_block: NR,
+            lanes: S::LANES,
+        }
+    }
+
+    pub fn blocking(&self) -> Blocking {
+        Blocking {
+            out_block: self.vectors * self.lanes,
+            in_block: self.in_block,
+        }
+    }
+}
 
 /// The filter block's sums over every image and grid row. See the module documentation.
 #[inline(always)]
-pub(crate) fn correlate<S: Simd, const MV: usize, const NR: usize>(job: &mut Job<'_>) {
+fn correlate<S: Simd, const MV: usize, const NR: usize>(simd: S, job: &mut Job<'_>) {
     let operands = job.operands;
     let (input, grad) = (operands.input_layout, operands.grad_layout);
     let spec = operands.spec;
@@ -169,7 +205,7 @@ pub(crate) fn correlate<S: Simd, const MV: usize, const NR: usize>(job: &mut Job
                 grad_base: image * grad.image_stride() + job.block * grad.block_stride(),
                 rows,
                 sums: job.sums,
-                simd: PhantomData,
+                simd,
             };
             for tap in super::taps(&spec) {
                 pass.tap(tap);
@@ -187,7 +223,7 @@ struct TapPass<'j, 'a, S, const MV: usize, const NR: usize> {
     grad_base: usize,
     rows: Range<usize>,
     sums: &'j mut [f32],
-    simd: PhantomData<S>,
+    simd: S,
 }
 
 impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
@@ -196,7 +232,7 @@ impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
     #[inline(always)]
     fn tap(&mut self, Tap { weight, row, col }: Tap) {
         let (stride_h, stride_w) = self.operands.spec.stride;
-        let operands = self.operands;
+        let (operands, simd) = (self.operands, self.simd);
         let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
         let rows = operands.tap_rows(&self.rows, row, stride_h);
         if rows.is_empty() {
@@ -208,7 +244,7 @@ impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
             std::array::from_fn(|v| {
                 let at = (n * MV + v) * S::LANES;
                 // SAFETY: `sums` holds `NR * MV * LANES` floats (sliced above).
-                unsafe { S::load_unchecked(sums.as_ptr().add(at)) }
+                unsafe { simd.load(sums.as_ptr().add(at)) }
             })
         });
         // Grid column `ox` reads prepared column `ox * stride_w + col`: column phase
@@ -232,12 +268,12 @@ impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
                 // `MV` vectors of grad channels and the input value each channel's tap reads
                 // there, are inside the buffers.
                 let grads: [S::Vector; MV] =
-                    std::array::from_fn(|v| unsafe { S::load_unchecked(g.add(v * S::LANES)) });
+                    std::array::from_fn(|v| unsafe { simd.load(g.add(v * S::LANES)) });
                 for (acc, &x_row) in acc.iter_mut().zip(&x_rows) {
                     // SAFETY: as above.
-                    let x = S::splat(unsafe { *x_row.add(ox) });
+                    let x = simd.splat(unsafe { *x_row.add(ox) });
                     for (acc, &grad) in acc.iter_mut().zip(&grads) {
-                        *acc = S::mul_add(grad, x, *acc);
+                        *acc = simd.mul_add(grad, x, *acc);
                     }
                 }
                 g = g.wrapping_add(MV * S::LANES);
@@ -249,7 +285,7 @@ impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
         }
         for (n, acc) in acc.iter().enumerate() {
             for (v, &acc) in acc.iter().enumerate() {
-                S::store(&mut sums[(n * MV + v) * S::LANES..], acc);
+                simd.store(&mut sums[(n * MV + v) * S::LANES..], acc);
             }
         }
     }

@@ -15,15 +15,13 @@
 //! so that a tap's input columns for consecutive grid columns are one contiguous load; the
 //! grad rows zero-padded to whole vectors.
 
-use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView4, s};
 
-use super::dispatch::ColumnKernel;
-use super::{Problem, Tap, fill_chunks};
-use crate::scratch::with_scratch;
-use crate::simd::Simd;
+use super::{Blocking, Problem, Tap, fill_chunks};
+use crate::isa::{Compiled, Family, Kernel, Simd};
+use crate::memory::scratch::with_scratch;
 
 /// The widest vector of any instruction set, in floats.
 const MAX_LANES: usize = 16;
@@ -86,9 +84,7 @@ pub(crate) fn filter_blocks(
                 tails: &mut tails,
                 filters: &mut filters,
             };
-            // SAFETY: `kernel` was instantiated for an available instruction set (the
-            // layer's, checked by `correlate`).
-            unsafe { (kernel.run)(&mut job) };
+            kernel.run.run(&mut job);
             filters
         })
     })
@@ -141,18 +137,69 @@ pub(crate) struct Job<'a> {
     pub filters: &'a mut [f32],
 }
 
-/// A column kernel: one instantiation of [`correlate`].
-///
-/// # Safety
-///
-/// The kernel may use instructions of its instruction set: call it only on a CPU that
-/// supports them.
-pub(crate) type KernelFn = unsafe fn(&mut Job<'_>);
+/// The column kernels' family: every kernel computes one [`Job`].
+pub(crate) struct ColumnFamily;
+
+impl Family for ColumnFamily {
+    type Job<'a> = Job<'a>;
+}
+
+/// The column kernel blocked `MR` grad channels by `NR` input channels by `WV` vectors.
+pub(crate) struct Columns<const MR: usize, const NR: usize, const WV: usize>;
+
+impl<const MR: usize, const NR: usize, const WV: usize> Kernel<ColumnFamily>
+    for Columns<MR, NR, WV>
+{
+    #[inline(always)]
+    fn run<S: Simd>(simd: S, job: &mut Job<'_>) {
+        correlate::<S, MR, NR, WV>(simd, job);
+    }
+}
+
+/// A column kernel compiled for an instruction set, and the blocking it was compiled with.
+#[derive(Clone, Copy)]
+pub(crate) struct ColumnKernel {
+    pub run: Compiled<ColumnFamily>,
+    /// Output channels (grad rows) per block: `MR`.
+    pub out_block: usize,
+    /// Input channels per block: `NR`.
+    pub in_block: usize,
+    /// Vector accumulators per filter: `WV`.
+    pub vectors: usize,
+    /// Floats per vector.
+    pub lanes: usize,
+}
+
+impl ColumnKernel {
+    /// `Columns<MR, NR, WV>` compiled for `S`.
+    pub fn new<S: Simd, const MR: usize, const NR: usize, const WV: usize>(simd: S) -> Self {
+        ColumnKernel {
+            run: Compiled::new::<Columns<MR, NR, WV>, S>(simd),
+            out_block: MR,
+            in_block: NR,
+            vectors: WV,
+            lanes: S::LANES,
+        }
+    }
+
+    pub fn blocking(&self) -> Blocking {
+        Blocking {
+            out_block: self.out_block,
+            in_block: self.in_block,
+        }
+    }
+
+    /// The floats of each prepared grad row for a grid `width` columns wide: whole vectors.
+    pub fn row_width(&self, width: usize) -> usize {
+        width.next_multiple_of(self.lanes)
+    }
+}
 
 /// The filter block's partial sums over every image and grid row. See the module
 /// documentation.
 #[inline(always)]
-pub(crate) fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usize>(
+fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usize>(
+    simd: S,
     job: &mut Job<'_>,
 ) {
     let operands = job.operands;
@@ -184,14 +231,14 @@ pub(crate) fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usi
                 rows,
                 sums: job.sums,
                 tails: job.tails,
-                simd: PhantomData,
+                simd,
             };
             for tap in super::taps(&spec) {
                 pass.tap(tap);
             }
         }
     }
-    reduce_filters::<S, WV>(job.sums, job.tails, job.filters, (taps, MR, NR));
+    reduce_filters::<S, WV>(simd, job.sums, job.tails, job.filters, (taps, MR, NR));
 }
 
 /// Each filter's sum from its vector sums (`sums`, `[tap][MR][NR][WV][LANES]`) and column
@@ -205,6 +252,7 @@ pub(crate) fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usi
 /// otherwise cost as much as the multiply-adds.
 #[inline(always)]
 fn reduce_filters<S: Simd, const WV: usize>(
+    simd: S,
     sums: &[f32],
     tails: &[f32],
     filters: &mut [f32],
@@ -215,37 +263,37 @@ fn reduce_filters<S: Simd, const WV: usize>(
     // Which filter of a group each lane of its sum belongs to: the groups are reduced by the
     // same shuffles, so summing `LANES` copies of each filter's index finds out.
     let owners: Vec<usize> = {
-        let mut tags = [S::splat(0.0); MAX_LANES];
+        let mut tags = [simd.splat(0.0); MAX_LANES];
         for (filter, tag) in tags[..lanes].iter_mut().enumerate() {
-            *tag = S::splat(filter as f32);
+            *tag = simd.splat(filter as f32);
         }
         let mut lane_values = [0.0f32; MAX_LANES];
-        S::store(
+        simd.store(
             &mut lane_values,
-            sum_lanes_together::<S>(&mut tags[..lanes]),
+            sum_lanes_together::<S>(simd, &mut tags[..lanes]),
         );
         lane_values[..lanes]
             .iter()
             .map(|&value| value as usize / lanes)
             .collect()
     };
-    let mut group = [S::splat(0.0); MAX_LANES];
+    let mut group = [simd.splat(0.0); MAX_LANES];
     let mut lane_values = [0.0f32; MAX_LANES];
     for first in (0..count).step_by(lanes) {
         for (filter, vector) in (first..).zip(&mut group[..lanes]) {
-            *vector = S::splat(0.0);
+            *vector = simd.splat(0.0);
             if filter < count {
                 for v in 0..WV {
                     let at = (filter * WV + v) * lanes;
                     let partial = &sums[at..at + lanes];
                     // SAFETY: `partial` holds `LANES` floats.
-                    *vector = S::add(*vector, unsafe { S::load_unchecked(partial.as_ptr()) });
+                    *vector = simd.add(*vector, unsafe { simd.load(partial.as_ptr()) });
                 }
             }
         }
-        S::store(
+        simd.store(
             &mut lane_values,
-            sum_lanes_together::<S>(&mut group[..lanes]),
+            sum_lanes_together::<S>(simd, &mut group[..lanes]),
         );
         for (&owner, &value) in owners.iter().zip(&lane_values) {
             let filter = first + owner;
@@ -260,13 +308,13 @@ fn reduce_filters<S: Simd, const WV: usize>(
 /// One vector whose lanes are the lane sums of `vectors` (`LANES` of them), in the order
 /// the interleaving leaves them.
 #[inline(always)]
-fn sum_lanes_together<S: Simd>(vectors: &mut [S::Vector]) -> S::Vector {
+fn sum_lanes_together<S: Simd>(simd: S, vectors: &mut [S::Vector]) -> S::Vector {
     let mut len = vectors.len();
     while len > 1 {
         len /= 2;
         for i in 0..len {
-            let (low, high) = S::interleave(vectors[2 * i], vectors[2 * i + 1]);
-            vectors[i] = S::add(low, high);
+            let (low, high) = simd.interleave(vectors[2 * i], vectors[2 * i + 1]);
+            vectors[i] = simd.add(low, high);
         }
     }
     vectors[0]
@@ -282,7 +330,7 @@ struct TapPass<'j, 'a, S, const MR: usize, const NR: usize, const WV: usize> {
     rows: Range<usize>,
     sums: &'j mut [f32],
     tails: &'j mut [f32],
-    simd: PhantomData<S>,
+    simd: S,
 }
 
 impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_, S, MR, NR, WV> {
@@ -291,7 +339,7 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
     #[inline(always)]
     fn tap(&mut self, Tap { weight, row, col }: Tap) {
         let (stride_h, stride_w) = self.operands.spec.stride;
-        let operands = self.operands;
+        let (operands, simd) = (self.operands, self.simd);
         let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
         // Grid column `ox` reads prepared column `ox * stride_w + col`: column phase
         // `col % stride_w`, at `ox + col / stride_w` within it.
@@ -307,7 +355,7 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
                 std::array::from_fn(|v| {
                     let at = ((m * NR + n) * WV + v) * S::LANES;
                     // SAFETY: `sums` holds `MR * NR * WV * LANES` floats (sliced above).
-                    unsafe { S::load_unchecked(sums.as_ptr().add(at)) }
+                    unsafe { simd.load(sums.as_ptr().add(at)) }
                 })
             })
         });
@@ -324,13 +372,14 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
             // SAFETY: inside the grad buffer: see `load` below.
             unsafe { grad.add(self.grad_base[m] + rows.start * g_step) }
         });
-        // SAFETY (every load below): `correlate` asserted that the channels are the buffers'
+        // SAFETY: this closure is called only inside this function, at the loads below:
+        // `correlate` asserted that the channels are the buffers'
         // and the images in them, that every grid row's tap rows are inside the prepared rows
         // (`(rows - 1) * stride_h + row < input.rows`, `row` being at most the largest tap row),
         // and that `vector_end + col / stride_w <= phase_len` and `vector_end <= grad width`:
         // so each vector of `LANES` floats read at a column below `vector_end` of a row of
         // the band is inside its channel's row.
-        let load = |row: *const f32, at: usize| unsafe { S::load_unchecked(row.add(at)) };
+        let load = |row: *const f32, at: usize| unsafe { simd.load(row.add(at)) };
         for _ in rows {
             let mut col = 0;
             while col + WV * S::LANES <= grad_layout.vector_end {
@@ -340,7 +389,7 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
                     let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n], at));
                     for (acc, &g) in acc.iter_mut().zip(&g) {
                         for (acc, &x) in acc.iter_mut().zip(&x) {
-                            acc[v] = S::mul_add(g, x, acc[v]);
+                            acc[v] = simd.mul_add(g, x, acc[v]);
                         }
                     }
                 }
@@ -352,7 +401,7 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
                 let x: [S::Vector; NR] = std::array::from_fn(|n| load(x_rows[n], col));
                 for (acc, &g) in acc.iter_mut().zip(&g) {
                     for (acc, &x) in acc.iter_mut().zip(&x) {
-                        acc[0] = S::mul_add(g, x, acc[0]);
+                        acc[0] = simd.mul_add(g, x, acc[0]);
                     }
                 }
                 col += S::LANES;
@@ -376,7 +425,7 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
             for (n, acc) in acc.iter().enumerate() {
                 for (v, &acc) in acc.iter().enumerate() {
                     let at = ((m * NR + n) * WV + v) * S::LANES;
-                    S::store(&mut sums[at..], acc);
+                    simd.store(&mut sums[at..], acc);
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::__private::Kernels;
+use super::contract::Kernels;
 
 /// How a convolution pads its input, as PyTorch's `padding` argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -124,7 +124,10 @@ impl GeometrySpec {
 
     /// The output sizes `(min, max)` a transposed convolution of an input `(h, w)` can
     /// produce through PyTorch's `output_size` argument: from the size without output padding
-    /// (but at least 1) to `stride - 1` more, per axis. `None` when even the largest is empty.
+    /// (but at least 1) to `stride - 1` more, per axis. Empty (`min > max` on an axis) when
+    /// the padding crops even the largest away, which a geometry whose output padding reaches
+    /// the stride can still run at its own output padding; `None` for an empty input or a
+    /// size that overflows `usize`.
     ///
     /// ```
     /// use conv_runtime::prelude::*;
@@ -218,11 +221,21 @@ const fn transposed_axis_range(
     field: usize,
     stride: usize,
 ) -> Option<(usize, usize)> {
-    match transposed_axis(input, pads, field, stride, stride - 1) {
-        Some(max) if max + 1 > stride => Some((max + 1 - stride, max)),
-        Some(max) => Some((1, max)),
-        None => None,
+    if input == 0 {
+        return None;
     }
+    // The largest size: the output at `output_padding = stride - 1`, cropped.
+    let Some(spread) = (input - 1).checked_mul(stride) else {
+        return None;
+    };
+    let Some(full) = spread.checked_add(field + stride - 1) else {
+        return None;
+    };
+    let max = full.saturating_sub(pads);
+    // The smallest: `stride - 1` less, but at least 1 (so the range is empty when even the
+    // largest is cropped away).
+    let min = max.saturating_sub(stride - 1);
+    Some((if min > 1 { min } else { 1 }, max))
 }
 
 /// Prints the geometry as the `conv!` invocation that makes it, leaving out defaults.

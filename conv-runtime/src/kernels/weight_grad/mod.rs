@@ -12,7 +12,7 @@
 //! around it (and as many more as reads past the bottom and right need). A transposed
 //! convolution's weight gradient is the same correlation with the roles swapped: its output
 //! gradient is the input operand and its input the grad operand (see
-//! [`ConvTranspose2d::backward`](crate::ConvTranspose2d::backward)).
+//! `ConvTranspose2d::backward`).
 //!
 //! Reads of the padding multiply by zero, as PyTorch's kernels do (so an infinity in the
 //! grad operand that meets the padding gives NaN there, as in PyTorch); input columns the
@@ -21,7 +21,7 @@
 //! The work is split into blocks of filters (a few output channels by a few input channels
 //! of one group); each block's sums are computed by one task, over every image and row in a
 //! fixed order, so the result does not depend on the thread count. Two kernels compute a
-//! block (`dispatch` chooses): the *column* kernel (`columns.rs`) holds vectors of grid
+//! block (`select` chooses): the *column* kernel (`columns.rs`) holds vectors of grid
 //! columns, for layers with few channels; the *channel* kernel (`channels.rs`) vectors of
 //! grad channels, for layers with many, whatever the grid's width. Both read the input
 //! operand laid out the same way (`input.rs`).
@@ -34,18 +34,19 @@
 
 mod channels;
 mod columns;
-mod dispatch;
 mod input;
+mod select;
 
 use std::ops::Range;
 
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
-use crate::scratch::with_scratch;
-use crate::{GeometrySpec, Isa};
-use dispatch::Kernel;
-pub(crate) use input::InputLayout;
+use crate::isa::{Detected, Isa};
+use crate::memory::layout::PlaneLayout;
+use crate::memory::scratch::with_scratch;
+use crate::shape::geometry::GeometrySpec;
+use select::Kernel;
 
 /// Below this many multiply-adds the gradient is computed on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 22;
@@ -57,9 +58,10 @@ const BAND_BYTES: usize = 32 * 1024;
 /// `[n, out_channels, rows, cols]` (the grid the correlation sums over), and the result is
 /// `[out_channels, in_channels / groups, kh, kw]`. Any layouts.
 ///
-/// The caller guarantees that `isa` is available, that both batches are equal, that `groups`
-/// divides both channel counts, and that the grid is no larger than the convolution of
-/// `input` would produce plus the transposed convolution's extra rows (which read zeros).
+/// Runs on `isa`, or on the portable set where `isa` is not available. The caller
+/// guarantees that both batches are equal, that `groups` divides both channel counts, and
+/// that the grid is no larger than the convolution of `input` would produce plus the
+/// transposed convolution's extra rows (which read zeros).
 pub(crate) fn correlate(
     spec: GeometrySpec,
     isa: Isa,
@@ -67,10 +69,6 @@ pub(crate) fn correlate(
     grad: &ArrayView4<f32>,
     groups: usize,
 ) -> Array4<f32> {
-    assert!(
-        isa.is_available(),
-        "layers are built only on available sets"
-    );
     let (kh, kw) = spec.kernel_size;
     let (images, in_channels, in_h, in_w) = input.dim();
     let (_, out_channels, rows, width) = grad.dim();
@@ -81,11 +79,11 @@ pub(crate) fn correlate(
         return result;
     }
 
-    let kernel = dispatch::kernel(isa, out_per_group, in_per_group);
+    let kernel = select::kernel(Detected::or_portable(isa), out_per_group, in_per_group);
     let (pad_top, pad_left) = spec.pad_before();
     let (stride_h, stride_w) = spec.stride;
     let lowest_tap = (kh - 1) * spec.dilation.0;
-    let input_layout = InputLayout {
+    let input_layout = PlaneLayout {
         channels: in_channels + 1,
         rows: (pad_top + in_h).max((rows - 1) * stride_h + lowest_tap + 1),
         col_phases: stride_w,
@@ -181,7 +179,7 @@ pub(crate) struct Problem<'a> {
     pub rows: usize,
     pub width: usize,
     pub input: &'a [f32],
-    pub input_layout: InputLayout,
+    pub input_layout: PlaneLayout,
     /// Whether every input value is finite.
     pub input_finite: bool,
     /// The prepared input rows that hold the input's rows (the rest are padding).
@@ -304,7 +302,7 @@ pub(crate) struct Operands<'a, L> {
     pub spec: GeometrySpec,
     pub images: usize,
     pub input: &'a [f32],
-    pub input_layout: InputLayout,
+    pub input_layout: PlaneLayout,
     pub grad: &'a [f32],
     pub grad_layout: L,
     /// Grid rows per band.

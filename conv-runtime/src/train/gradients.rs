@@ -1,11 +1,8 @@
-//! What the two layers' `backward` share: the gradients they return, the check on the output
-//! gradient, and the bias gradient.
+//! The gradients a layer's `backward` returns, and the bias gradient, which every layer
+//! computes the same way.
 
-use ndarray::{Array1, Array4, ArrayBase, ArrayView4, Axis, Data, Ix4};
+use ndarray::{Array1, Array4, ArrayView4, Axis};
 use rayon::prelude::*;
-
-use crate::GeometrySpec;
-use crate::error::ConvError;
 
 /// The gradients of a loss with respect to a layer's input and parameters, given the
 /// gradient with respect to its output: what PyTorch's autograd puts in `x.grad`,
@@ -57,51 +54,12 @@ impl Gradients {
     }
 }
 
-/// The output gradient has exactly the shape `expected`.
-pub(crate) fn check_grad_output<S: Data<Elem = f32>>(
-    grad_output: &ArrayBase<S, Ix4>,
-    expected: [usize; 4],
-) -> Result<(), ConvError> {
-    let got: [usize; 4] = grad_output.dim().into();
-    if got != expected {
-        return Err(ConvError::GradOutputShape { expected, got });
-    }
-    Ok(())
-}
-
-/// The output gradient of a transposed convolution of an input of `size` has the shape of
-/// an output it can produce: `default` (the size with the geometry's output padding), or
-/// another size `output_size` can choose.
-pub(crate) fn check_transposed_grad_output(
-    grad_output: [usize; 4],
-    default: [usize; 4],
-    size: (usize, usize),
-    spec: &GeometrySpec,
-) -> Result<(), ConvError> {
-    let (min, max) = spec
-        .transposed_output_range(size)
-        .ok_or(ConvError::TooLarge { got: size })?;
-    let [_, _, h, w] = grad_output;
-    let expected = if (min.0..=max.0).contains(&h) && (min.1..=max.1).contains(&w) {
-        [default[0], default[1], h, w]
-    } else {
-        default
-    };
-    if grad_output != expected {
-        return Err(ConvError::GradOutputShape {
-            expected,
-            got: grad_output,
-        });
-    }
-    Ok(())
-}
-
 /// Below this many values the bias gradient is summed on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
 
 /// The bias gradient: `grad_output` summed over the batch and both spatial axes, per
 /// channel. Each channel is summed by one task in a fixed order, whatever the thread count.
-pub(crate) fn bias_grad(grad_output: &ArrayView4<f32>) -> Array1<f32> {
+fn bias_grad(grad_output: &ArrayView4<f32>) -> Array1<f32> {
     let channel_sum = |channel: usize| {
         // Eight running sums, so that the compiler can keep them in one vector register.
         let mut sums = [0.0f32; 8];

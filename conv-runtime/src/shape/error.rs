@@ -1,5 +1,7 @@
 //! Every way a layer can refuse its input.
 
+use crate::isa::Isa;
+
 /// Why a layer could not be built or run. Each variant names what was expected and what
 /// came; no input a user can construct makes a layer panic or return a wrong-shaped array.
 ///
@@ -141,6 +143,10 @@ pub enum ConvError {
         got.0, got.1
     )]
     EmptyInput { got: (usize, usize) },
+
+    /// A layer was asked to run on an instruction set this build or CPU does not have.
+    #[error("instruction set {requested} is not available here; available: {available:?}")]
+    IsaUnavailable { requested: Isa, available: Vec<Isa> },
 
     /// A shape so large its output size does not fit in `usize`.
     #[error("input of {}x{} is too large: its output size overflows usize", got.0, got.1)]

@@ -5,42 +5,14 @@
 use ndarray::{ArrayView2, ArrayView4, Axis};
 
 use super::fill_chunks;
-use crate::phases::{contiguous, split_row};
-
-/// The shape of the prepared input: `[image][channel][row][col_phase][phase_len]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct InputLayout {
-    /// Channels, the zero channel that stands in for a block's missing channels included.
-    pub channels: usize,
-    /// Rows, the zero rows of the padding included: prepared row `r` is input row
-    /// `r - pad_top`.
-    pub rows: usize,
-    /// Column phases: the geometry's column stride.
-    pub col_phases: usize,
-    /// Floats per column phase of a row.
-    pub phase_len: usize,
-}
-
-impl InputLayout {
-    pub fn row_stride(&self) -> usize {
-        self.col_phases * self.phase_len
-    }
-
-    pub fn channel_stride(&self) -> usize {
-        self.rows * self.row_stride()
-    }
-
-    pub fn image_stride(&self) -> usize {
-        self.channels * self.channel_stride()
-    }
-}
+use crate::memory::layout::{PlaneLayout, contiguous, split_row};
 
 /// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
 /// around the data and in the extra channel; columns split into `col_phases` phases, prepared
 /// column `c` (input column `c - pad_left`) in phase `c % col_phases` at `c / col_phases`.
 pub(crate) fn prepare_input(
     input: &ArrayView4<f32>,
-    layout: InputLayout,
+    layout: PlaneLayout,
     (pad_top, pad_left): (usize, usize),
     parallel: bool,
     buffer: &mut [f32],
@@ -62,7 +34,7 @@ pub(crate) fn prepare_input(
 /// One channel of [`prepare_input`]; whether its values are all finite.
 fn prepare_plane(
     source: &ArrayView2<f32>,
-    layout: InputLayout,
+    layout: PlaneLayout,
     (pad_top, pad_left): (usize, usize),
     target: &mut [f32],
 ) -> bool {

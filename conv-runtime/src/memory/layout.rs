@@ -1,8 +1,37 @@
-//! Splitting a row into column phases: the layout both the forward kernels and the weight
-//! gradient read a strided geometry's input in, so that the columns one output row's taps
-//! read are contiguous.
+//! The layout every kernel reads its input operand in: per channel, rows of `col_phases`
+//! runs, the row's columns dealt out by column stride, so that the columns one output row's
+//! taps read are contiguous; and splitting a row into it.
 
 use ndarray::ArrayView1;
+
+/// The shape of a prepared operand, one image of it: `[channel][row][col_phase][phase_len]`.
+/// Prepared column `c` of a row is in phase `c % col_phases`, at `c / col_phases`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PlaneLayout {
+    /// Channels, including any zero channel the kernel reads in place of a missing one.
+    pub channels: usize,
+    /// Rows, including any zero rows of padding.
+    pub rows: usize,
+    /// Column phases: the geometry's column stride (1 where columns are not split).
+    pub col_phases: usize,
+    /// Floats per column phase of one row.
+    pub phase_len: usize,
+}
+
+impl PlaneLayout {
+    pub fn row_stride(&self) -> usize {
+        self.col_phases * self.phase_len
+    }
+
+    pub fn channel_stride(&self) -> usize {
+        self.rows * self.row_stride()
+    }
+
+    /// Floats of one image.
+    pub fn image_stride(&self) -> usize {
+        self.channels * self.channel_stride()
+    }
+}
 
 /// `row` as a slice: itself when contiguous, else its values gathered into `gathered` (one
 /// buffer a caller reuses for all its rows).

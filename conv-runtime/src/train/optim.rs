@@ -68,8 +68,8 @@
 
 use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Zip};
 
-use crate::backward::Gradients;
-use crate::error::{ConvError, Parameter};
+use super::gradients::Gradients;
+use crate::shape::error::{ConvError, Parameter};
 
 /// A layer with learnable parameters: what an optimiser needs. Implemented by
 /// [`Conv2d`](crate::Conv2d) and [`ConvTranspose2d`](crate::ConvTranspose2d).

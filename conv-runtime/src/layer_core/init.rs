@@ -4,9 +4,24 @@ use ndarray::{Array1, Array4};
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): a tiny, well-studied generator whose output
 /// for a given seed never changes, so `.seed(n)` gives the same weights in every release.
-pub(crate) struct SplitMix64(u64);
+///
+/// The generator behind [`Builder::seed`](crate::Builder::seed), public so that a program
+/// that seeds its layers can draw the rest of its randomness (batches, crops, noise) from
+/// the same stable stream. Not for cryptography.
+///
+/// ```
+/// use conv_runtime::SplitMix64;
+///
+/// let mut rng = SplitMix64::new(7);
+/// let pick = rng.below(10);
+/// assert!(pick < 10);
+/// assert_eq!(SplitMix64::new(7).below(10), pick);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator whose every output is a fixed function of `seed`.
     pub fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
     }
@@ -17,6 +32,7 @@ impl SplitMix64 {
         SplitMix64(RandomState::new().hash_one(std::time::SystemTime::now()))
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -31,6 +47,14 @@ impl SplitMix64 {
         let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         (2.0 * unit - 1.0) * bound
     }
+
+    /// In `0..n`, by the remainder (biased by at most `n / 2^64`). `0` when `n` is 0.
+    pub fn below(&mut self, n: usize) -> usize {
+        match n {
+            0 => 0,
+            n => (self.next_u64() % n as u64) as usize,
+        }
+    }
 }
 
 /// Weights and bias as PyTorch's `reset_parameters` makes them for a convolution layer:
@@ -38,7 +62,7 @@ impl SplitMix64 {
 /// bias uniform in the same bound. `fan_in` is what PyTorch computes from the weight's shape:
 /// `shape[1] * kh * kw`, which is `in / groups * kh * kw` for `Conv2d` but
 /// `out / groups * kh * kw` for `ConvTranspose2d`, whose weight is `[in, out / groups, kh, kw]`.
-pub(crate) fn default_parameters(
+pub(super) fn default_parameters(
     shape: [usize; 4],
     bias: Option<usize>,
     rng: &mut SplitMix64,

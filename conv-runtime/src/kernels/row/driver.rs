@@ -2,46 +2,17 @@
 //! pieces of work, and calls the row kernel on each.
 //!
 //! Nothing here depends on the geometry type: the geometry arrives as the instantiated row
-//! kernels and a [`Plan`] of plain values, so this code is compiled once, not per `conv!`.
+//! kernel and plain values in the [`Engine`], so this code is compiled once, not per `conv!`.
 
 use std::ops::Range;
 
 use ndarray::{ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
-use crate::kernel::{Prepared, PreparedLayout, RowJob, RowKernel, RunTimeTaps};
-use crate::pack::PackedWeights;
-use crate::phases::{contiguous, split_row};
-use crate::scratch::with_scratch;
-use crate::{GeometrySpec, Isa};
-
-/// The geometry-specific half of a layer, chosen once at construction.
-#[derive(Clone, Copy)]
-pub(crate) struct Plan {
-    pub spec: GeometrySpec,
-    /// The instruction set the row kernels use; `dispatch` builds plans only for sets the
-    /// CPU supports.
-    pub isa: Isa,
-    /// The direction's phases (one for the convolution) and where their taps read.
-    pub taps: RunTimeTaps,
-    /// Zeros on the left of each prepared row, before column 0 of the input.
-    pub input_shift: usize,
-    /// The row kernel, for every output row.
-    pub kernel: RowKernel,
-    /// Output columns per kernel tile (per column phase).
-    pub tile: usize,
-    /// Column phases each kernel call computes: 2 for the paired kernels of a stride-2
-    /// transposed convolution, else 1.
-    pub column_phases: usize,
-}
-
-/// The weights and bias of a layer, as the kernels read them.
-pub(crate) struct Parameters<'a> {
-    pub packed: &'a PackedWeights,
-    /// One per output channel (zeros when the layer has no bias).
-    pub bias: &'a [f32],
-    pub groups: usize,
-}
+use super::{Engine, Prepared, RowJob};
+use crate::memory::layout::{PlaneLayout, contiguous, split_row};
+use crate::memory::scratch::with_scratch;
+use crate::shape::geometry::GeometrySpec;
 
 /// Enough independent pieces of work per thread that uneven pieces still balance.
 const TASKS_PER_THREAD: usize = 4;
@@ -54,80 +25,76 @@ const PARALLEL_THRESHOLD: usize = 1 << 22;
 const PARALLEL_PREPARE: usize = 1 << 16;
 
 /// Convolution of `input` into `output` (standard layout, of the right shape).
-pub(crate) fn convolve(
-    plan: &Plan,
-    params: &Parameters,
-    input: &ArrayView4<f32>,
-    output: &mut ArrayViewMut4<f32>,
-) {
+pub(super) fn convolve(engine: &Engine, input: &ArrayView4<f32>, output: &mut ArrayViewMut4<f32>) {
     let (_, channels, in_h, in_w) = input.dim();
     let out_w = output.dim().3;
-    let pad_left = plan.spec.pad_before().1;
-    let extent = plan.taps.phases[0].extent.expect("a convolution has taps");
+    let pad_left = engine.spec.pad_before().1;
+    let extent = engine.taps.phases[0]
+        .extent
+        .expect("a convolution has taps");
     // Output column `ow`'s window starts at prepared column `ow * stride_w`.
-    let last_column = extent.cols.1 as usize / plan.taps.col_stride;
-    let layout = PreparedLayout {
+    let last_column = extent.cols.1 as usize / engine.taps.col_stride;
+    let layout = PlaneLayout {
         channels,
         rows: in_h,
-        col_phases: plan.taps.col_stride,
-        phase_len: (out_w + plan.tile + last_column)
-            .max((in_w + pad_left).div_ceil(plan.taps.col_stride)),
+        col_phases: engine.taps.col_stride,
+        phase_len: (out_w + engine.kernel.tile + last_column)
+            .max((in_w + pad_left).div_ceil(engine.taps.col_stride)),
     };
     let rows = RowMap {
         transposed: false,
         paired: false,
-        spec: plan.spec,
+        spec: engine.spec,
         out_w,
         zero_rows_above: 0,
     };
-    run(plan, params, input, output, layout, &rows);
+    run(engine, input, output, layout, &rows);
 }
 
 /// Transposed convolution of `input` into `output` (standard layout, of the right shape).
-pub(crate) fn convolve_transposed(
-    plan: &Plan,
-    params: &Parameters,
+pub(super) fn convolve_transposed(
+    engine: &Engine,
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<f32>,
 ) {
     let (_, channels, in_h, in_w) = input.dim();
     let (out_h, out_w) = (output.dim().2, output.dim().3);
-    let paired = plan.column_phases == 2;
+    let paired = engine.kernel.column_phases == 2;
     // The paired kernels read the rows above and below the input as zeros instead of
     // testing each tap row (see `kernel`): lay out as many as their taps reach.
     let (above, below) = if paired {
-        zero_rows(plan, in_h, out_h)
+        zero_rows(engine, in_h, out_h)
     } else {
         (0, 0)
     };
     let rows = RowMap {
         transposed: true,
         paired,
-        spec: plan.spec,
+        spec: engine.spec,
         out_w,
         zero_rows_above: above,
     };
-    let widest = (0..plan.spec.stride.1)
+    let widest = (0..engine.spec.stride.1)
         .map(|col_phase| rows.phase_cols(col_phase).end)
         .max()
         .unwrap_or(0);
-    let layout = PreparedLayout {
+    let layout = PlaneLayout {
         channels,
         rows: above + in_h + below,
         col_phases: 1,
-        phase_len: (widest + plan.tile).max(in_w) + plan.input_shift,
+        phase_len: (widest + engine.kernel.tile).max(in_w) + engine.input_shift,
     };
-    run(plan, params, input, output, layout, &rows);
+    run(engine, input, output, layout, &rows);
 }
 
 /// The zero rows a transposed convolution's taps read above and below an input of `in_h`
 /// rows, for an output of `out_h` rows.
-fn zero_rows(plan: &Plan, in_h: usize, out_h: usize) -> (usize, usize) {
-    let extents = || plan.taps.phases.iter().filter_map(|phase| phase.extent);
+fn zero_rows(engine: &Engine, in_h: usize, out_h: usize) -> (usize, usize) {
+    let extents = || engine.taps.phases.iter().filter_map(|phase| phase.extent);
     // Phase rows `q` read input rows `q + row` for the phases' row offsets, all at most 0.
     let highest = extents().map(|extent| extent.rows.0).min().unwrap_or(0);
     let lowest = extents().map(|extent| extent.rows.1).max().unwrap_or(0);
-    let (pad_top, stride_h) = (plan.spec.pad_before().0, plan.spec.stride.0);
+    let (pad_top, stride_h) = (engine.spec.pad_before().0, engine.spec.stride.0);
     let last_origin = (out_h.saturating_sub(1) + pad_top) / stride_h;
     let below = (last_origin as isize + lowest + 1 - in_h as isize).max(0);
     (highest.unsigned_abs(), below as usize)
@@ -223,28 +190,27 @@ impl RowMap {
 /// The shared loop of both directions: per image, prepare the input, then compute every
 /// (group, channel block, row range) piece, in parallel when the layer is large enough.
 fn run(
-    plan: &Plan,
-    params: &Parameters,
+    engine: &Engine,
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<f32>,
-    layout: PreparedLayout,
+    layout: PlaneLayout,
     rows: &RowMap,
 ) {
-    let packed = params.packed;
+    let packed = &engine.packed;
     let (_, out_channels, out_h, out_w) = output.dim();
-    let blocks = params.groups * packed.blocks_per_group;
+    let blocks = engine.groups * packed.blocks_per_group;
     let work_per_image = out_channels
         * out_h
         * out_w
         * packed.in_per_group
-        * plan
+        * engine
             .taps
             .phases
             .iter()
             .map(|p| p.taps.len())
             .sum::<usize>()
             .max(1)
-        / plan.taps.phases.len();
+        / engine.taps.phases.len();
     let threads = if work_per_image * input.dim().0 < PARALLEL_THRESHOLD {
         1
     } else {
@@ -255,9 +221,16 @@ fn run(
         .clamp(1, out_h.max(1));
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
 
-    with_scratch(layout.len(), |scratch| {
+    with_scratch(layout.image_stride(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-            prepare(&image, plan, layout, rows.zero_rows_above, scratch, threads);
+            prepare(
+                &image,
+                engine.input_shift,
+                layout,
+                rows.zero_rows_above,
+                scratch,
+                threads,
+            );
             let prepared = Prepared::new(scratch, layout);
             let plane = out_h * out_w;
             let out = SharedOutput(
@@ -288,6 +261,7 @@ fn run(
                             continue;
                         }
                         let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
+                        assert!(count <= MAX_BLOCK, "blockings are at most MAX_BLOCK wide");
                         for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
                             let start = (channel0 + j) * plane + y * out_w;
                             // SAFETY: `out` points at this image's output, `plane * out_channels`
@@ -304,16 +278,14 @@ fn run(
                             origin_row,
                             phase,
                             weights: packed.block(group, b),
-                            bias: &params.bias[channel0..channel0 + count],
+                            bias: &engine.bias[channel0..channel0 + count],
                             cols,
                             out: &mut row_slices[..count],
                             out_step: step,
                             out_offset: offset,
-                            taps: plan.taps,
+                            taps: engine.taps,
                         };
-                        // SAFETY: `dispatch` puts kernels for an instruction set in a plan
-                        // only after detecting that set on this CPU.
-                        unsafe { (plan.kernel)(&mut job) };
+                        engine.kernel.kernel.run(&mut job);
                     }
                 }
             };
@@ -329,7 +301,7 @@ fn run(
 }
 
 /// The largest output-channel block any kernel uses.
-pub(crate) const MAX_BLOCK: usize = 8;
+const MAX_BLOCK: usize = 8;
 
 /// The output of one image, written by several tasks at once, each to its own rows.
 #[derive(Clone, Copy)]
@@ -338,6 +310,8 @@ struct SharedOutput(*mut f32);
 // SAFETY: tasks write through the pointer only to disjoint ranges (see `run`), and the
 // output outlives the parallel section.
 unsafe impl Send for SharedOutput {}
+// SAFETY: as for `Send`: shared between tasks, the pointer is only ever used to make slices
+// of disjoint ranges.
 unsafe impl Sync for SharedOutput {}
 
 impl SharedOutput {
@@ -352,12 +326,12 @@ impl SharedOutput {
 }
 
 /// Copies one image into the kernels' layout: zeros around it (`above` rows of them on
-/// top), columns split into `plan.taps.col_stride` phases. Reads any strides, so non-contiguous
+/// top), columns split into `layout.col_phases` phases. Reads any strides, so non-contiguous
 /// inputs cost nothing extra.
 fn prepare(
     image: &ArrayView3<f32>,
-    plan: &Plan,
-    layout: PreparedLayout,
+    input_shift: usize,
+    layout: PlaneLayout,
     above: usize,
     scratch: &mut [f32],
     threads: usize,
@@ -365,7 +339,7 @@ fn prepare(
     let one_channel = |(channel, target): (usize, &mut [f32])| {
         prepare_channel(
             &image.index_axis(Axis(0), channel),
-            plan,
+            input_shift,
             layout,
             above,
             target,
@@ -386,8 +360,8 @@ fn prepare(
 /// after `above` rows of zeros.
 fn prepare_channel(
     source: &ArrayView2<f32>,
-    plan: &Plan,
-    layout: PreparedLayout,
+    input_shift: usize,
+    layout: PlaneLayout,
     above: usize,
     target: &mut [f32],
 ) {
@@ -400,6 +374,6 @@ fn prepare_channel(
         .zip(target.chunks_mut(layout.row_stride()))
     {
         let source = contiguous(&source, &mut gathered);
-        split_row(source, plan.input_shift, layout.col_phases, target);
+        split_row(source, input_shift, layout.col_phases, target);
     }
 }

@@ -4,7 +4,7 @@
 use ndarray::{Array4, ArrayBase, ArrayView1, ArrayView2, ArrayViewMut2, Data, DataMut, Ix4};
 use rayon::prelude::*;
 
-use crate::error::ConvError;
+use crate::shape::error::ConvError;
 
 /// How [`Upsample`] fills the new pixels: PyTorch's `mode` and, for bilinear, its
 /// `align_corners`.

@@ -1,0 +1,68 @@
+//! Kernels instantiated for one instruction set, behind a pointer that hides which.
+
+use super::{Isa, Simd};
+
+/// A kind of kernel: the job its calls take. The forward row kernels are one family, each
+/// weight-gradient kernel another.
+pub(crate) trait Family: 'static {
+    /// What one call computes, and where.
+    type Job<'a>;
+}
+
+/// One kernel of family `F`, written once for every instruction set.
+pub(crate) trait Kernel<F: Family>: 'static {
+    /// Runs the job with the vector operations of `simd`. Implementations are
+    /// `#[inline(always)]`, so that their body is compiled inside [`Simd::run`]'s function
+    /// for the set.
+    fn run<S: Simd>(simd: S, job: &mut F::Job<'_>);
+}
+
+/// Kernel `K` of family `F` compiled for one instruction set, made only with that set's
+/// token: holding one proves it can run here.
+pub(crate) struct Compiled<F: Family> {
+    isa: Isa,
+    /// `entry::<F, K, S>` for the `K` and `S` given to [`Compiled::new`].
+    entry: for<'j, 'a> unsafe fn(&'j mut F::Job<'a>),
+}
+
+impl<F: Family> Clone for Compiled<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: Family> Copy for Compiled<F> {}
+
+impl<F: Family> Compiled<F> {
+    /// Kernel `K` compiled for `S`, whose token `simd` proves the CPU supports it.
+    pub fn new<K: Kernel<F>, S: Simd>(simd: S) -> Self {
+        let _proof = simd;
+        Compiled {
+            isa: S::ISA,
+            entry: entry::<F, K, S>,
+        }
+    }
+
+    /// The instruction set the kernel was compiled for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Runs the kernel on `job`.
+    pub fn run(&self, job: &mut F::Job<'_>) {
+        // SAFETY: `entry` is `entry::<F, K, S>`, set only by `new`, which took a token of
+        // `S`: the CPU supports `S`'s set.
+        unsafe { (self.entry)(job) }
+    }
+}
+
+/// Runs kernel `K` for set `S`.
+///
+/// # Safety
+///
+/// The running CPU must support `S`'s instruction set.
+unsafe fn entry<F: Family, K: Kernel<F>, S: Simd>(job: &mut F::Job<'_>) {
+    // SAFETY: the caller guarantees the CPU supports the set.
+    let simd = unsafe { S::assume_available() };
+    simd.run::<F, K>(job);
+}

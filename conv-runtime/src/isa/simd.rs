@@ -1,0 +1,58 @@
+//! The vector operations a kernel needs, as methods of an instruction set's token.
+
+use super::{Family, Isa, Kernel};
+
+/// An instruction set's token: a value of the type proves that the running CPU supports the
+/// set, and the methods are the few vector operations direct convolution needs, on vectors of
+/// `LANES` `f32`s. Kernels are written once, generic over `Simd`, and take the token as a
+/// value, so that every instruction they execute is backed by that proof.
+///
+/// # Safety
+///
+/// An implementation must make values of its type only where the CPU supports every
+/// instruction its methods execute: in [`detect`](Self::detect) after run-time detection, or
+/// in [`assume_available`](Self::assume_available) under that function's contract.
+pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
+    /// The set, as users name it.
+    const ISA: Isa;
+    /// Floats per vector.
+    const LANES: usize;
+    /// A vector of `LANES` floats.
+    type Vector: Copy;
+
+    /// The token, if the running CPU supports the set.
+    fn detect() -> Option<Self>;
+
+    /// The token, without detection.
+    ///
+    /// # Safety
+    ///
+    /// The running CPU must support the set: a token of this type was detected earlier in
+    /// the process.
+    unsafe fn assume_available() -> Self;
+
+    fn splat(self, value: f32) -> Self::Vector;
+
+    /// `acc + a * b`, fused where the instruction set has FMA.
+    fn mul_add(self, a: Self::Vector, b: Self::Vector, acc: Self::Vector) -> Self::Vector;
+
+    /// `a + b`.
+    fn add(self, a: Self::Vector, b: Self::Vector) -> Self::Vector;
+
+    /// The `LANES` floats at `source`.
+    ///
+    /// # Safety
+    ///
+    /// `source` must be valid for reading `LANES` floats.
+    unsafe fn load(self, source: *const f32) -> Self::Vector;
+
+    /// Stores the vector into the first `LANES` floats of `target`.
+    fn store(self, target: &mut [f32], vector: Self::Vector);
+
+    /// `a` and `b` interleaved lane by lane, `[a0, b0, a1, b1, ...]`, as two vectors.
+    fn interleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);
+
+    /// Runs kernel `K` on `job` inside a function compiled for this set's features, so that
+    /// `K`'s inlined body, and every operation above in it, is compiled for them.
+    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>);
+}

@@ -1,0 +1,162 @@
+//! x86_64 vectors: AVX2 with FMA, and AVX-512F.
+//!
+//! Every intrinsic below runs in a method that takes the set's token, which only detection
+//! makes: that is the safety argument of each `unsafe` block marked "token" below. The
+//! methods are `#[inline(always)]` and run inlined into [`Simd::run`]'s function compiled
+//! for the set, so each becomes the one instruction it names.
+
+use std::arch::x86_64::*;
+
+use super::{Family, Isa, Kernel, Simd};
+
+/// AVX2 with FMA: 8 lanes. Made only by [`Simd::detect`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
+
+// SAFETY: `detect` makes a token only after detecting AVX2 and FMA, and the methods execute
+// only AVX, AVX2 and FMA instructions.
+unsafe impl Simd for Avx2 {
+    const ISA: Isa = Isa::Avx2;
+    const LANES: usize = 8;
+    type Vector = __m256;
+
+    fn detect() -> Option<Self> {
+        let found = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        found.then_some(Avx2(()))
+    }
+
+    unsafe fn assume_available() -> Self {
+        Avx2(())
+    }
+
+    #[inline(always)]
+    fn splat(self, value: f32) -> __m256 {
+        // SAFETY: token.
+        unsafe { _mm256_set1_ps(value) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: __m256, b: __m256, acc: __m256) -> __m256 {
+        // SAFETY: token.
+        unsafe { _mm256_fmadd_ps(a, b, acc) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: token.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(self, source: *const f32) -> __m256 {
+        // SAFETY: token; the caller guarantees 8 readable floats; `loadu` needs no alignment.
+        unsafe { _mm256_loadu_ps(source) }
+    }
+
+    #[inline(always)]
+    fn store(self, target: &mut [f32], vector: __m256) {
+        let target = &mut target[..8];
+        // SAFETY: token; `target` holds 8 floats; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_ps(target.as_mut_ptr(), vector) }
+    }
+
+    #[inline(always)]
+    fn interleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
+        // SAFETY: token. `unpack` interleaves within each 128-bit half
+        // ([a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7]); the permutes put
+        // the halves in order.
+        unsafe {
+            let low = _mm256_unpacklo_ps(a, b);
+            let high = _mm256_unpackhi_ps(a, b);
+            (
+                _mm256_permute2f128_ps::<0x20>(low, high),
+                _mm256_permute2f128_ps::<0x31>(low, high),
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>) {
+        #[target_feature(enable = "avx2,fma")]
+        fn enabled<F: Family, K: Kernel<F>>(simd: Avx2, job: &mut F::Job<'_>) {
+            K::run(simd, job);
+        }
+        // SAFETY: token: the CPU has the features `enabled` is compiled for.
+        unsafe { enabled::<F, K>(self, job) }
+    }
+}
+
+/// AVX-512F: 16 lanes. Made only by [`Simd::detect`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512(());
+
+// SAFETY: `detect` makes a token only after detecting AVX-512F, and the methods execute only
+// AVX-512F instructions.
+unsafe impl Simd for Avx512 {
+    const ISA: Isa = Isa::Avx512;
+    const LANES: usize = 16;
+    type Vector = __m512;
+
+    fn detect() -> Option<Self> {
+        is_x86_feature_detected!("avx512f").then_some(Avx512(()))
+    }
+
+    unsafe fn assume_available() -> Self {
+        Avx512(())
+    }
+
+    #[inline(always)]
+    fn splat(self, value: f32) -> __m512 {
+        // SAFETY: token.
+        unsafe { _mm512_set1_ps(value) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: __m512, b: __m512, acc: __m512) -> __m512 {
+        // SAFETY: token.
+        unsafe { _mm512_fmadd_ps(a, b, acc) }
+    }
+
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: token.
+        unsafe { _mm512_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(self, source: *const f32) -> __m512 {
+        // SAFETY: token; the caller guarantees 16 readable floats; `loadu` needs no alignment.
+        unsafe { _mm512_loadu_ps(source) }
+    }
+
+    #[inline(always)]
+    fn store(self, target: &mut [f32], vector: __m512) {
+        let target = &mut target[..16];
+        // SAFETY: token; `target` holds 16 floats; `storeu` needs no alignment.
+        unsafe { _mm512_storeu_ps(target.as_mut_ptr(), vector) }
+    }
+
+    #[inline(always)]
+    fn interleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
+        // SAFETY: token. Index `i` picks lane `i` of `a`, and `16 + i` lane `i` of `b`.
+        unsafe {
+            let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let high =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            (
+                _mm512_permutex2var_ps(a, low, b),
+                _mm512_permutex2var_ps(a, high, b),
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>) {
+        #[target_feature(enable = "avx512f")]
+        fn enabled<F: Family, K: Kernel<F>>(simd: Avx512, job: &mut F::Job<'_>) {
+            K::run(simd, job);
+        }
+        // SAFETY: token: the CPU has the feature `enabled` is compiled for.
+        unsafe { enabled::<F, K>(self, job) }
+    }
+}

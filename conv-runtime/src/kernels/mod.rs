@@ -1,0 +1,5 @@
+//! The kernel families, each a module with its own selection, layout and driver: the forward
+//! row kernel, which runs both directions of a layer, and the weight-gradient correlation.
+
+pub(crate) mod row;
+pub(crate) mod weight_grad;

@@ -1,0 +1,114 @@
+//! A layer's operation, ready to run: the row kernel chosen for its geometry and instruction
+//! set, the weights packed for that kernel, and the bias.
+
+use ndarray::{Array1, Array4, ArrayBase, ArrayView4, ArrayViewMut4, Data, DataMut, Ix4};
+
+use super::driver;
+use super::packed::PackedWeights;
+use super::select::{Selected, select};
+use super::{Forward, RunTimeTaps, TapList, Transposed};
+use crate::isa::Isa;
+use crate::shape::geometry::{Geometry, GeometrySpec};
+
+/// One direction of a layer, packed for its kernels. Everything a call needs besides the
+/// input and the output.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    pub(super) spec: GeometrySpec,
+    /// The direction's phases (one for the convolution) and where their taps read.
+    pub(super) taps: RunTimeTaps,
+    /// Zeros on the left of each prepared row, before column 0 of the input.
+    pub(super) input_shift: usize,
+    pub(super) kernel: Selected,
+    pub(super) packed: PackedWeights,
+    /// One per output channel, zeros when the layer has no bias.
+    pub(super) bias: Vec<f32>,
+    pub(super) groups: usize,
+    pub(super) transposed: bool,
+}
+
+impl Engine {
+    /// The convolution of geometry `G` with `weight` (`[out, in / groups, kh, kw]`), on
+    /// `isa` (the portable set where `isa` is not available).
+    pub fn conv<G: Geometry>(
+        isa: Isa,
+        weight: &Array4<f32>,
+        bias: Option<&Array1<f32>>,
+        groups: usize,
+    ) -> Engine {
+        let out_channels = weight.dim().0;
+        let kernel = select::<Forward<G>>(isa, out_channels / groups);
+        let packed = PackedWeights::conv(weight.view(), groups, kernel.block);
+        Engine::new::<Forward<G>>(kernel, packed, bias, out_channels, groups, false)
+    }
+
+    /// The transposed convolution of geometry `G` with `weight` (`[in, out / groups, kh,
+    /// kw]`), on `isa` (the portable set where `isa` is not available).
+    pub fn transposed<G: Geometry>(
+        isa: Isa,
+        weight: &Array4<f32>,
+        bias: Option<&Array1<f32>>,
+        groups: usize,
+    ) -> Engine {
+        let out_channels = weight.dim().1 * groups;
+        let kernel = select::<Transposed<G>>(isa, out_channels / groups);
+        let packed = PackedWeights::transposed(weight.view(), groups, kernel.block);
+        Engine::new::<Transposed<G>>(kernel, packed, bias, out_channels, groups, true)
+    }
+
+    fn new<T: TapList>(
+        kernel: Selected,
+        packed: PackedWeights,
+        bias: Option<&Array1<f32>>,
+        out_channels: usize,
+        groups: usize,
+        transposed: bool,
+    ) -> Engine {
+        Engine {
+            spec: T::SPEC,
+            taps: RunTimeTaps::of::<T>(),
+            input_shift: T::INPUT_SHIFT,
+            kernel,
+            packed,
+            bias: match bias {
+                Some(bias) => bias.to_vec(),
+                None => vec![0.0; out_channels],
+            },
+            groups,
+            transposed,
+        }
+    }
+
+    /// The instruction set the kernels run on.
+    pub fn isa(&self) -> Isa {
+        self.kernel.kernel.isa()
+    }
+
+    /// Runs the operation on a checked input into an output of the checked shape, any
+    /// layouts.
+    pub fn run<S: Data<Elem = f32>, T: DataMut<Elem = f32>>(
+        &self,
+        input: &ArrayBase<S, Ix4>,
+        out: &mut ArrayBase<T, Ix4>,
+    ) {
+        if out.is_standard_layout() {
+            self.run_standard(&input.view(), &mut out.view_mut());
+        } else {
+            // The kernels write rows in place; a caller's strided view gets a copy.
+            let mut standard = Array4::zeros(out.dim());
+            self.run_standard(&input.view(), &mut standard.view_mut());
+            out.assign(&standard);
+        }
+    }
+
+    fn run_standard(&self, input: &ArrayView4<f32>, out: &mut ArrayViewMut4<f32>) {
+        if out.is_empty() {
+            return;
+        }
+        if self.transposed {
+            driver::convolve_transposed(self, input, out);
+        } else {
+            driver::convolve(self, input, out);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The forward kernel family: the register-blocked row kernel, written once for both
+//! directions and every instruction set, and unrolled over the taps `conv!` generated; with
+//! what runs it (`engine`, `driver`), chooses its blocking (`select`) and packs its weights
+//! (`packed`).
+//!
+//! One call computes one output row of `OCB` output channels: tile after tile of
+//! `WV * LANES` consecutive outputs, each tile held in `OCB x WV` vector accumulators while
+//! the kernel walks the group's input channels and, for each, every tap of the geometry.
+//! A tap is one vector load per accumulator column and one broadcast weight per row,
+//! at offsets that are constants once `G::forward_taps` is inlined.
+//!
+//! The input is read from a [`Prepared`] buffer, never from the user's array: padded with
+//! zeros on the left and right and split into `col_stride` column phases, so that every tap
+//! of every output tile is a contiguous, in-bounds load. Rows are not padded: the taps come
+//! grouped by filter row, and a row of taps whose input row falls in the padding is skipped,
+//! one test per filter row and input channel, never per element or tap. One kernel serves
+//! every output row: a second, unchecked instantiation for the interior rows would double
+//! the code each geometry compiles for a difference within the benchmarks' noise.
+//!
+//! The exception is the paired kernel (`CP = 2`) of a stride-2 transposed convolution, which
+//! loads an input vector for every four to eight broadcast weights and so is bound by loads:
+//! keeping a row test's state in registers spills the row pointers, an extra load per tap
+//! row that cost dcgan-up 17% (AVX2, Zen 3). Its prepared input has zero rows above and below
+//! instead, which its border rows multiply; those are a few rows of a transposed
+//! convolution's output, where a dilated convolution's can be most of them.
+
+mod driver;
+mod engine;
+mod packed;
+mod run_time;
+mod select;
+mod specialised;
+mod store;
+mod taps;
+
+use std::ops::Range;
+
+use crate::isa::Family;
+use crate::memory::layout::PlaneLayout;
+
+pub(crate) use engine::Engine;
+pub(crate) use taps::{Forward, RunTimeTaps, TapList, Transposed};
+
+/// The row kernels' family: every kernel computes one [`RowJob`].
+pub(crate) struct RowFamily;
+
+impl Family for RowFamily {
+    type Job<'a> = RowJob<'a>;
+}
+
+/// The widest tile any instantiation uses, in floats, all column phases together.
+const MAX_TILE: usize = 128;
+
+/// The input of one image, laid out for the kernels: `[channel][row][col_phase][col]`, with
+/// zeros around the data so that every column a tile reads is inside its row.
+pub(crate) struct Prepared<'a> {
+    data: &'a [f32],
+    layout: PlaneLayout,
+}
+
+impl<'a> Prepared<'a> {
+    /// Wraps `data`, which must hold exactly `layout.image_stride()` floats.
+    pub fn new(data: &'a [f32], layout: PlaneLayout) -> Prepared<'a> {
+        assert_eq!(
+            data.len(),
+            layout.image_stride(),
+            "prepared buffer matches its layout"
+        );
+        Prepared { data, layout }
+    }
+}
+
+/// One output row of one block of output channels: everything but the geometry.
+pub(crate) struct RowJob<'a> {
+    pub input: &'a Prepared<'a>,
+    /// The group's input channels within `input`.
+    pub channels: Range<usize>,
+    /// The input row of the windows' origin (may be negative, in the padding).
+    pub origin_row: isize,
+    /// The tap list's phase (always 0 for the convolution). A kernel that computes `CP`
+    /// column phases at once computes phases `phase..phase + CP`.
+    pub phase: usize,
+    /// The block's packed weights: `[channel][tap][OCB]`.
+    pub weights: &'a [f32],
+    /// One bias per output channel of the block (zeros when the layer has none).
+    pub bias: &'a [f32],
+    /// The tile columns (output columns, or phase columns `q`) to compute.
+    pub cols: Range<usize>,
+    /// Whole output rows, one per channel of the block (at most `OCB`).
+    pub out: &'a mut [&'a mut [f32]],
+    /// Tile column `c` of the kernel's `p`-th column phase is output column
+    /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
+    pub out_step: usize,
+    pub out_offset: isize,
+    /// The direction's taps as data, for [`run_time::RunTimeRow`]; the specialised kernels
+    /// have the same as constants of their [`TapList`].
+    pub taps: RunTimeTaps,
+}

@@ -1,0 +1,149 @@
+//! Chooses, once per layer, which blocking of the row kernel runs it on its instruction set,
+//! and instantiates the kernel for that set.
+//!
+//! Each blocking keeps its `OCB x WV` accumulators (times the column phases), with room for
+//! the loaded inputs, within the set's vector registers. Only the arms a geometry's column
+//! pairing reaches are instantiated for it.
+
+use std::marker::PhantomData;
+
+use super::run_time::RunTimeRow;
+use super::specialised::Specialised;
+use super::{RowFamily, TapList};
+use crate::isa::{Compiled, Detected, Isa, Simd};
+use crate::shape::contract::ColumnPairing;
+
+/// A row kernel chosen for a layer, and the blocking it was compiled for.
+#[derive(Clone, Copy)]
+pub(crate) struct Selected {
+    pub kernel: Compiled<RowFamily>,
+    /// Output channels per call: the packed weights' block.
+    pub block: usize,
+    /// Output columns per tile, per column phase.
+    pub tile: usize,
+    /// Column phases per call: 2 for the paired kernels of a stride-2 transposed
+    /// convolution, else 1.
+    pub column_phases: usize,
+}
+
+/// The row kernel for tap list `T` on `isa` (the portable set if `isa` is not available),
+/// blocked for a layer with `out_per_group` output channels per group.
+pub(crate) fn select<T: TapList>(isa: Isa, out_per_group: usize) -> Selected {
+    T::with_columns(Chooser::<T> {
+        detected: Detected::or_portable(isa),
+        out_per_group,
+        taps: PhantomData,
+    })
+}
+
+/// Chooses among the kernels of the column pairing the geometry asks for.
+struct Chooser<T> {
+    detected: Detected,
+    out_per_group: usize,
+    taps: PhantomData<T>,
+}
+
+impl<T: TapList> ColumnPairing for Chooser<T> {
+    type Output = Selected;
+
+    /// Kernels computing one column phase per call.
+    fn single(self) -> Selected {
+        let out = self.out_per_group;
+        let wide = out >= 4;
+        match self.detected {
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 2, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if wide => specialised::<T, _, 4, 4, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if out == 3 => specialised::<T, _, 3, 4, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) => specialised::<T, _, 1, 4, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) if wide => specialised::<T, _, 4, 2, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) if out == 3 => specialised::<T, _, 3, 2, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) => specialised::<T, _, 1, 4, 1>(simd),
+            #[cfg(target_arch = "aarch64")]
+            Detected::Neon(simd) if wide => specialised::<T, _, 4, 4, 1>(simd),
+            #[cfg(target_arch = "aarch64")]
+            Detected::Neon(simd) => specialised::<T, _, 1, 8, 1>(simd),
+            Detected::Portable(_) if wide => portable::wide(),
+            Detected::Portable(_) => portable::narrow(),
+        }
+    }
+
+    /// Kernels computing both column phases of a stride-2 transposed convolution per call:
+    /// twice the accumulators per tile column, so half the tile width.
+    fn paired(self) -> Selected {
+        let out = self.out_per_group;
+        let wide = out >= 4;
+        match self.detected {
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 1, 2>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if wide => specialised::<T, _, 4, 2, 2>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) => specialised::<T, _, 1, 4, 2>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) if wide => specialised::<T, _, 4, 1, 2>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) => specialised::<T, _, 1, 4, 2>(simd),
+            #[cfg(target_arch = "aarch64")]
+            Detected::Neon(simd) if wide => specialised::<T, _, 4, 2, 2>(simd),
+            #[cfg(target_arch = "aarch64")]
+            Detected::Neon(simd) => specialised::<T, _, 1, 4, 2>(simd),
+            Detected::Portable(_) if wide => portable::wide_paired(),
+            Detected::Portable(_) => portable::narrow_paired(),
+        }
+    }
+}
+
+/// The kernel specialised to `T`'s taps, compiled for `S`.
+fn specialised<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
+    simd: S,
+) -> Selected {
+    blocked::<Specialised<T, OCB, WV, CP>, S>(simd, OCB, WV, CP)
+}
+
+/// Kernel `K`, of `block` output channels by `vectors` vectors and `column_phases` column
+/// phases, compiled for `S`.
+fn blocked<K: crate::isa::Kernel<RowFamily>, S: Simd>(
+    simd: S,
+    block: usize,
+    vectors: usize,
+    column_phases: usize,
+) -> Selected {
+    Selected {
+        kernel: Compiled::new::<K, S>(simd),
+        block,
+        tile: vectors * S::LANES,
+        column_phases,
+    }
+}
+
+/// The portable set's kernels, which take their taps at run time: plain functions, so
+/// compiled once, in this crate, whatever the geometries. The portable set is the fallback
+/// for CPUs without the vector units the specialised kernels target, so its speed is not
+/// worth the compile time of specialising it for every geometry.
+mod portable {
+    use super::*;
+    use crate::isa::Portable;
+
+    pub(super) fn wide() -> Selected {
+        blocked::<RunTimeRow<4, 1, 1>, _>(Portable, 4, 1, 1)
+    }
+
+    pub(super) fn narrow() -> Selected {
+        blocked::<RunTimeRow<1, 2, 1>, _>(Portable, 1, 2, 1)
+    }
+
+    pub(super) fn wide_paired() -> Selected {
+        blocked::<RunTimeRow<4, 1, 2>, _>(Portable, 4, 1, 2)
+    }
+
+    pub(super) fn narrow_paired() -> Selected {
+        blocked::<RunTimeRow<1, 2, 2>, _>(Portable, 1, 2, 2)
+    }
+}

@@ -1,0 +1,212 @@
+//! The row kernel specialised to one geometry: the taps `conv!` generated are inlined into
+//! straight-line code with constant offsets. See the [family documentation](super).
+
+use std::marker::PhantomData;
+
+use super::store::store_tile;
+use super::{MAX_TILE, RowFamily, RowJob, TapList};
+use crate::isa::{Kernel, Simd};
+use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
+
+/// The kernel for tap list `T`, `OCB` output channels by `WV` vectors, `CP` column phases
+/// per call.
+pub(crate) struct Specialised<T, const OCB: usize, const WV: usize, const CP: usize>(
+    PhantomData<T>,
+);
+
+impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Kernel<RowFamily>
+    for Specialised<T, OCB, WV, CP>
+{
+    #[inline(always)]
+    fn run<S: Simd>(simd: S, job: &mut RowJob<'_>) {
+        row::<T, S, OCB, WV, CP>(simd, job);
+    }
+}
+
+/// The accumulators of one tile: `CP` column phases of `OCB x WV` vectors, and where the
+/// current input channel's data and weights are.
+struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize> {
+    simd: S,
+    acc: [[[S::Vector; WV]; OCB]; CP],
+    input: &'a [f32],
+    /// Index of (current channel, row 0, phase 0, first column of the tile).
+    base: usize,
+    origin_row: isize,
+    rows: usize,
+    row_stride: usize,
+    phase_len: usize,
+    weights: &'a [f32],
+    /// Index of the current channel's first weight.
+    weight_base: usize,
+    taps: PhantomData<T>,
+}
+
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
+    Tile<'_, T, S, OCB, WV, CP>
+{
+    /// Whether to apply the taps `row` rows from the window origin: the paired kernels
+    /// apply every row (their prepared input has zero rows wherever a tap reaches past the
+    /// input), the others only those that fall inside the input, not in the padding.
+    #[inline(always)]
+    fn reads_row(&self, row: isize) -> bool {
+        CP == 2 || usize::try_from(self.origin_row + row).is_ok_and(|row| row < self.rows)
+    }
+
+    /// One tap into the accumulators of column phase `P`: weight `weight` of the filter, at
+    /// `(row, col)` from the window origin.
+    ///
+    /// The tap's values are arguments, not constant generic parameters: this body is compiled
+    /// once per kernel, not once per tap. Inlined into the kernel at each tap's visitor call,
+    /// it sees them as constants all the same.
+    #[inline(always)]
+    fn tap<const P: usize>(&mut self, weight: usize, row: isize, col: isize) {
+        debug_assert!(self.reads_row(row), "the visitor tested the tap's row");
+        let simd = self.simd;
+        let row = self.origin_row + row;
+        let column = (col + T::COL_SHIFT) as usize;
+        let at = self.base
+            + row as usize * self.row_stride
+            + column % T::COL_STRIDE * self.phase_len
+            + column / T::COL_STRIDE;
+        debug_assert!(at + WV * S::LANES <= self.input.len());
+        let mut x = [simd.splat(0.0); WV];
+        for (v, x) in x.iter_mut().enumerate() {
+            // SAFETY: `row` is inside the buffer (`Kernels` implementations call `tap` only
+            // after `reads_row` said so for its row), `column / COL_STRIDE` plus the
+            // tile is inside the phase row (`row` asserts the tile columns against
+            // `phase_len`), and the channel is one of the buffer's; so the `WV * LANES`
+            // floats from `at` are in `input`.
+            *x = unsafe { simd.load(self.input.as_ptr().add(at + v * S::LANES)) };
+        }
+        // A constant once inlined, so the check costs nothing; it keeps the unchecked weight
+        // reads below inside the channel's filter.
+        assert!(weight < T::FILTER_LEN);
+        let weight_at = self.weight_base + weight * OCB;
+        debug_assert!(weight_at + OCB <= self.weights.len());
+        for (j, acc) in self.acc[P % CP].iter_mut().enumerate() {
+            // SAFETY: `row` asserts `weights` holds `FILTER_LEN * OCB` weights per input
+            // channel of the job, `weight_base` starts the current channel's, and
+            // `weight < FILTER_LEN`, `j < OCB`.
+            let weight = simd.splat(unsafe { *self.weights.get_unchecked(weight_at + j) });
+            for (acc, &x) in acc.iter_mut().zip(&x) {
+                *acc = simd.mul_add(weight, x, *acc);
+            }
+        }
+    }
+}
+
+/// A [`Tile`] seen as the visitor of column phase `P`'s taps.
+struct Slot<'t, 'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const P: usize>(
+    &'t mut Tile<'a, T, S, OCB, WV, CP>,
+);
+
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const P: usize>
+    TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, P>
+{
+    #[inline(always)]
+    fn row(&mut self, row: isize) -> bool {
+        self.0.reads_row(row)
+    }
+
+    #[inline(always)]
+    fn tap<const WEIGHT: usize, const ROW: isize, const COL: isize>(&mut self) {
+        self.0.tap::<P>(WEIGHT, ROW, COL);
+    }
+}
+
+/// Computes one output row for up to `OCB` output channels and `CP` (1 or 2) column
+/// phases. See the [family documentation](super).
+#[inline(always)]
+fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
+    simd: S,
+    job: &mut RowJob<'_>,
+) {
+    const { assert!(CP == 1 || CP == 2) };
+    const { assert!(CP * WV * S::LANES <= MAX_TILE) };
+    let layout = job.input.layout;
+    let tile = WV * S::LANES;
+    assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
+    assert!(job.channels.end <= layout.channels);
+    assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * OCB);
+    // The phases this call computes exist; two at once only for column stride 2, from the
+    // first column phase of a row phase (`Kernels::with_transposed_columns` pairs no other).
+    assert!(job.phase + CP <= T::PHASES.len());
+    assert!(CP == 1 || (T::SPEC.stride.1 == 2 && job.phase.is_multiple_of(2)));
+    let tiles_end = job.cols.start + job.cols.len().div_ceil(tile) * tile;
+    for plan in &T::PHASES[job.phase..job.phase + CP] {
+        let Some(extent) = plan.extent else { continue };
+        // The paired kernels read every tap row without a test: prove each is in the buffer.
+        if CP == 2 {
+            assert!(
+                job.origin_row + extent.rows.0 >= 0
+                    && job.origin_row + extent.rows.1 < layout.rows as isize
+            );
+        }
+        // Every tile, the last rounded up to a whole tile, stays inside the phase row.
+        let last_column = (extent.cols.1 + T::COL_SHIFT) as usize / T::COL_STRIDE;
+        assert!(extent.cols.0 + T::COL_SHIFT >= 0 && tiles_end + last_column <= layout.phase_len);
+    }
+
+    T::with_phase(
+        job.phase,
+        Tiles::<T, S, OCB, WV, CP> {
+            simd,
+            job,
+            types: PhantomData,
+        },
+    );
+}
+
+/// The tile loop of [`row`], for one (constant) phase.
+struct Tiles<'j, 'a, T, S, const OCB: usize, const WV: usize, const CP: usize> {
+    simd: S,
+    job: &'j mut RowJob<'a>,
+    types: PhantomData<T>,
+}
+
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> PhaseFn
+    for Tiles<'_, '_, T, S, OCB, WV, CP>
+{
+    #[inline(always)]
+    fn call<const PHASE: usize>(self) {
+        let Tiles { simd, job, .. } = self;
+
+        let layout = job.input.layout;
+        let tile = WV * S::LANES;
+        let (input, weights) = (job.input.data, job.weights);
+        let mut start = job.cols.start;
+        while start < job.cols.end {
+            let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
+            let mut state = Tile::<T, S, OCB, WV, CP> {
+                simd,
+                acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
+                input,
+                base: 0,
+                origin_row: job.origin_row,
+                rows: layout.rows,
+                row_stride: layout.row_stride(),
+                phase_len: layout.phase_len,
+                weights,
+                weight_base: 0,
+                taps: PhantomData,
+            };
+            let taps_per_channel = T::FILTER_LEN * OCB;
+            for (index, channel) in job.channels.clone().enumerate() {
+                state.base = channel * layout.channel_stride() + start;
+                state.weight_base = index * taps_per_channel;
+                // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
+                if PHASE != NO_PHASE {
+                    T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
+                    if CP == 2 {
+                        let second = PHASE.wrapping_add(1);
+                        T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
+                    }
+                }
+            }
+            let count = (job.cols.end - start).min(tile);
+            // By value: the copy keeps the accumulators themselves out of memory.
+            store_tile::<S, OCB, WV, CP>(simd, state.acc, job, start, count);
+            start += tile;
+        }
+    }
+}
