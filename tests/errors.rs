@@ -171,6 +171,24 @@ fn groups_must_divide_both_channel_counts() {
             out_channels: 5
         }
     );
+    // Zero groups, as PyTorch refuses them, naming the counts of one group: from the weight,
+    // a zero count would otherwise come out, and the error blame the channels.
+    assert_eq!(
+        Conv2d::from_weights(K3, Array4::zeros((1, 1, 3, 3)), None, 0).unwrap_err(),
+        ConvError::Groups {
+            groups: 0,
+            in_channels: 1,
+            out_channels: 1
+        }
+    );
+    assert_eq!(
+        ConvTranspose2d::from_weights(Up, Array4::zeros((4, 2, 3, 3)), None, 0).unwrap_err(),
+        ConvError::Groups {
+            groups: 0,
+            in_channels: 4,
+            out_channels: 2
+        }
+    );
     // A ConvTranspose2d weight [in, out / groups, ..] with in not divisible by groups.
     assert_eq!(
         ConvTranspose2d::from_weights(Up, Array4::zeros((5, 2, 3, 3)), None, 2).unwrap_err(),
@@ -263,6 +281,59 @@ fn input_too_large_for_usize_arithmetic() {
         layer.forward(&x).unwrap_err(),
         ConvError::TooLarge {
             got: (usize::MAX / 2, 1)
+        }
+    );
+}
+
+/// An output whose size fits in `usize` but which no array can hold (more than `isize::MAX`
+/// elements over its non-empty axes) is refused, not a panic in the allocation.
+#[test]
+fn output_too_large_for_an_array() {
+    let layer = ConvTranspose2d::new(conv!(k = 2, stride = 2), 1, 1);
+    let rows = isize::MAX as usize;
+    let x = Array4::<f32>::zeros((0, 1, rows, 1));
+    let too_large = ConvError::TooLarge { got: (rows, 1) };
+    assert_eq!(layer.forward(&x).unwrap_err(), too_large);
+    assert_eq!(layer.output_shape([0, 1, rows, 1]).unwrap_err(), too_large);
+    assert!(layer.forward_with_output_size(&x, (1, 1)).is_err());
+}
+
+/// A geometry whose output padding reaches the stride (allowed when the dilation is larger)
+/// runs an input whose largest `output_size` is cropped away: its own output padding still
+/// leaves a row. `backward` takes that output's gradient; `forward_with_output_size` has no
+/// size to offer and says so with an empty range.
+#[test]
+fn output_padding_beyond_the_stride_on_a_cropped_input() {
+    let geometry = conv!(k = 2, dilation = 2, padding = 2, output_padding = 1);
+    let layer = ConvTranspose2d::builder(geometry, 1, 1)
+        .seed(3)
+        .build()
+        .unwrap();
+    let x = Array4::from_elem((1, 1, 2, 2), 0.5);
+    let y = layer.forward(&x).unwrap();
+    assert_eq!(y.shape(), &[1, 1, 1, 1]);
+    let grads = layer.backward(&x, &Array4::ones(y.dim())).unwrap();
+    let spec = geometry.spec();
+    let expected = reference::conv_transpose2d_backward(
+        &x,
+        layer.weight(),
+        true,
+        &Array4::ones(y.dim()),
+        &spec,
+        1,
+    )
+    .unwrap();
+    let close = |a: &Array4<f32>, b: &Array4<f32>| {
+        a.shape() == b.shape() && a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-6)
+    };
+    assert!(close(&grads.input, &expected.input), "{grads:?}");
+    assert!(close(&grads.weight, &expected.weight), "{grads:?}");
+    assert_eq!(
+        layer.forward_with_output_size(&x, (1, 1)).unwrap_err(),
+        ConvError::OutputSize {
+            requested: (1, 1),
+            min: (1, 1),
+            max: (0, 0)
         }
     );
 }

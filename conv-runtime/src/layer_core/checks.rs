@@ -9,7 +9,7 @@ use crate::shape::error::{ConvError, Operation};
 use crate::shape::geometry::GeometrySpec;
 
 /// Both channel counts at least 1, and `groups` at least 1 and dividing both.
-pub(crate) fn check_channels(
+pub(super) fn check_channels(
     in_channels: usize,
     out_channels: usize,
     groups: usize,
@@ -31,7 +31,7 @@ pub(crate) fn check_channels(
 }
 
 /// The weight's kernel axes match the geometry's kernel size.
-pub(crate) fn check_kernel(spec: &GeometrySpec, weight: &Array4<f32>) -> Result<(), ConvError> {
+pub(super) fn check_kernel(spec: &GeometrySpec, weight: &Array4<f32>) -> Result<(), ConvError> {
     let got: [usize; 4] = weight.dim().into();
     if (got[2], got[3]) != spec.kernel_size {
         return Err(ConvError::KernelSize {
@@ -43,7 +43,7 @@ pub(crate) fn check_kernel(spec: &GeometrySpec, weight: &Array4<f32>) -> Result<
 }
 
 /// The bias, if any, has one value per output channel.
-pub(crate) fn check_bias(bias: Option<&Array1<f32>>, out_channels: usize) -> Result<(), ConvError> {
+pub(super) fn check_bias(bias: Option<&Array1<f32>>, out_channels: usize) -> Result<(), ConvError> {
     match bias {
         Some(bias) if bias.len() != out_channels => Err(ConvError::BiasShape {
             expected: out_channels,

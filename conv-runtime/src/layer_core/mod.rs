@@ -20,8 +20,7 @@ use ndarray::{
 
 pub use builder::Builder;
 pub(crate) use checks::{
-    check_allocatable, check_bias, check_channels, check_grad_output, check_kernel, check_transposed_grad_output,
-    output_shape,
+    check_allocatable, check_grad_output, check_transposed_grad_output, output_shape,
 };
 pub use direction::{Direction, Rules};
 pub use init::SplitMix64;

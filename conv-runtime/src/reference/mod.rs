@@ -13,6 +13,16 @@
 //! (so an infinite output gradient there gives NaN), and input elements the convolution never
 //! reaches are never multiplied.
 //!
+//! The arguments are checked as the layers check theirs, with the same [`ConvError`]s, so
+//! that a test can compare a layer's refusals with the reference's too. Those checks and the
+//! shape arithmetic behind them (output sizes, smallest inputs, the sizes `output_size` may
+//! choose) are the reference's own, written again from PyTorch's formulas in `checks.rs`
+//! rather than taken from the layers or from [`GeometrySpec`]'s methods: an oracle that
+//! shares the code it checks cannot catch that code's mistakes, and would agree with a wrong
+//! output size or a wrong refusal every time. Only the plain data crosses over: the
+//! geometry's parameters, the error type and the [`Gradients`] struct. A [`GeometrySpec`] no
+//! `conv!` makes (a kernel size, stride or dilation of 0) is not a convolution, and panics.
+//!
 //! ```
 //! use conv_runtime::prelude::*;
 //! use conv_runtime::reference;
@@ -26,12 +36,13 @@
 //! # Ok::<(), ConvError>(())
 //! ```
 
-use ndarray::{Array1, Array4, ArrayBase, Data, Ix4};
+use ndarray::{Array1, Array4, ArrayBase, Axis, Data, Ix4};
 
-use crate::layer_core as backward;
-use crate::layer_core as layer;
 use crate::shape::error::{ConvError, Operation};
-use crate::{GeometrySpec, Gradients};
+use crate::shape::geometry::GeometrySpec;
+use crate::train::gradients::Gradients;
+
+mod checks;
 
 /// The convolution of `x` (NCHW) with `weight` (`[out, in / groups, kh, kw]`) and `bias`.
 pub fn conv2d<S: Data<Elem = f32>>(
@@ -41,24 +52,11 @@ pub fn conv2d<S: Data<Elem = f32>>(
     spec: &GeometrySpec,
     groups: usize,
 ) -> Result<Array4<f32>, ConvError> {
-    let (out_channels, in_per_group, _, _) = weight.dim();
-    check(
-        spec,
-        weight,
-        bias,
-        in_per_group * groups,
-        out_channels,
-        groups,
-    )?;
-    let shape = layer::output_shape(
-        x.dim().into(),
-        in_per_group * groups,
-        out_channels,
-        spec,
-        Operation::Convolution,
-    )?;
+    let operation = Operation::Convolution;
+    let channels = checks::parameters(operation, spec, weight, bias, groups)?;
+    let shape = checks::output_shape(operation, spec, x.dim().into(), channels)?;
     let (_, _, in_h, in_w) = x.dim();
-    let mut sums = ndarray::Array4::<f64>::zeros(shape);
+    let mut sums = Array4::<f64>::zeros(shape);
     let products = Products::of_convolution(spec, groups, weight.dim(), shape, (in_h, in_w));
     products.for_each(|p| {
         if let Some((iy, ix)) = p.reached {
@@ -70,8 +68,8 @@ pub fn conv2d<S: Data<Elem = f32>>(
 }
 
 /// The transposed convolution of `x` (NCHW) with `weight` (`[in, out / groups, kh, kw]`) and
-/// `bias`. `output_size` is PyTorch's argument of that name; `None` uses the geometry's
-/// `output_padding`.
+/// `bias`. `output_size` is PyTorch's argument of that name, refused when the input cannot
+/// give that size; `None` uses the geometry's `output_padding`.
 pub fn conv_transpose2d<S: Data<Elem = f32>>(
     x: &ArrayBase<S, Ix4>,
     weight: &Array4<f32>,
@@ -80,20 +78,17 @@ pub fn conv_transpose2d<S: Data<Elem = f32>>(
     groups: usize,
     output_size: Option<(usize, usize)>,
 ) -> Result<Array4<f32>, ConvError> {
-    let (in_channels, out_per_group, _, _) = weight.dim();
-    let out_channels = out_per_group * groups;
-    check(spec, weight, bias, in_channels, out_channels, groups)?;
-    let [batch, _, mut out_h, mut out_w] = layer::output_shape(
-        x.dim().into(),
-        in_channels,
-        out_channels,
-        spec,
-        Operation::TransposedConvolution,
-    )?;
+    let operation = Operation::TransposedConvolution;
+    let channels = checks::parameters(operation, spec, weight, bias, groups)?;
+    let [batch, out_channels, mut out_h, mut out_w] =
+        checks::output_shape(operation, spec, x.dim().into(), channels)?;
     if let Some(size) = output_size {
+        let (_, _, in_h, in_w) = x.dim();
+        checks::check_output_size(spec, (in_h, in_w), size)?;
+        checks::representable([batch, out_channels, size.0, size.1], (in_h, in_w))?;
         (out_h, out_w) = size;
     }
-    let mut sums = ndarray::Array4::<f64>::zeros((batch, out_channels, out_h, out_w));
+    let mut sums = Array4::<f64>::zeros((batch, out_channels, out_h, out_w));
     let products = Products::of_transposed(spec, groups, weight.dim(), x.dim(), (out_h, out_w));
     products.for_each(|p| {
         if let Some((oy, ox)) = p.reached {
@@ -131,20 +126,13 @@ pub fn conv2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
     spec: &GeometrySpec,
     groups: usize,
 ) -> Result<Gradients, ConvError> {
-    let (out_channels, in_per_group, _, _) = weight.dim();
-    let in_channels = in_per_group * groups;
-    check(spec, weight, None, in_channels, out_channels, groups)?;
-    let shape = layer::output_shape(
-        x.dim().into(),
-        in_channels,
-        out_channels,
-        spec,
-        Operation::Convolution,
-    )?;
-    backward::check_grad_output(grad_output, shape)?;
+    let operation = Operation::Convolution;
+    let channels = checks::parameters(operation, spec, weight, None, groups)?;
+    let shape = checks::output_shape(operation, spec, x.dim().into(), channels)?;
+    checks::check_grad_output(grad_output.dim().into(), shape)?;
     let (_, _, in_h, in_w) = x.dim();
-    let mut input = ndarray::Array4::<f64>::zeros(x.raw_dim());
-    let mut weight_grad = ndarray::Array4::<f64>::zeros(weight.raw_dim());
+    let mut input = Array4::<f64>::zeros(x.raw_dim());
+    let mut weight_grad = Array4::<f64>::zeros(weight.raw_dim());
     let products = Products::of_convolution(spec, groups, weight.dim(), shape, (in_h, in_w));
     products.for_each(|p| {
         let g = f64::from(grad_output[[p.image, p.grid_channel, p.grid.0, p.grid.1]]);
@@ -176,22 +164,15 @@ pub fn conv_transpose2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
     spec: &GeometrySpec,
     groups: usize,
 ) -> Result<Gradients, ConvError> {
-    let (in_channels, out_per_group, _, _) = weight.dim();
-    let out_channels = out_per_group * groups;
-    check(spec, weight, None, in_channels, out_channels, groups)?;
-    let default = layer::output_shape(
-        x.dim().into(),
-        in_channels,
-        out_channels,
-        spec,
-        Operation::TransposedConvolution,
-    )?;
+    let operation = Operation::TransposedConvolution;
+    let channels = checks::parameters(operation, spec, weight, None, groups)?;
+    let default = checks::output_shape(operation, spec, x.dim().into(), channels)?;
     let (_, _, in_h, in_w) = x.dim();
     let got: [usize; 4] = grad_output.dim().into();
-    backward::check_transposed_grad_output(got, default, (in_h, in_w), spec)?;
+    checks::check_transposed_grad_output(spec, (in_h, in_w), got, default)?;
     let [_, _, out_h, out_w] = got;
-    let mut input = ndarray::Array4::<f64>::zeros(x.raw_dim());
-    let mut weight_grad = ndarray::Array4::<f64>::zeros(weight.raw_dim());
+    let mut input = Array4::<f64>::zeros(x.raw_dim());
+    let mut weight_grad = Array4::<f64>::zeros(weight.raw_dim());
     let products = Products::of_transposed(spec, groups, weight.dim(), x.dim(), (out_h, out_w));
     products.for_each(|p| {
         let (n, (iy, ix)) = (p.image, p.grid);
@@ -216,7 +197,7 @@ pub fn conv_transpose2d_backward<S: Data<Elem = f32>, T: Data<Elem = f32>>(
 fn bias_sums<T: Data<Elem = f32>>(grad_output: &ArrayBase<T, Ix4>) -> Array1<f32> {
     let channels = grad_output.dim().1;
     Array1::from_shape_fn(channels, |c| {
-        let plane = grad_output.index_axis(ndarray::Axis(1), c);
+        let plane = grad_output.index_axis(Axis(1), c);
         plane.iter().map(|&v| f64::from(v)).sum::<f64>() as f32
     })
 }
@@ -295,19 +276,19 @@ impl<'a> Products<'a> {
     // product would double the passes' time.
     #[inline(always)]
     fn for_each(&self, mut visit: impl FnMut(&Product)) {
-        type Axis = (usize, usize, usize, usize);
-        let spec = self.spec;
+        type Reach = (usize, usize, usize, usize);
         let (grid_channels, per_group, kh, kw) = self.weight;
         let grid_per_group = grid_channels / self.groups;
-        let (pad_top, pad_left) = spec.pad_before();
-        // Grid position `g`'s tap `t` on one axis, `(stride, dilation, padding, other side)`.
-        let reach = |g: usize, t: usize, (stride, dilation, pad, size): Axis| {
+        // Grid position `g`'s tap `t` on one axis, `(stride, dilation, padding before, other
+        // side)`.
+        let reach = |g: usize, t: usize, (stride, dilation, pad, size): Reach| {
             (g * stride + t * dilation)
                 .checked_sub(pad)
                 .filter(|&o| o < size)
         };
-        let rows: Axis = (spec.stride.0, spec.dilation.0, pad_top, self.other.0);
-        let cols: Axis = (spec.stride.1, spec.dilation.1, pad_left, self.other.1);
+        let (rows, cols) = checks::axes(self.spec);
+        let rows: Reach = (rows.stride, rows.dilation, rows.pad_before, self.other.0);
+        let cols: Reach = (cols.stride, cols.dilation, cols.pad_before, self.other.1);
         for image in 0..self.batch {
             for grid_channel in 0..grid_channels {
                 let group = grid_channel / grid_per_group;
@@ -336,21 +317,8 @@ impl<'a> Products<'a> {
 }
 
 /// `sums` plus the bias of each channel, in `f32`.
-fn with_bias(sums: &ndarray::Array4<f64>, bias: Option<&Array1<f32>>) -> Array4<f32> {
+fn with_bias(sums: &Array4<f64>, bias: Option<&Array1<f32>>) -> Array4<f32> {
     Array4::from_shape_fn(sums.dim(), |(n, c, y, x)| {
         (sums[[n, c, y, x]] + bias.map_or(0.0, |b| f64::from(b[c]))) as f32
     })
-}
-
-fn check(
-    spec: &GeometrySpec,
-    weight: &Array4<f32>,
-    bias: Option<&Array1<f32>>,
-    in_channels: usize,
-    out_channels: usize,
-    groups: usize,
-) -> Result<(), ConvError> {
-    layer::check_channels(in_channels, out_channels, groups)?;
-    layer::check_kernel(spec, weight)?;
-    layer::check_bias(bias, out_channels)
 }
