@@ -37,7 +37,7 @@ use conv_runtime::ndarray::{
     Array, Array1, Array4, ArrayBase, ArrayView4, ArrayViewMut4, Data, Dimension, Ix4, s,
 };
 use conv_runtime::prelude::*;
-use conv_runtime::{Isa, Operation, Padding, reference};
+use conv_runtime::{Convolution, Direction, Isa, Layer, Operation, Padding, Transposed, reference};
 use convgen::random_array;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
@@ -122,11 +122,11 @@ fn check_geometry<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseE
 }
 
 fn check_conv<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
-    check_layer::<Conv2d<G>>(geometry, case).map(drop)
+    check_layer::<G, Convolution>(geometry, case).map(drop)
 }
 
 fn check_transposed<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
-    match check_layer::<ConvTranspose2d<G>>(geometry, case)? {
+    match check_layer::<G, Transposed>(geometry, case)? {
         Some(checked) => check_output_size(&checked, case),
         None => Ok(()),
     }
@@ -361,11 +361,14 @@ const INPUT_STREAM: u64 = 3;
 const GRAD_STREAM: u64 = 4;
 
 // ---------------------------------------------------------------------------------------
-// The two layers behind one interface, so that one body checks both directions.
+// The two directions behind one interface, so that one body checks both layers: the calls
+// are the generic `Layer<G, D>`'s, the rules and the reference each direction's own.
 
-/// What the checks need of a layer type and of its reference.
-trait Layer: Sized {
-    type Geometry: Geometry;
+/// What differs between the two directions: PyTorch's rules and the reference. Written out
+/// here, not taken from the library's own `Direction` rules, so that the oracle stays
+/// independent of the code it checks. `NAME`, `OPERATION` and `weight_shape` share their
+/// names with items of the library's rules, so calls spell out `<D as DirectionRules>::`.
+trait DirectionRules: Direction {
     const NAME: &'static str;
     const OPERATION: Operation;
 
@@ -392,40 +395,21 @@ trait Layer: Sized {
     ) -> bool;
     /// The spatial size of a [`GradFault::OtherSize`] output gradient.
     fn other_grad_size(
+        spec: &GeometrySpec,
         case: &Case,
         input: (usize, usize),
         default: (usize, usize),
     ) -> (usize, usize);
 
-    fn build(geometry: Self::Geometry, case: &Case) -> Result<Self, ConvError>;
-    fn from_weights(
-        geometry: Self::Geometry,
-        weight: Array4<f32>,
-        bias: Option<Array1<f32>>,
-        groups: usize,
-    ) -> Result<Self, ConvError>;
-    fn with_isa(self, isa: Isa) -> Result<Self, ConvError>;
-    fn summary(&self) -> Summary;
-    fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], ConvError>;
-    fn forward(&self, x: &ArrayView4<f32>) -> Result<Array4<f32>, ConvError>;
-    fn forward_into(
-        &self,
-        x: &ArrayView4<f32>,
-        out: &mut ArrayViewMut4<f32>,
-    ) -> Result<(), ConvError>;
-    fn backward(
-        &self,
-        x: &ArrayView4<f32>,
-        grad_output: &ArrayView4<f32>,
-    ) -> Result<Gradients, ConvError>;
-
     fn reference(
+        spec: &GeometrySpec,
         x: &ArrayView4<f32>,
         weight: &Array4<f32>,
         bias: Option<&Array1<f32>>,
         groups: usize,
     ) -> Result<Array4<f32>, ConvError>;
     fn reference_backward(
+        spec: &GeometrySpec,
         x: &ArrayView4<f32>,
         weight: &Array4<f32>,
         bias: bool,
@@ -434,18 +418,7 @@ trait Layer: Sized {
     ) -> Result<Gradients, ConvError>;
 }
 
-/// A layer's channel counts and parameter shapes.
-#[derive(Debug, PartialEq)]
-struct Summary {
-    in_channels: usize,
-    out_channels: usize,
-    groups: usize,
-    weight: [usize; 4],
-    bias: Option<usize>,
-}
-
-impl<G: Geometry> Layer for Conv2d<G> {
-    type Geometry = G;
+impl DirectionRules for Convolution {
     const NAME: &'static str = "Conv2d";
     const OPERATION: Operation = Operation::Convolution;
 
@@ -484,87 +457,38 @@ impl<G: Geometry> Layer for Conv2d<G> {
         grad == default
     }
 
-    fn other_grad_size(_: &Case, _: (usize, usize), (h, w): (usize, usize)) -> (usize, usize) {
+    fn other_grad_size(
+        _: &GeometrySpec,
+        _: &Case,
+        _: (usize, usize),
+        (h, w): (usize, usize),
+    ) -> (usize, usize) {
         (h + 1, w)
     }
 
-    fn build(geometry: G, case: &Case) -> Result<Self, ConvError> {
-        Conv2d::builder(geometry, case.in_channels, case.out_channels)
-            .groups(case.groups)
-            .bias(case.bias)
-            .seed(case.seed)
-            .build()
-    }
-
-    fn from_weights(
-        geometry: G,
-        weight: Array4<f32>,
-        bias: Option<Array1<f32>>,
-        groups: usize,
-    ) -> Result<Self, ConvError> {
-        Conv2d::from_weights(geometry, weight, bias, groups)
-    }
-
-    fn with_isa(self, isa: Isa) -> Result<Self, ConvError> {
-        Conv2d::with_isa(self, isa)
-    }
-
-    fn summary(&self) -> Summary {
-        Summary {
-            in_channels: self.in_channels(),
-            out_channels: self.out_channels(),
-            groups: self.groups(),
-            weight: shape_of(self.weight()),
-            bias: self.bias().map(Array1::len),
-        }
-    }
-
-    fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], ConvError> {
-        Conv2d::output_shape(self, input)
-    }
-
-    fn forward(&self, x: &ArrayView4<f32>) -> Result<Array4<f32>, ConvError> {
-        Conv2d::forward(self, x)
-    }
-
-    fn forward_into(
-        &self,
-        x: &ArrayView4<f32>,
-        out: &mut ArrayViewMut4<f32>,
-    ) -> Result<(), ConvError> {
-        Conv2d::forward_into(self, x, out)
-    }
-
-    fn backward(
-        &self,
-        x: &ArrayView4<f32>,
-        grad_output: &ArrayView4<f32>,
-    ) -> Result<Gradients, ConvError> {
-        Conv2d::backward(self, x, grad_output)
-    }
-
     fn reference(
+        spec: &GeometrySpec,
         x: &ArrayView4<f32>,
         weight: &Array4<f32>,
         bias: Option<&Array1<f32>>,
         groups: usize,
     ) -> Result<Array4<f32>, ConvError> {
-        reference::conv2d(x, weight, bias, &G::SPEC, groups)
+        reference::conv2d(x, weight, bias, spec, groups)
     }
 
     fn reference_backward(
+        spec: &GeometrySpec,
         x: &ArrayView4<f32>,
         weight: &Array4<f32>,
         bias: bool,
         grad_output: &ArrayView4<f32>,
         groups: usize,
     ) -> Result<Gradients, ConvError> {
-        reference::conv2d_backward(x, weight, bias, grad_output, &G::SPEC, groups)
+        reference::conv2d_backward(x, weight, bias, grad_output, spec, groups)
     }
 }
 
-impl<G: Geometry> Layer for ConvTranspose2d<G> {
-    type Geometry = G;
+impl DirectionRules for Transposed {
     const NAME: &'static str = "ConvTranspose2d";
     const OPERATION: Operation = Operation::TransposedConvolution;
 
@@ -605,82 +529,57 @@ impl<G: Geometry> Layer for ConvTranspose2d<G> {
             || output_size_range(spec, input).is_some_and(|(min, max)| within(grad, min, max))
     }
 
-    fn other_grad_size(case: &Case, input: (usize, usize), _: (usize, usize)) -> (usize, usize) {
-        requested_size(&G::SPEC, case, input)
-    }
-
-    fn build(geometry: G, case: &Case) -> Result<Self, ConvError> {
-        ConvTranspose2d::builder(geometry, case.in_channels, case.out_channels)
-            .groups(case.groups)
-            .bias(case.bias)
-            .seed(case.seed)
-            .build()
-    }
-
-    fn from_weights(
-        geometry: G,
-        weight: Array4<f32>,
-        bias: Option<Array1<f32>>,
-        groups: usize,
-    ) -> Result<Self, ConvError> {
-        ConvTranspose2d::from_weights(geometry, weight, bias, groups)
-    }
-
-    fn with_isa(self, isa: Isa) -> Result<Self, ConvError> {
-        ConvTranspose2d::with_isa(self, isa)
-    }
-
-    fn summary(&self) -> Summary {
-        Summary {
-            in_channels: self.in_channels(),
-            out_channels: self.out_channels(),
-            groups: self.groups(),
-            weight: shape_of(self.weight()),
-            bias: self.bias().map(Array1::len),
-        }
-    }
-
-    fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], ConvError> {
-        ConvTranspose2d::output_shape(self, input)
-    }
-
-    fn forward(&self, x: &ArrayView4<f32>) -> Result<Array4<f32>, ConvError> {
-        ConvTranspose2d::forward(self, x)
-    }
-
-    fn forward_into(
-        &self,
-        x: &ArrayView4<f32>,
-        out: &mut ArrayViewMut4<f32>,
-    ) -> Result<(), ConvError> {
-        ConvTranspose2d::forward_into(self, x, out)
-    }
-
-    fn backward(
-        &self,
-        x: &ArrayView4<f32>,
-        grad_output: &ArrayView4<f32>,
-    ) -> Result<Gradients, ConvError> {
-        ConvTranspose2d::backward(self, x, grad_output)
+    fn other_grad_size(
+        spec: &GeometrySpec,
+        case: &Case,
+        input: (usize, usize),
+        _: (usize, usize),
+    ) -> (usize, usize) {
+        requested_size(spec, case, input)
     }
 
     fn reference(
+        spec: &GeometrySpec,
         x: &ArrayView4<f32>,
         weight: &Array4<f32>,
         bias: Option<&Array1<f32>>,
         groups: usize,
     ) -> Result<Array4<f32>, ConvError> {
-        reference::conv_transpose2d(x, weight, bias, &G::SPEC, groups, None)
+        reference::conv_transpose2d(x, weight, bias, spec, groups, None)
     }
 
     fn reference_backward(
+        spec: &GeometrySpec,
         x: &ArrayView4<f32>,
         weight: &Array4<f32>,
         bias: bool,
         grad_output: &ArrayView4<f32>,
         groups: usize,
     ) -> Result<Gradients, ConvError> {
-        reference::conv_transpose2d_backward(x, weight, bias, grad_output, &G::SPEC, groups)
+        reference::conv_transpose2d_backward(x, weight, bias, grad_output, spec, groups)
+    }
+}
+
+/// A layer's channel counts and parameter shapes.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    in_channels: usize,
+    out_channels: usize,
+    groups: usize,
+    weight: [usize; 4],
+    bias: Option<usize>,
+}
+
+impl Summary {
+    /// What `layer`'s accessors report.
+    fn of<G: Geometry, D: Direction>(layer: &Layer<G, D>) -> Self {
+        Summary {
+            in_channels: layer.in_channels(),
+            out_channels: layer.out_channels(),
+            groups: layer.groups(),
+            weight: shape_of(layer.weight()),
+            bias: layer.bias().map(Array1::len),
+        }
     }
 }
 
@@ -698,23 +597,23 @@ struct Checked<L> {
 }
 
 /// Checks every call both layers offer; returns the layer when `from_weights` built one.
-fn check_layer<L: Layer>(
-    geometry: L::Geometry,
+fn check_layer<G: Geometry, D: DirectionRules>(
+    geometry: G,
     case: &Case,
-) -> Result<Option<Checked<L>>, TestCaseError> {
-    let spec = L::Geometry::SPEC;
+) -> Result<Option<Checked<Layer<G, D>>>, TestCaseError> {
+    let spec = G::SPEC;
     let isa = case.isa();
-    let name = format!("{} on {spec} ({isa})", L::NAME);
-    check_builder::<L>(geometry, case, &name)?;
+    let name = format!("{} on {spec} ({isa})", <D as DirectionRules>::NAME);
+    check_builder::<G, D>(geometry, case, &name)?;
 
     // The parameters, shared by the layer and the reference.
-    let weight_shape = case.weight_fault.apply(L::weight_shape(
+    let weight_shape = case.weight_fault.apply(<D as DirectionRules>::weight_shape(
         case.in_channels,
         case.out_channels,
         case.groups,
         spec.kernel_size,
     ));
-    let (in_channels, out_channels) = L::channels_of(weight_shape, case.groups);
+    let (in_channels, out_channels) = D::channels_of(weight_shape, case.groups);
     let weight = random_array(weight_shape, case.seed ^ WEIGHT_STREAM);
     let bias = case
         .bias
@@ -727,15 +626,15 @@ fn check_layer<L: Layer>(
     let input_shape = [case.batch, channels, case.height, case.width];
     let input = Strided::new(input_shape, case.input_layout, case.seed ^ INPUT_STREAM);
     let x = input.view();
-    let expected = L::reference(&x, &weight, bias.as_ref(), case.groups);
+    let expected = D::reference(&spec, &x, &weight, bias.as_ref(), case.groups);
 
-    let rule = construction_rule::<L>(
+    let rule = construction_rule::<D>(
         &spec,
         weight_shape,
         bias.as_ref().map(Array1::len),
         case.groups,
     );
-    let built = L::from_weights(geometry, weight.clone(), bias.clone(), case.groups)
+    let built = Layer::<G, D>::from_weights(geometry, weight.clone(), bias.clone(), case.groups)
         .and_then(|layer| layer.with_isa(isa));
     let layer = match built {
         Ok(layer) => {
@@ -763,7 +662,7 @@ fn check_layer<L: Layer>(
         }
     };
     prop_assert_eq!(
-        layer.summary(),
+        Summary::of(&layer),
         Summary {
             in_channels,
             out_channels,
@@ -776,7 +675,7 @@ fn check_layer<L: Layer>(
     );
 
     // output_shape, against PyTorch's rules and the reference.
-    let shape_rule = output_rule::<L>(&spec, input_shape, in_channels, out_channels);
+    let shape_rule = output_rule::<D>(&spec, input_shape, in_channels, out_channels);
     prop_assert_eq!(
         &expected.as_ref().map(shape_of),
         &shape_rule.as_ref().map(|&shape| shape),
@@ -792,7 +691,8 @@ fn check_layer<L: Layer>(
 
     // forward.
     let scale = expected.is_ok().then(|| {
-        L::reference(
+        D::reference(
+            &spec,
             &absolute(&x).view(),
             &absolute(&weight),
             bias.as_ref().map(absolute).as_ref(),
@@ -845,16 +745,18 @@ fn check_layer<L: Layer>(
     // backward, with an output gradient of the right shape or a wrong one.
     let input_size = (case.height, case.width);
     let default_size = (nominal[2], nominal[3]);
-    let grad_shape = case
-        .grad_fault
-        .apply(nominal, L::other_grad_size(case, input_size, default_size));
+    let grad_shape = case.grad_fault.apply(
+        nominal,
+        D::other_grad_size(&spec, case, input_size, default_size),
+    );
     let grad = Strided::new(grad_shape, case.input_layout, case.seed ^ GRAD_STREAM);
     let grad_output = grad.view();
     let has_bias = bias.is_some();
-    let expected_grads = L::reference_backward(&x, &weight, has_bias, &grad_output, case.groups);
+    let expected_grads =
+        D::reference_backward(&spec, &x, &weight, has_bias, &grad_output, case.groups);
     let grad_accepted = shape_rule.is_ok()
         && grad_shape[..2] == nominal[..2]
-        && L::accepts_grad_size(
+        && D::accepts_grad_size(
             &spec,
             input_size,
             default_size,
@@ -873,7 +775,8 @@ fn check_layer<L: Layer>(
             prop_assert_eq!(&error, expected, "{}: backward", name);
         }
         (Ok(grads), Ok(expected)) => {
-            let scale = L::reference_backward(
+            let scale = D::reference_backward(
+                &spec,
                 &absolute(&x).view(),
                 &absolute(&weight),
                 has_bias,
@@ -907,24 +810,29 @@ fn check_layer<L: Layer>(
 
 /// `builder(..).build()` succeeds exactly when PyTorch's channel rules do, and refuses with
 /// the error they name.
-fn check_builder<L: Layer>(
-    geometry: L::Geometry,
+fn check_builder<G: Geometry, D: DirectionRules>(
+    geometry: G,
     case: &Case,
     name: &str,
 ) -> Result<(), TestCaseError> {
     let (in_channels, out_channels, groups) = (case.in_channels, case.out_channels, case.groups);
-    let built = L::build(geometry, case).map(|layer| layer.summary());
+    let built = Layer::<G, D>::builder(geometry, in_channels, out_channels)
+        .groups(groups)
+        .bias(case.bias)
+        .seed(case.seed)
+        .build()
+        .map(|layer| Summary::of(&layer));
     let expected = match channel_rule(in_channels, out_channels, groups) {
         Some(error) => Err(error),
         None => Ok(Summary {
             in_channels,
             out_channels,
             groups,
-            weight: L::weight_shape(
+            weight: <D as DirectionRules>::weight_shape(
                 in_channels,
                 out_channels,
                 groups,
-                L::Geometry::SPEC.kernel_size,
+                G::SPEC.kernel_size,
             ),
             bias: case.bias.then_some(out_channels),
         }),
@@ -1208,14 +1116,14 @@ fn channel_rule(in_channels: usize, out_channels: usize, groups: usize) -> Optio
 
 /// Why `from_weights` must refuse these parameters, if it must. Only the kind of error is
 /// compared: the channel counts a `groups = 0` error reports are not defined.
-fn construction_rule<L: Layer>(
+fn construction_rule<D: DirectionRules>(
     spec: &GeometrySpec,
     weight: [usize; 4],
     bias: Option<usize>,
     groups: usize,
 ) -> Option<ConvError> {
     let [channels, per_group, kh, kw] = weight;
-    let (in_channels, out_channels) = L::channels_of(weight, groups);
+    let (in_channels, out_channels) = D::channels_of(weight, groups);
     if channels == 0 || per_group == 0 {
         // A weight without channels on one axis, whatever `groups` is.
         Some(ConvError::ZeroChannels {
@@ -1249,7 +1157,7 @@ fn construction_rule<L: Layer>(
 }
 
 /// The output shape for an input of `input`, or the exact error refusing it.
-fn output_rule<L: Layer>(
+fn output_rule<D: DirectionRules>(
     spec: &GeometrySpec,
     [batch, channels, h, w]: [usize; 4],
     in_channels: usize,
@@ -1261,11 +1169,11 @@ fn output_rule<L: Layer>(
             got: channels,
         });
     }
-    match L::output_size(spec, (h, w)) {
+    match D::output_size(spec, (h, w)) {
         Some((out_h, out_w)) => Ok([batch, out_channels, out_h, out_w]),
         None => Err(ConvError::InputTooSmall {
-            operation: L::OPERATION,
-            min: L::min_input(spec),
+            operation: <D as DirectionRules>::OPERATION,
+            min: D::min_input(spec),
             got: (h, w),
         }),
     }

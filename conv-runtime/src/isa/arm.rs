@@ -2,7 +2,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{Family, Isa, Kernel, Simd};
+use super::{Family, Isa, Kernel, KernelFn, Simd};
 
 /// NEON: 4 lanes.
 #[derive(Clone, Copy, Debug)]
@@ -16,10 +16,6 @@ unsafe impl Simd for Neon {
 
     fn detect() -> Option<Self> {
         Some(Neon(()))
-    }
-
-    unsafe fn assume_available() -> Self {
-        Neon(())
     }
 
     #[inline(always)]
@@ -59,8 +55,10 @@ unsafe impl Simd for Neon {
         unsafe { (vzip1q_f32(a, b), vzip2q_f32(a, b)) }
     }
 
-    #[inline(always)]
-    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>) {
-        K::run(self, job);
+    fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
+        fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
+            K::run(Neon(()), job);
+        }
+        enabled::<F, K>
     }
 }

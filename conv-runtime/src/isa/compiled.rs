@@ -12,17 +12,21 @@ pub(crate) trait Family: 'static {
 /// One kernel of family `F`, written once for every instruction set.
 pub(crate) trait Kernel<F: Family>: 'static {
     /// Runs the job with the vector operations of `simd`. Implementations are
-    /// `#[inline(always)]`, so that their body is compiled inside [`Simd::run`]'s function
-    /// for the set.
+    /// `#[inline(always)]`, so that their body is compiled inside the function
+    /// [`Simd::compile`] makes for the set.
     fn run<S: Simd>(simd: S, job: &mut F::Job<'_>);
 }
+
+/// A kernel of family `F` compiled for an instruction set: safe to call only on a CPU with
+/// that set.
+pub(crate) type KernelFn<F> = for<'j, 'a> unsafe fn(&'j mut <F as Family>::Job<'a>);
 
 /// Kernel `K` of family `F` compiled for one instruction set, made only with that set's
 /// token: holding one proves it can run here.
 pub(crate) struct Compiled<F: Family> {
     isa: Isa,
-    /// `entry::<F, K, S>` for the `K` and `S` given to [`Compiled::new`].
-    entry: for<'j, 'a> unsafe fn(&'j mut F::Job<'a>),
+    /// `S::compile::<F, K>()` for the `K` and `S` given to [`Compiled::new`].
+    kernel: KernelFn<F>,
 }
 
 impl<F: Family> Clone for Compiled<F> {
@@ -36,10 +40,9 @@ impl<F: Family> Copy for Compiled<F> {}
 impl<F: Family> Compiled<F> {
     /// Kernel `K` compiled for `S`, whose token `simd` proves the CPU supports it.
     pub fn new<K: Kernel<F>, S: Simd>(simd: S) -> Self {
-        let _proof = simd;
         Compiled {
             isa: S::ISA,
-            entry: entry::<F, K, S>,
+            kernel: simd.compile::<F, K>(),
         }
     }
 
@@ -50,19 +53,8 @@ impl<F: Family> Compiled<F> {
 
     /// Runs the kernel on `job`.
     pub fn run(&self, job: &mut F::Job<'_>) {
-        // SAFETY: `entry` is `entry::<F, K, S>`, set only by `new`, which took a token of
-        // `S`: the CPU supports `S`'s set.
-        unsafe { (self.entry)(job) }
+        // SAFETY: `kernel` is compiled for `S`'s set, and set only by `new`, which took a
+        // token of `S`: the CPU supports the set.
+        unsafe { (self.kernel)(job) }
     }
-}
-
-/// Runs kernel `K` for set `S`.
-///
-/// # Safety
-///
-/// The running CPU must support `S`'s instruction set.
-unsafe fn entry<F: Family, K: Kernel<F>, S: Simd>(job: &mut F::Job<'_>) {
-    // SAFETY: the caller guarantees the CPU supports the set.
-    let simd = unsafe { S::assume_available() };
-    simd.run::<F, K>(job);
 }

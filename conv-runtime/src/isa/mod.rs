@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) use arm::Neon;
-pub(crate) use compiled::{Compiled, Family, Kernel};
+pub(crate) use compiled::{Compiled, Family, Kernel, KernelFn};
 pub(crate) use portable::Portable;
 pub(crate) use simd::Simd;
 #[cfg(target_arch = "x86_64")]

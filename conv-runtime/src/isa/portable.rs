@@ -1,6 +1,6 @@
 //! Plain Rust on arrays: the set every CPU has.
 
-use super::{Family, Isa, Kernel, Simd};
+use super::{Family, Isa, Kernel, KernelFn, Simd};
 
 /// Plain Rust on arrays, which the compiler vectorises for the baseline of the target (SSE2
 /// on x86_64). The fallback where no faster set is available.
@@ -18,10 +18,6 @@ unsafe impl Simd for Portable {
 
     fn detect() -> Option<Self> {
         Some(Portable)
-    }
-
-    unsafe fn assume_available() -> Self {
-        Portable
     }
 
     #[inline(always)]
@@ -67,8 +63,10 @@ unsafe impl Simd for Portable {
         )
     }
 
-    #[inline(always)]
-    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>) {
-        K::run(self, job);
+    fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
+        fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
+            K::run(Portable, job);
+        }
+        enabled::<F, K>
     }
 }

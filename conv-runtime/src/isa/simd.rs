@@ -1,6 +1,6 @@
 //! The vector operations a kernel needs, as methods of an instruction set's token.
 
-use super::{Family, Isa, Kernel};
+use super::{Family, Isa, Kernel, KernelFn};
 
 /// An instruction set's token: a value of the type proves that the running CPU supports the
 /// set, and the methods are the few vector operations direct convolution needs, on vectors of
@@ -11,7 +11,7 @@ use super::{Family, Isa, Kernel};
 ///
 /// An implementation must make values of its type only where the CPU supports every
 /// instruction its methods execute: in [`detect`](Self::detect) after run-time detection, or
-/// in [`assume_available`](Self::assume_available) under that function's contract.
+/// inside a function compiled for the set's features (which runs only where they are).
 pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// The set, as users name it.
     const ISA: Isa;
@@ -22,14 +22,6 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
 
     /// The token, if the running CPU supports the set.
     fn detect() -> Option<Self>;
-
-    /// The token, without detection.
-    ///
-    /// # Safety
-    ///
-    /// The running CPU must support the set: a token of this type was detected earlier in
-    /// the process.
-    unsafe fn assume_available() -> Self;
 
     fn splat(self, value: f32) -> Self::Vector;
 
@@ -52,7 +44,8 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `a` and `b` interleaved lane by lane, `[a0, b0, a1, b1, ...]`, as two vectors.
     fn interleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);
 
-    /// Runs kernel `K` on `job` inside a function compiled for this set's features, so that
-    /// `K`'s inlined body, and every operation above in it, is compiled for them.
-    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>);
+    /// Kernel `K` compiled for this set: a function compiled for the set's features, with
+    /// `K`'s body, and every operation above in it, inlined into it. Calling it is sound only
+    /// where the set is available, which the token `self` proves.
+    fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F>;
 }

@@ -1,15 +1,16 @@
 //! x86_64 vectors: AVX2 with FMA, and AVX-512F.
 //!
 //! Every intrinsic below runs in a method that takes the set's token, which only detection
-//! makes: that is the safety argument of each `unsafe` block marked "token" below. The
-//! methods are `#[inline(always)]` and run inlined into [`Simd::run`]'s function compiled
-//! for the set, so each becomes the one instruction it names.
+//! (or a function compiled for the set's features) makes: that is the safety argument of
+//! each `unsafe` block marked "token" below. The methods are `#[inline(always)]` and run
+//! inlined into the function [`Simd::compile`] makes for the set, so each becomes the one
+//! instruction it names.
 
 use std::arch::x86_64::*;
 
-use super::{Family, Isa, Kernel, Simd};
+use super::{Family, Isa, Kernel, KernelFn, Simd};
 
-/// AVX2 with FMA: 8 lanes. Made only by [`Simd::detect`].
+/// AVX2 with FMA: 8 lanes. Made only by [`Simd::detect`] and inside functions compiled for the set.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2(());
 
@@ -23,10 +24,6 @@ unsafe impl Simd for Avx2 {
     fn detect() -> Option<Self> {
         let found = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         found.then_some(Avx2(()))
-    }
-
-    unsafe fn assume_available() -> Self {
-        Avx2(())
     }
 
     #[inline(always)]
@@ -75,18 +72,18 @@ unsafe impl Simd for Avx2 {
         }
     }
 
-    #[inline(always)]
-    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>) {
+    fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
         #[target_feature(enable = "avx2,fma")]
-        fn enabled<F: Family, K: Kernel<F>>(simd: Avx2, job: &mut F::Job<'_>) {
-            K::run(simd, job);
+        fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
+            // A token made here is sound: this function runs only where its features are
+            // present (calling it is the caller's unsafe promise).
+            K::run(Avx2(()), job);
         }
-        // SAFETY: token: the CPU has the features `enabled` is compiled for.
-        unsafe { enabled::<F, K>(self, job) }
+        enabled::<F, K>
     }
 }
 
-/// AVX-512F: 16 lanes. Made only by [`Simd::detect`].
+/// AVX-512F: 16 lanes. Made only by [`Simd::detect`] and inside functions compiled for the set.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512(());
 
@@ -99,10 +96,6 @@ unsafe impl Simd for Avx512 {
 
     fn detect() -> Option<Self> {
         is_x86_feature_detected!("avx512f").then_some(Avx512(()))
-    }
-
-    unsafe fn assume_available() -> Self {
-        Avx512(())
     }
 
     #[inline(always)]
@@ -150,13 +143,13 @@ unsafe impl Simd for Avx512 {
         }
     }
 
-    #[inline(always)]
-    fn run<F: Family, K: Kernel<F>>(self, job: &mut F::Job<'_>) {
+    fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
         #[target_feature(enable = "avx512f")]
-        fn enabled<F: Family, K: Kernel<F>>(simd: Avx512, job: &mut F::Job<'_>) {
-            K::run(simd, job);
+        fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
+            // A token made here is sound: this function runs only where its features are
+            // present (calling it is the caller's unsafe promise).
+            K::run(Avx512(()), job);
         }
-        // SAFETY: token: the CPU has the feature `enabled` is compiled for.
-        unsafe { enabled::<F, K>(self, job) }
+        enabled::<F, K>
     }
 }

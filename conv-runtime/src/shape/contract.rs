@@ -61,8 +61,8 @@ pub struct PhasePlan {
     pub extent: Option<Extent>,
 }
 
-/// One kernel's action for one tap. See the [module documentation](self) for the meaning of
-/// the constants.
+/// One kernel's action for one tap. See the [module documentation](crate::__private) for the
+/// meaning of the constants.
 ///
 /// Taps come grouped by row offset: the generated code asks [`row`](Self::row) once per
 /// group and calls [`tap`](Self::tap) for the group's taps only when it answers `true`.
@@ -102,9 +102,9 @@ pub trait ColumnPairing {
 /// # Safety
 ///
 /// The kernels read without bounds checks where these taps say. An implementation must list
-/// every tap of the geometry exactly as the [module documentation](self) defines them, with
-/// `FORWARD` and `TRANSPOSED` describing the same taps (counts and extents), and must call
-/// [`TapVisitor::tap`] only inside a group of taps of one row for which
+/// every tap of the geometry exactly as the [module documentation](crate::__private) defines
+/// them, with `FORWARD` and `TRANSPOSED` describing the same taps (counts and extents), and
+/// must call [`TapVisitor::tap`] only inside a group of taps of one row for which
 /// [`TapVisitor::row`] returned `true`.
 pub unsafe trait Kernels {
     /// The convolution's single phase.

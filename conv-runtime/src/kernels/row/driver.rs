@@ -6,11 +6,12 @@
 
 use std::ops::Range;
 
-use ndarray::{ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
+use ndarray::{ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
+use super::prepare::prepare;
 use super::{Engine, Prepared, RowJob};
-use crate::memory::layout::{PlaneLayout, contiguous, split_row};
+use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
 use crate::shape::geometry::GeometrySpec;
 
@@ -20,9 +21,6 @@ const TASKS_PER_THREAD: usize = 4;
 /// Below this many multiply-adds a layer runs on the calling thread: handing work to other
 /// threads costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 1 << 22;
-
-/// Below this many floats an input is laid out on the calling thread.
-const PARALLEL_PREPARE: usize = 1 << 16;
 
 /// Convolution of `input` into `output` (standard layout, of the right shape).
 pub(super) fn convolve(engine: &Engine, input: &ArrayView4<f32>, output: &mut ArrayViewMut4<f32>) {
@@ -322,58 +320,5 @@ impl SharedOutput {
     unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [f32] {
         // SAFETY: guaranteed by the caller.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-}
-
-/// Copies one image into the kernels' layout: zeros around it (`above` rows of them on
-/// top), columns split into `layout.col_phases` phases. Reads any strides, so non-contiguous
-/// inputs cost nothing extra.
-fn prepare(
-    image: &ArrayView3<f32>,
-    input_shift: usize,
-    layout: PlaneLayout,
-    above: usize,
-    scratch: &mut [f32],
-    threads: usize,
-) {
-    let one_channel = |(channel, target): (usize, &mut [f32])| {
-        prepare_channel(
-            &image.index_axis(Axis(0), channel),
-            input_shift,
-            layout,
-            above,
-            target,
-        )
-    };
-    let stride = layout.channel_stride();
-    if threads > 1 && scratch.len() >= PARALLEL_PREPARE {
-        scratch
-            .par_chunks_mut(stride)
-            .enumerate()
-            .for_each(one_channel);
-    } else {
-        scratch.chunks_mut(stride).enumerate().for_each(one_channel);
-    }
-}
-
-/// One channel of [`prepare`]: each input row into `col_stride` zero-padded phase rows,
-/// after `above` rows of zeros.
-fn prepare_channel(
-    source: &ArrayView2<f32>,
-    input_shift: usize,
-    layout: PlaneLayout,
-    above: usize,
-    target: &mut [f32],
-) {
-    target.fill(0.0);
-    let target = &mut target[above * layout.row_stride()..];
-    // A non-contiguous row is gathered here first, one buffer for the channel.
-    let mut gathered = Vec::new();
-    for (source, target) in source
-        .axis_iter(Axis(0))
-        .zip(target.chunks_mut(layout.row_stride()))
-    {
-        let source = contiguous(&source, &mut gathered);
-        split_row(source, input_shift, layout.col_phases, target);
     }
 }

@@ -27,6 +27,7 @@
 mod driver;
 mod engine;
 mod packed;
+mod prepare;
 mod run_time;
 mod select;
 mod specialised;
