@@ -3,7 +3,7 @@
 
 use conv_runtime::ndarray::{Array1, Array4};
 use conv_runtime::prelude::*;
-use conv_runtime::{Operation, reference};
+use conv_runtime::{Isa, Operation, reference};
 
 conv! { struct K3; k = 3 }
 conv! { struct Up; k = 3, stride = 2, padding = 1 }
@@ -504,6 +504,31 @@ fn the_backward_reference_checks_its_arguments_like_the_layers() {
         ),
         Err(ConvError::GradOutputShape { .. })
     ));
+}
+
+/// A layer asked to run on an instruction set this build or CPU lacks is refused, naming the
+/// sets it could use; every available one is accepted and kept.
+#[test]
+fn unavailable_instruction_sets_are_refused() {
+    let missing = Isa::ALL
+        .into_iter()
+        .find(|isa| !isa.is_available())
+        .expect("no machine has both x86_64 and aarch64 sets");
+    let expected = ConvError::IsaUnavailable {
+        requested: missing,
+        available: Isa::available(),
+    };
+    let built = Conv2d::builder(K3, 2, 4).isa(missing).build();
+    assert_eq!(built.unwrap_err(), expected);
+    let layer = ConvTranspose2d::new(Up, 2, 4);
+    assert_eq!(layer.clone().with_isa(missing).unwrap_err(), expected);
+    assert!(expected.to_string().contains(missing.name()));
+    for isa in Isa::available() {
+        let layer = layer.clone().with_isa(isa).unwrap();
+        assert_eq!(layer.isa(), isa);
+        let built = Conv2d::builder(K3, 2, 4).isa(isa).build().unwrap();
+        assert_eq!(built.isa(), isa);
+    }
 }
 
 #[test]

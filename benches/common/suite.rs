@@ -3,7 +3,7 @@
 
 use conv_runtime::ndarray::{Array4, ArrayView4, s};
 use conv_runtime::prelude::*;
-use conv_runtime::{GeometrySpec, Isa, reference};
+use conv_runtime::{Convolution, Direction, GeometrySpec, Isa, Transposed, reference};
 
 use convgen::random_array;
 
@@ -51,65 +51,61 @@ trait Layer: Send + Sync {
     fn adjoint(&self) -> Box<dyn Layer>;
 }
 
-impl<G: Geometry> Layer for Conv2d<G> {
-    fn forward(&self, x: &ArrayView4<f32>) -> Array4<f32> {
-        Conv2d::forward(self, x).expect("suite shapes are valid")
-    }
-    fn backward(&self, x: &ArrayView4<f32>, grad_output: &ArrayView4<f32>) -> Gradients {
-        Conv2d::backward(self, x, grad_output).expect("suite shapes are valid")
-    }
-    fn reference(&self, x: &ArrayView4<f32>) -> Array4<f32> {
-        reference::conv2d(x, self.weight(), self.bias(), &G::SPEC, self.groups()).unwrap()
-    }
-    fn weight(&self) -> &Array4<f32> {
-        Conv2d::weight(self)
-    }
-    fn bias(&self) -> &[f32] {
-        Conv2d::bias(self)
-            .expect("suite layers have a bias")
-            .as_slice()
-            .unwrap()
-    }
-    fn isa(&self) -> Isa {
-        Conv2d::isa(self)
-    }
-    fn adjoint(&self) -> Box<dyn Layer> {
-        let weight = Conv2d::weight(self).clone();
-        let groups = self.groups();
-        let adjoint = ConvTranspose2d::from_weights(G::default(), weight, None, groups)
-            .and_then(|layer| layer.with_isa(self.isa()));
-        Box::new(adjoint.expect("the layer's own weight and instruction set"))
+/// What differs between the two directions here: the reference and the other direction.
+trait SuiteDirection: Direction {
+    type Adjoint: SuiteDirection;
+    fn reference<G: Geometry>(
+        layer: &conv_runtime::Layer<G, Self>,
+        x: &ArrayView4<f32>,
+    ) -> Array4<f32>;
+}
+
+impl SuiteDirection for Convolution {
+    type Adjoint = Transposed;
+    fn reference<G: Geometry>(layer: &Conv2d<G>, x: &ArrayView4<f32>) -> Array4<f32> {
+        reference::conv2d(x, layer.weight(), layer.bias(), &G::SPEC, layer.groups()).unwrap()
     }
 }
 
-impl<G: Geometry> Layer for ConvTranspose2d<G> {
+impl SuiteDirection for Transposed {
+    type Adjoint = Convolution;
+    fn reference<G: Geometry>(layer: &ConvTranspose2d<G>, x: &ArrayView4<f32>) -> Array4<f32> {
+        let (weight, bias, groups) = (layer.weight(), layer.bias(), layer.groups());
+        reference::conv_transpose2d(x, weight, bias, &G::SPEC, groups, None).unwrap()
+    }
+}
+
+impl<G: Geometry, D: SuiteDirection> Layer for conv_runtime::Layer<G, D> {
     fn forward(&self, x: &ArrayView4<f32>) -> Array4<f32> {
-        ConvTranspose2d::forward(self, x).expect("suite shapes are valid")
+        conv_runtime::Layer::forward(self, x).expect("suite shapes are valid")
     }
     fn backward(&self, x: &ArrayView4<f32>, grad_output: &ArrayView4<f32>) -> Gradients {
-        ConvTranspose2d::backward(self, x, grad_output).expect("suite shapes are valid")
+        conv_runtime::Layer::backward(self, x, grad_output).expect("suite shapes are valid")
     }
     fn reference(&self, x: &ArrayView4<f32>) -> Array4<f32> {
-        reference::conv_transpose2d(x, self.weight(), self.bias(), &G::SPEC, self.groups(), None)
-            .unwrap()
+        D::reference(self, x)
     }
     fn weight(&self) -> &Array4<f32> {
-        ConvTranspose2d::weight(self)
+        conv_runtime::Layer::weight(self)
     }
     fn bias(&self) -> &[f32] {
-        ConvTranspose2d::bias(self)
+        conv_runtime::Layer::bias(self)
             .expect("suite layers have a bias")
             .as_slice()
             .unwrap()
     }
     fn isa(&self) -> Isa {
-        ConvTranspose2d::isa(self)
+        conv_runtime::Layer::isa(self)
     }
     fn adjoint(&self) -> Box<dyn Layer> {
-        let weight = ConvTranspose2d::weight(self).clone();
-        let groups = self.groups();
-        let adjoint = Conv2d::from_weights(G::default(), weight, None, groups)
-            .and_then(|layer| layer.with_isa(self.isa()));
+        let weight = conv_runtime::Layer::weight(self).clone();
+        let adjoint = conv_runtime::Layer::<G, D::Adjoint>::from_weights(
+            G::default(),
+            weight,
+            None,
+            self.groups(),
+        )
+        .and_then(|layer| layer.with_isa(self.isa()));
         Box::new(adjoint.expect("the layer's own weight and instruction set"))
     }
 }
