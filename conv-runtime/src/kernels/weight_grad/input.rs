@@ -5,7 +5,7 @@
 use ndarray::{ArrayView2, ArrayView4, Axis};
 
 use super::fill_chunks;
-use crate::memory::layout::{PlaneLayout, contiguous, split_row};
+use crate::memory::layout::{PlaneLayout, lay_out_plane};
 
 /// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
 /// around the data and in the extra channel; columns split into `col_phases` phases, prepared
@@ -20,8 +20,8 @@ pub(crate) fn prepare_input(
     let channels = input.dim().1;
     let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
         let (image, channel) = (index / layout.channels, index % layout.channels);
-        target.fill(0.0);
         if channel == channels {
+            target.fill(0.0);
             return true; // The zero channel.
         }
         let plane = input.index_axis(Axis(0), image);
@@ -35,20 +35,13 @@ pub(crate) fn prepare_input(
 fn prepare_plane(
     source: &ArrayView2<f32>,
     layout: PlaneLayout,
-    (pad_top, pad_left): (usize, usize),
+    pads: (usize, usize),
     target: &mut [f32],
 ) -> bool {
     let mut finite = true;
-    // A non-contiguous row is gathered here first, one buffer for the plane.
-    let mut gathered = Vec::new();
-    for (y, source) in source.axis_iter(Axis(0)).enumerate() {
-        let row = &mut target[(pad_top + y) * layout.row_stride()..][..layout.row_stride()];
-        let source = contiguous(&source, &mut gathered);
-        split_row(source, pad_left, layout.col_phases, row);
+    lay_out_plane(source, layout, pads, target, |row| {
         // Folded with `&`, not `all`, so that the check vectorises.
-        finite &= source
-            .iter()
-            .fold(true, |all, value| all & value.is_finite());
-    }
+        finite &= row.iter().fold(true, |all, value| all & value.is_finite());
+    });
     finite
 }
