@@ -252,3 +252,43 @@ fn every_blocking_on_every_instruction_set() {
     check(conv!(k = 2, stride = 2));
     check(conv!(k = 3, stride = 3, padding = 1));
 }
+
+/// Large layers are split among threads by group, by runs of output rows and, where a group
+/// has fewer rows than pieces of work wanted, by blocks of output channels as well: every
+/// split gives the reference's numbers, on every instruction set.
+#[test]
+fn every_work_split_matches_the_reference() {
+    fn spec_of<G: Geometry>(_: G) -> GeometrySpec {
+        G::SPEC
+    }
+    let geometry = conv!(k = 3);
+    // Output heights 1 and 2 (fewer rows than pieces of work: blocks are split too) and 37
+    // (rows split unevenly); enough channels and columns that every layer runs in parallel.
+    let sizes = [(0u64, (3, 800)), (1, (4, 1800)), (2, (39, 40))];
+    for ((case, (h, w)), groups) in sizes.into_iter().zip([1, 3, 2]) {
+        let (in_channels, out_channels) = (24, 36);
+        let x = random_array((1, in_channels, h, w), case);
+        let weight = random_array((out_channels, in_channels / groups, 3, 3), case ^ 7);
+        let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
+        let spec = spec_of(geometry);
+        let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, groups).unwrap();
+        for isa in Isa::available() {
+            let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), groups)
+                .and_then(|layer| layer.with_isa(isa))
+                .unwrap();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let y = pool.install(|| conv.forward(&x).unwrap());
+                assert_close(
+                    &y,
+                    &expected,
+                    TOLERANCE,
+                    &format!("{isa}, groups {groups}, {threads} threads, input {h}x{w}"),
+                );
+            }
+        }
+    }
+}

@@ -196,7 +196,6 @@ fn run(
 ) {
     let packed = &engine.packed;
     let (_, out_channels, out_h, out_w) = output.dim();
-    let blocks = engine.groups * packed.blocks_per_group;
     let work_per_image = out_channels
         * out_h
         * out_w
@@ -214,10 +213,19 @@ fn run(
     } else {
         rayon::current_num_threads()
     };
-    let row_chunks = (threads * TASKS_PER_THREAD)
-        .div_ceil(blocks)
-        .clamp(1, out_h.max(1));
+    // Groups share no input, so they are taken one after another. Within a group, tasks are
+    // runs of output rows, each computing every channel block of its rows before the next
+    // row: the input rows under a row's windows are read by every block while they are in
+    // cache. (Blocks outermost, each sweeping the whole image, read a 128x128x64 input
+    // sixteen times from L3 or memory, and ran unet-enc at half speed when another tenant of
+    // the machine held the L3.) Only when a group has fewer rows than tasks wanted are its
+    // blocks split among tasks too.
+    let per_group = packed.blocks_per_group;
+    let wanted = (threads * TASKS_PER_THREAD).div_ceil(engine.groups);
+    let row_chunks = wanted.clamp(1, out_h.max(1));
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
+    let block_parts = wanted.div_ceil(row_chunks).clamp(1, per_group.max(1));
+    let part_blocks = per_group.div_ceil(block_parts).max(1);
 
     with_scratch(layout.image_stride(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
@@ -237,58 +245,66 @@ fn run(
                     .expect("output is in standard layout")
                     .as_mut_ptr(),
             );
-            let task = |(block, chunk): (usize, usize)| {
-                let (group, b) = (
-                    block / packed.blocks_per_group,
-                    block % packed.blocks_per_group,
-                );
+            // Output row `y` of block `b` of group `group`.
+            let row_of_block = |y: usize, group: usize, b: usize| {
                 let first_out = b * packed.block;
                 let count = packed.block.min(packed.out_per_group - first_out);
                 let channel0 = group * packed.out_per_group + first_out;
+                let origin_row = rows.origin_row(y);
+                for index in 0..rows.pieces_per_row() {
+                    let Piece {
+                        phase,
+                        cols,
+                        step,
+                        offset,
+                    } = rows.piece(y, index);
+                    if cols.is_empty() {
+                        continue;
+                    }
+                    let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
+                    assert!(count <= MAX_BLOCK, "blockings are at most MAX_BLOCK wide");
+                    for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
+                        let start = (channel0 + j) * plane + y * out_w;
+                        // SAFETY: `out` points at this image's output, `plane * out_channels`
+                        // floats in standard layout, so row `y` of channel `channel0 + j`
+                        // is inside it. Every task writes only the rows of its row chunk in
+                        // the channels of its group's blocks `part`, and the slices of one
+                        // task live one kernel call at a time, so no two live slices overlap.
+                        *slice = unsafe { out.slice(start, out_w) };
+                    }
+                    let mut job = RowJob {
+                        input: &prepared,
+                        channels: group * packed.in_per_group..(group + 1) * packed.in_per_group,
+                        origin_row,
+                        phase,
+                        weights: packed.block(group, b),
+                        bias: &engine.bias[channel0..channel0 + count],
+                        cols,
+                        out: &mut row_slices[..count],
+                        out_step: step,
+                        out_offset: offset,
+                        taps: engine.taps,
+                    };
+                    engine.kernel.kernel.run(&mut job);
+                }
+            };
+            let task = |(group, chunk, part): (usize, usize, usize)| {
                 let rows_here = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(out_h);
+                let blocks_here = part * part_blocks..((part + 1) * part_blocks).min(per_group);
                 for y in rows_here {
-                    let origin_row = rows.origin_row(y);
-                    for index in 0..rows.pieces_per_row() {
-                        let Piece {
-                            phase,
-                            cols,
-                            step,
-                            offset,
-                        } = rows.piece(y, index);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
-                        assert!(count <= MAX_BLOCK, "blockings are at most MAX_BLOCK wide");
-                        for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
-                            let start = (channel0 + j) * plane + y * out_w;
-                            // SAFETY: `out` points at this image's output, `plane * out_channels`
-                            // floats in standard layout, so row `y` of channel `channel0 + j`
-                            // is inside it. Every task writes only its own channels (`block`)
-                            // and rows (`chunk`), and the slices of one task live one kernel
-                            // call at a time, so no two live slices overlap.
-                            *slice = unsafe { out.slice(start, out_w) };
-                        }
-                        let mut job = RowJob {
-                            input: &prepared,
-                            channels: group * packed.in_per_group
-                                ..(group + 1) * packed.in_per_group,
-                            origin_row,
-                            phase,
-                            weights: packed.block(group, b),
-                            bias: &engine.bias[channel0..channel0 + count],
-                            cols,
-                            out: &mut row_slices[..count],
-                            out_step: step,
-                            out_offset: offset,
-                            taps: engine.taps,
-                        };
-                        engine.kernel.kernel.run(&mut job);
+                    for b in blocks_here.clone() {
+                        row_of_block(y, group, b);
                     }
                 }
             };
-            let tasks = blocks * row_chunks;
-            let split = |index: usize| (index / row_chunks, index % row_chunks);
+            let tasks = engine.groups * row_chunks * block_parts;
+            let split = |index: usize| {
+                let (group, rest) = (
+                    index / (row_chunks * block_parts),
+                    index % (row_chunks * block_parts),
+                );
+                (group, rest / block_parts, rest % block_parts)
+            };
             if threads == 1 {
                 (0..tasks).map(split).for_each(task);
             } else {
