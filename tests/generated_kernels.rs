@@ -222,13 +222,15 @@ grid! {
 }
 
 /// Every blocking the kernel selection can choose, on every instruction set: output channels
-/// per group from 1 to 9 cross each threshold (narrow, the blockings made for three, wide,
-/// the widest), for a convolution, a paired stride-2 transposed convolution (both column
-/// phases per call) and an unpaired stride-3 one, at widths around whole tiles.
+/// per group from 1 to 9, 16, 17 and 33 cross each threshold (narrow, the blockings made for
+/// three, wide, the widest, the kernels vectorised along output channels with full and
+/// partial blocks), for a convolution, stride-2 transposed convolutions with several taps
+/// per phase and with one (the paired and channel-vectorised kernels), and an unpaired
+/// stride-3 one, at widths around whole tiles.
 #[test]
 fn every_blocking_on_every_instruction_set() {
     fn check<G: Geometry>(geometry: G) {
-        for out_per_group in 1..=9 {
+        for out_per_group in (1..=9).chain([16, 17, 33]) {
             for extra_w in [0, 15, 33] {
                 let case = Case {
                     batch: 1,

@@ -315,7 +315,7 @@ fn run(
 }
 
 /// The largest output-channel block any kernel uses.
-const MAX_BLOCK: usize = 8;
+const MAX_BLOCK: usize = super::channel_vectors::MAX_CHANNELS;
 
 /// The output of one image, written by several tasks at once, each to its own rows.
 #[derive(Clone, Copy)]

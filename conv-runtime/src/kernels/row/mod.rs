@@ -1,7 +1,8 @@
 //! The forward kernel family: the register-blocked row kernel, written once for both
-//! directions and every instruction set, and unrolled over the taps `conv!` generated; with
-//! what runs it (`engine`, `driver`), chooses its blocking (`select`) and packs its weights
-//! (`packed`).
+//! directions and every instruction set, and unrolled over the taps `conv!` generated; its
+//! variant vectorised along output channels for short rows (`channel_vectors`); with what
+//! runs them (`engine`, `driver`), chooses the kernel and its blocking (`select`) and packs
+//! the weights (`packed`).
 //!
 //! One call computes one output row of `OCB` output channels: tile after tile of
 //! `WV * LANES` consecutive outputs, each tile held in `OCB x WV` vector accumulators while
@@ -24,6 +25,7 @@
 //! instead, which its border rows multiply; those are a few rows of a transposed
 //! convolution's output, where a dilated convolution's can be most of them.
 
+mod channel_vectors;
 mod driver;
 mod engine;
 mod packed;
