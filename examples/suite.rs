@@ -6,7 +6,8 @@
 //! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs;
 //! `--only NAME` for one case, `--only NAME --repeat N` to run it N times for a profiler;
 //! `--json` for one JSON object per case and thread count instead of the table, as
-//! `tools/peer_suite.py` reads it).
+//! `tools/peer_suite.py` reads it; `--json --backward` adds the backward pass, all three
+//! gradients, as objects with `"pass": "backward"`).
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,10 @@ use suite::{Case, best_peer_ms, cases};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
-    // `--json`: one line `{"name", "threads", "ms", "gflops", "flops"}` per case and thread count.
+    // `--json`: one line `{"name", "pass", "threads", "ms", "gflops", "flops"}` per case and
+    // thread count, for the forward pass and, with `--backward`, the backward pass.
     let json = args.iter().any(|arg| arg == "--json");
+    let backward = json && args.iter().any(|arg| arg == "--backward");
     // `--only NAME` measures one case (for profiling).
     let only = args
         .iter()
@@ -77,18 +80,34 @@ fn main() {
             continue;
         }
         check(&case);
-        let single = one.install(|| median_time(&case, quick));
-        let multi = all.install(|| median_time(&case, quick));
+        let forward = || {
+            std::hint::black_box(case.forward());
+        };
+        let single = one.install(|| median_time(forward, quick));
+        let multi = all.install(|| median_time(forward, quick));
         if json {
-            for (count, time) in [(1, single), (threads, multi)] {
-                let record = serde_json::json!({
-                    "name": case.shape.name,
-                    "threads": count,
-                    "ms": ms(time),
-                    "gflops": case.useful_flops() / time.as_secs_f64() / 1e9,
-                    "flops": case.useful_flops(),
-                });
-                println!("{record}");
+            let mut passes = vec![("forward", single, multi)];
+            if backward {
+                let grad_output = case.grad_output();
+                let backward = || {
+                    std::hint::black_box(case.backward(&grad_output));
+                };
+                let single = one.install(|| median_time(backward, quick));
+                let multi = all.install(|| median_time(backward, quick));
+                passes.push(("backward", single, multi));
+            }
+            for (pass, single, multi) in passes {
+                for (count, time) in [(1, single), (threads, multi)] {
+                    let record = serde_json::json!({
+                        "name": case.shape.name,
+                        "pass": pass,
+                        "threads": count,
+                        "ms": ms(time),
+                        "gflops": case.useful_flops() / time.as_secs_f64() / 1e9,
+                        "flops": case.useful_flops(),
+                    });
+                    println!("{record}");
+                }
             }
             continue;
         }
@@ -117,17 +136,18 @@ fn check(case: &Case) {
     );
 }
 
-fn median_time(case: &Case, quick: bool) -> Duration {
+/// The median time of `call`, after a first call.
+fn median_time(call: impl Fn(), quick: bool) -> Duration {
     // Enough runs for about a quarter of a second per case, at least 5.
     let start = Instant::now();
-    std::hint::black_box(case.forward());
+    call();
     let once = start.elapsed().max(Duration::from_micros(1));
     let budget = if quick { 0.05 } else { 0.25 };
     let runs = ((budget / once.as_secs_f64()) as usize).clamp(5, 2000);
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
-            std::hint::black_box(case.forward());
+            call();
             start.elapsed()
         })
         .collect();

@@ -10,7 +10,8 @@ must be on the PATH unless `--skip-rust` is given. Run from anywhere, e.g.:
     /work/venv-torch/bin/python tools/peer_suite.py
     /work/venv-torch/bin/python tools/peer_suite.py --quick --only unet-enc --threads 1
 
-Options: `--quick` (fewer timed runs, here and in Rust), `--only NAME` (one case),
+Options: `--backward` (also the backward pass, against PyTorch's), `--quick` (fewer timed
+runs, here and in Rust), `--only NAME` (one case),
 `--threads 1|all|both` (default both), `--skip-rust` (peers only), `--suite PATH`
 (default `../shared/bench-suite.json` beside the repository).
 
@@ -24,6 +25,10 @@ The peers are then timed one after the other, never at the same time as Rust:
 * onnxruntime: a one-node Conv / ConvTranspose model with the same weights, built with
   `onnx.helper`, run with `intra_op_num_threads = n` through IOBinding with a reused output
   buffer (as in `peer-baseline.md`). Its output is checked against PyTorch's once.
+
+With `--backward`, the backward pass is timed too: ours is `layer.backward(x, grad_output)`
+(input, weight and bias gradients), PyTorch's is `torch.ops.aten.convolution_backward` with
+all three outputs, what autograd calls for a convolution (onnxruntime has no backward).
 
 Each timing is a warm-up call, then the median of repeated calls (about a quarter of a
 second per case, 0.05 s with `--quick`, at least 5 and at most 2000 runs), as in
@@ -97,8 +102,10 @@ def median_ms(call, quick):
 
 
 def run_rust(args):
-    """convgen's times from the Rust suite: {(name, threads): (ms, flops)}."""
+    """convgen's times from the Rust suite: {(pass, name, threads): (ms, flops)}."""
     command = ["cargo", "run", "--release", "--example", "suite", "--", "--json"]
+    if args.backward:
+        command.append("--backward")
     if args.quick:
         command.append("--quick")
     if args.only:
@@ -111,7 +118,8 @@ def run_rust(args):
     for line in result.stdout.splitlines():
         if line.startswith("{"):
             record = json.loads(line)
-            times[record["name"], record["threads"]] = (record["ms"], record["flops"])
+            key = (record.get("pass", "forward"), record["name"], record["threads"])
+            times[key] = (record["ms"], record["flops"])
     return times
 
 
@@ -177,6 +185,28 @@ def time_torch(torch, case, x, weight, bias, threads, quick):
         return median_ms(lambda: layer(x), quick), output
 
 
+def time_torch_backward(torch, case, x, weight, bias, threads, quick):
+    """Median ms of PyTorch's convolution backward: input, weight and bias gradients from
+    one output gradient, as autograd computes them for `nn.Conv2d` / `nn.ConvTranspose2d`."""
+    torch.set_num_threads(threads)
+    x, weight = torch.from_numpy(x), torch.from_numpy(weight)
+    transposed = case["op"] != "conv"
+    stride, padding, dilation = ([case[key]] * 2 for key in ("stride", "pad", "dil"))
+    output_padding = [case["opad"]] * 2 if transposed else [0, 0]
+    with torch.no_grad():
+        output = torch.ops.aten.convolution(x, weight, torch.from_numpy(bias), stride, padding,
+                                            dilation, transposed, output_padding,
+                                            case["groups"])
+        grad_output = torch.randn(output.shape)
+
+        def backward():
+            torch.ops.aten.convolution_backward(
+                grad_output, x, weight, [case["cout"]], stride, padding, dilation, transposed,
+                output_padding, case["groups"], [True, True, True])
+
+        return median_ms(backward, quick)
+
+
 def onnx_model(onnx, case, weight, bias):
     """A one-node Conv / ConvTranspose model with the given weights."""
     helper, TensorProto = onnx.helper, onnx.TensorProto
@@ -236,8 +266,7 @@ def fmt_ratio(peer, ours):
     return "-" if peer is None or ours is None else f"{peer / ours:.2f}x"
 
 
-def print_table(threads, rows, peers):
-    title = "1 thread" if threads == 1 else f"{threads} threads"
+def print_table(title, rows, peers):
     print(f"\n## {title}\n")
     header = ["case", "convgen ms", "GF/s"]
     for peer in peers:
@@ -265,6 +294,8 @@ def print_table(threads, rows, peers):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed runs")
+    parser.add_argument("--backward", action="store_true",
+                        help="also time the backward pass (against PyTorch)")
     parser.add_argument("--only", metavar="NAME", help="time one case")
     parser.add_argument("--threads", choices=["1", "all", "both"], default="both",
                         help="thread counts to time (default both)")
@@ -287,6 +318,7 @@ def main():
         sys.exit("nothing to time: no peer is importable and --skip-rust was given")
 
     results = {threads: [] for threads in thread_counts}
+    backward_results = {threads: [] for threads in thread_counts}
     for case in cases:
         name = case["name"]
         flops = useful_flops(case)
@@ -294,8 +326,8 @@ def main():
         weight, bias = make_weights(case)
         for threads in thread_counts:
             times = {}
-            if (name, threads) in ours:
-                times["convgen"], rust_flops = ours[name, threads]
+            if ("forward", name, threads) in ours:
+                times["convgen"], rust_flops = ours["forward", name, threads]
                 if not math.isclose(rust_flops, flops, rel_tol=1e-9):
                     print(f"warning: {name}: useful flops {flops:.0f} here but "
                           f"{rust_flops:.0f} in Rust", file=sys.stderr)
@@ -310,15 +342,32 @@ def main():
                 times["ort"] = time_ort(peers["ort"], case, x, weight, bias, threads,
                                         args.quick, expected)
             results[threads].append((name, flops, times))
+            if args.backward:
+                times = {}
+                if ("backward", name, threads) in ours:
+                    times["convgen"] = ours["backward", name, threads][0]
+                if "torch" in peers:
+                    times["torch"] = time_torch_backward(peers["torch"], case, x, weight, bias,
+                                                         threads, args.quick)
+                # The input and weight gradients each take the forward pass's multiply-adds.
+                backward_results[threads].append((name, 2 * flops, times))
             print(f"timed {name} at {threads} thread(s)", file=sys.stderr)
 
-    print("ms per forward call (median), NCHW f32 with bias; GF/s count only taps that touch "
+    print("ms per call (median), NCHW f32 with bias; GF/s count only taps that touch "
           "real data; peer/ours above 1 means convgen is faster")
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
         print(f"the machine was busy (load average {os.getloadavg()[0]:.1f} on {most} cores): "
               "times are noisy, multi-threaded ones most")
+    def title(threads):
+        return "1 thread" if threads == 1 else f"{threads} threads"
+
     for threads in thread_counts:
-        print_table(threads, results[threads], list(peers))
+        print_table(title(threads), results[threads], list(peers))
+    if args.backward:
+        backward_peers = [peer for peer in peers if peer == "torch"]
+        for threads in thread_counts:
+            print_table(f"backward (input, weight and bias gradients), {title(threads)}",
+                        backward_results[threads], backward_peers)
 
 
 if __name__ == "__main__":
