@@ -32,8 +32,8 @@ use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
 /// The largest output-channel block (`CV * LANES`) any instantiation uses.
 pub(crate) const MAX_CHANNELS: usize = 32;
 
-/// Pixels per strip: the running sums of a strip of the row stay in a buffer (at most
-/// 12 KB) while the kernel walks the input channels chunk by chunk.
+/// Pixels per strip: the running sums of a strip of the row stay in a buffer (15 KB) while
+/// the kernel walks the input channels chunk by chunk.
 const STRIP: usize = 120;
 
 /// Weights per chunk of input channels (16 KB), so that a chunk's weights stay in L1 while
@@ -99,7 +99,9 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
         let mut strip_start = job.cols.start;
         while strip_start < job.cols.end {
             let strip_end = (strip_start + STRIP).min(job.cols.end);
-            for pixel in &mut sums {
+            // The strip's tiles, the last rounded up to whole tile, start from the bias.
+            let tiles = (strip_end - strip_start).div_ceil(PX) * PX;
+            for pixel in &mut sums[..tiles] {
                 pixel[..job.bias.len()].copy_from_slice(job.bias);
             }
             let mut first = 0;
