@@ -14,7 +14,8 @@
 //! Chosen where it measured faster: stride-2 transposed convolutions whose phases have
 //! several taps (see `select`). On AVX2 it is 4 pixels by 2 vectors (16 channels): 8
 //! accumulators, as the row kernel. More spill: LLVM schedules the broadcasts of the next
-//! taps early, and 6 or 5 pixels by 2 vectors ran 1.2x slower than 4 (Zen 3).
+//! taps early. 5 pixels by 2 vectors ran dcgan-up in 7.06 ms against 3.80 ms for 4 (Zen 3,
+//! each measured beside the paired row kernel's 5.8-6.2 ms), and 6 pixels spilled as badly.
 //!
 //! Two things keep the data in cache. The input channels are walked in chunks whose weights
 //! fit in L1 (16 KB), every tile of a strip of the row reading a chunk before the next
