@@ -4,6 +4,9 @@
 
 use ndarray::{ArrayView1, ArrayView2, Axis};
 
+/// Floats per cache line (64 bytes).
+const LINE_FLOATS: usize = 16;
+
 /// The shape of a prepared operand, one image of it: `[channel][row][col_phase][phase_len]`.
 /// Prepared column `c` of a row is in phase `c % col_phases`, at `c / col_phases`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +26,17 @@ impl PlaneLayout {
         self.col_phases * self.phase_len
     }
 
+    /// Floats from one channel to the next: the plane, rounded up to whole cache lines and
+    /// then to an odd number of them.
+    ///
+    /// The kernels read the same row and columns of every channel one after another, so
+    /// consecutive channels must not fall into the same L1 set. A plane of 64 rows of 80
+    /// floats (unet-up's input) is exactly 5 pages: all 128 channels landed in one set of
+    /// the 8-way L1, and every channel's load came from L2. An odd number of lines steps
+    /// through all 64 sets of a page before repeating one.
     pub fn channel_stride(&self) -> usize {
-        self.rows * self.row_stride()
+        let lines = (self.rows * self.row_stride()).div_ceil(LINE_FLOATS);
+        (lines | 1) * LINE_FLOATS
     }
 
     /// Floats of one image.
