@@ -59,7 +59,6 @@ fn row<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: S, job: &mut
     let layout = job.input.layout;
     let block = CV * S::LANES;
     assert!(job.out.count() <= block && job.bias.len() == job.out.count());
-    assert_eq!(job.rows, 1, "one output row per job");
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * block);
     assert!(job.phase < T::PHASES.len());
@@ -227,7 +226,7 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> TapVisitor for Tile<
 fn store(sums: &[[f32; MAX_CHANNELS]], job: &mut RowJob<'_>, start: usize) {
     let (step, offset) = (job.out_step, job.out_offset);
     for channel in 0..job.out.count() {
-        let out = job.out.row(channel, 0);
+        let out = job.out.row(channel);
         for (i, pixel) in sums.iter().enumerate() {
             let x = ((start + i) * step) as isize + offset;
             if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {

@@ -228,12 +228,6 @@ fn run(
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
     let block_parts = wanted.div_ceil(row_chunks).clamp(1, per_group.max(1));
     let part_blocks = per_group.div_ceil(block_parts).max(1);
-    let rows_per_job = if rows.transposed {
-        1
-    } else {
-        let per_row = out_w * packed.block * packed.in_per_group * engine.taps.phases[0].taps.len();
-        JOB_WORK.div_ceil(per_row.max(1)).clamp(1, chunk_rows)
-    };
 
     with_scratch(layout.image_stride(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
@@ -253,8 +247,8 @@ fn run(
                     .expect("output is in standard layout")
                     .as_mut_ptr(),
             );
-            // Output rows `y..y + job_rows` of block `b` of group `group`.
-            let rows_of_block = |y: usize, job_rows: usize, group: usize, b: usize| {
+            // Output row `y` of block `b` of group `group`.
+            let row_of_block = |y: usize, group: usize, b: usize| {
                 let first_out = b * packed.block;
                 let count = packed.block.min(packed.out_per_group - first_out);
                 let channel0 = group * packed.out_per_group + first_out;
@@ -271,19 +265,15 @@ fn run(
                     }
                     let first = channel0 * plane + y * out_w;
                     // SAFETY: `out` points at this image's output, `plane * out_channels`
-                    // floats in standard layout, so rows `y..y + job_rows` (at most `out_h`)
-                    // of channels `channel0..channel0 + count` are inside it. Every task
-                    // writes only the rows of its row chunk in the channels of its group's
-                    // blocks `part`, and one task's jobs live one kernel call at a time, so
-                    // no two jobs reach the same row.
-                    let out_rows =
-                        unsafe { OutputRows::new(out.at(first), plane, out_w, job_rows, count) };
+                    // floats in standard layout, so row `y` of channels `channel0..channel0 +
+                    // count` is inside it. Every task writes only the rows of its row chunk
+                    // in the channels of its group's blocks `part`, and one task's jobs live
+                    // one kernel call at a time, so no two jobs reach the same row.
+                    let out_rows = unsafe { OutputRows::new(out.at(first), plane, out_w, count) };
                     let mut job = RowJob {
                         input: &prepared,
                         channels: group * packed.in_per_group..(group + 1) * packed.in_per_group,
                         origin_row,
-                        rows: job_rows,
-                        origin_step: engine.spec.stride.0 as isize,
                         phase,
                         weights: packed.block(group, b),
                         bias: &engine.bias[channel0..channel0 + count],
@@ -299,10 +289,9 @@ fn run(
             let task = |(group, chunk, part): (usize, usize, usize)| {
                 let rows_here = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(out_h);
                 let blocks_here = part * part_blocks..((part + 1) * part_blocks).min(per_group);
-                for y in rows_here.clone().step_by(rows_per_job) {
-                    let job_rows = rows_per_job.min(rows_here.end - y);
+                for y in rows_here {
                     for b in blocks_here.clone() {
-                        rows_of_block(y, job_rows, group, b);
+                        row_of_block(y, group, b);
                     }
                 }
             };
@@ -322,11 +311,6 @@ fn run(
         }
     });
 }
-
-/// Multiply-adds a kernel call should have at least: a convolution whose rows are less work
-/// than this gets several rows per call. One call per row and block cost depthwise-d2 (a
-/// call of 64 columns by 9 taps) more in setting up calls than in the taps.
-const JOB_WORK: usize = 1 << 16;
 
 /// The output of one image, written by several tasks at once, each to its own rows.
 #[derive(Clone, Copy)]

@@ -4,8 +4,7 @@
 //! runs them (`engine`, `driver`), chooses the kernel and its blocking (`select`) and packs
 //! the weights (`packed`).
 //!
-//! One call computes one output row of `OCB` output channels (or, for a convolution whose
-//! rows are little work, several consecutive rows, one after another): tile after tile of
+//! One call computes one output row of `OCB` output channels: tile after tile of
 //! `WV * LANES` consecutive outputs, each tile held in `OCB x WV` vector accumulators while
 //! the kernel walks the group's input channels and, for each, every tap of the geometry.
 //! A tap is one vector load per accumulator column and one broadcast weight per row,
@@ -75,19 +74,13 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// One output row (or a few) of one block of output channels: everything but the geometry.
+/// One output row of one block of output channels: everything but the geometry.
 pub(crate) struct RowJob<'a> {
     pub input: &'a Prepared<'a>,
     /// The group's input channels within `input`.
     pub channels: Range<usize>,
-    /// The input row of the first output row's windows' origin (may be negative, in the
-    /// padding).
+    /// The input row of the windows' origin (may be negative, in the padding).
     pub origin_row: isize,
-    /// Consecutive output rows the job computes, one after another (always 1 for a
-    /// transposed convolution, whose consecutive rows are different phases).
-    pub rows: usize,
-    /// Input rows from one output row's window origin to the next's (the row stride).
-    pub origin_step: isize,
     /// The tap list's phase (always 0 for the convolution). A kernel that computes `CP`
     /// column phases at once computes phases `phase..phase + CP`.
     pub phase: usize,
@@ -108,62 +101,46 @@ pub(crate) struct RowJob<'a> {
     pub taps: RunTimeTaps,
 }
 
-/// The output rows of one [`RowJob`]: `rows` consecutive rows of `width` floats in each of
-/// `count` consecutive output channels, `plane` floats apart. Made from a pointer rather
-/// than a slice per channel: a job is built for every row and block, and filling an array
-/// of 32 slices per job was 4% of depthwise-d2's time (8192 jobs per image, Zen 3,
-/// `perf record`).
+/// The output rows of one [`RowJob`]: the same row of `count` consecutive output channels,
+/// `plane` floats apart in the output. Made from a pointer rather than a slice per row: a
+/// job is built for every row and block, and filling an array of 32 slices per job was 4%
+/// of depthwise-d2's time (8192 jobs per image, Zen 3, `perf record`).
 pub(crate) struct OutputRows<'a> {
     first: *mut f32,
     plane: usize,
-    width: usize,
-    rows: usize,
+    len: usize,
     count: usize,
-    life: PhantomData<&'a mut [f32]>,
+    rows: PhantomData<&'a mut [f32]>,
 }
 
 impl<'a> OutputRows<'a> {
     /// # Safety
     ///
-    /// For every `j < count`, the `rows * width` floats from `first + j * plane` must be
-    /// valid for writes for `'a`, and no other reference may reach them while `'a` lasts.
-    pub unsafe fn new(
-        first: *mut f32,
-        plane: usize,
-        width: usize,
-        rows: usize,
-        count: usize,
-    ) -> Self {
-        assert!(
-            count <= 1 || plane >= rows * width,
-            "channels do not overlap"
-        );
+    /// For every `j < count`, the `len` floats from `first + j * plane` must be valid for
+    /// writes for `'a`, and no other reference may reach them while `'a` lasts.
+    pub unsafe fn new(first: *mut f32, plane: usize, len: usize, count: usize) -> Self {
+        assert!(count <= 1 || plane >= len, "rows do not overlap");
         OutputRows {
             first,
             plane,
-            width,
-            rows,
+            len,
             count,
-            life: PhantomData,
+            rows: PhantomData,
         }
     }
 
-    /// Output channels, each with its rows.
+    /// Rows, one per output channel.
     pub fn count(&self) -> usize {
         self.count
     }
 
-    /// Row `r` of channel `j`. Borrows `self`, so one row is reachable at a time.
+    /// Channel `j`'s row. Borrows `self`, so one row is reachable at a time.
     #[inline(always)]
-    pub fn row(&mut self, j: usize, r: usize) -> &mut [f32] {
-        assert!(j < self.count && r < self.rows);
-        // SAFETY: `new`'s contract makes the rows of channel `j < count` valid and unaliased
-        // for `'a`, row `r < rows` is among them, channels do not overlap (`plane >= rows *
-        // width`), and the `&mut self` borrow keeps this the only slice made from `self`
-        // while it lives.
-        unsafe {
-            let start = self.first.add(j * self.plane + r * self.width);
-            std::slice::from_raw_parts_mut(start, self.width)
-        }
+    pub fn row(&mut self, j: usize) -> &mut [f32] {
+        assert!(j < self.count);
+        // SAFETY: `new`'s contract makes row `j < count` valid and unaliased for `'a`, rows
+        // do not overlap (`plane >= len`), and the `&mut self` borrow keeps this the only
+        // slice made from `self` while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.first.add(j * self.plane), self.len) }
     }
 }

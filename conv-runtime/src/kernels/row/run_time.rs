@@ -36,47 +36,42 @@ fn row_with_run_time_taps<S: Simd, const OCB: usize, const WV: usize, const CP: 
     let (input, weights) = (job.input.data, job.weights);
     let filter = taps.filter_len * OCB;
     let phases = &taps.phases[job.phase..job.phase + CP];
-    for out_row in 0..job.rows {
-        let origin_row = job.origin_row + out_row as isize * job.origin_step;
-        let mut start = job.cols.start;
-        while start < job.cols.end {
-            let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
-            let mut acc: [[[S::Vector; WV]; OCB]; CP] =
-                [std::array::from_fn(|j| [bias(j); WV]); CP];
-            for (index, channel) in job.channels.clone().enumerate() {
-                let channel =
-                    &input[channel * layout.channel_stride()..][..layout.channel_stride()];
-                let weights = &weights[index * filter..][..filter];
-                for (acc, phase) in acc.iter_mut().zip(phases) {
-                    for tap in phase.taps {
-                        // Rows outside the prepared input are padding: their products are zeros.
-                        let Ok(row) = usize::try_from(origin_row + tap.row) else {
-                            continue;
-                        };
-                        if row >= layout.rows {
-                            continue;
-                        }
-                        let column = usize::try_from(tap.col + taps.col_shift)
-                            .expect("taps read the prepared row's columns");
-                        let row = &channel[row * layout.row_stride()..][..layout.row_stride()];
-                        let phase_row =
-                            &row[column % taps.col_stride * layout.phase_len..][..layout.phase_len];
-                        let x = &phase_row[column / taps.col_stride + start..][..tile];
-                        let weights = &weights[tap.weight * OCB..][..OCB];
-                        for (acc, &weight) in acc.iter_mut().zip(weights) {
-                            let weight = simd.splat(weight);
-                            for (acc, x) in acc.iter_mut().zip(x.chunks_exact(S::LANES)) {
-                                // SAFETY: `x` is a slice of `LANES` floats.
-                                let x = unsafe { simd.load(x.as_ptr()) };
-                                *acc = simd.mul_add(weight, x, *acc);
-                            }
+    let mut start = job.cols.start;
+    while start < job.cols.end {
+        let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
+        let mut acc: [[[S::Vector; WV]; OCB]; CP] = [std::array::from_fn(|j| [bias(j); WV]); CP];
+        for (index, channel) in job.channels.clone().enumerate() {
+            let channel = &input[channel * layout.channel_stride()..][..layout.channel_stride()];
+            let weights = &weights[index * filter..][..filter];
+            for (acc, phase) in acc.iter_mut().zip(phases) {
+                for tap in phase.taps {
+                    // Rows outside the prepared input are padding: their products are zeros.
+                    let Ok(row) = usize::try_from(job.origin_row + tap.row) else {
+                        continue;
+                    };
+                    if row >= layout.rows {
+                        continue;
+                    }
+                    let column = usize::try_from(tap.col + taps.col_shift)
+                        .expect("taps read the prepared row's columns");
+                    let row = &channel[row * layout.row_stride()..][..layout.row_stride()];
+                    let phase_row =
+                        &row[column % taps.col_stride * layout.phase_len..][..layout.phase_len];
+                    let x = &phase_row[column / taps.col_stride + start..][..tile];
+                    let weights = &weights[tap.weight * OCB..][..OCB];
+                    for (acc, &weight) in acc.iter_mut().zip(weights) {
+                        let weight = simd.splat(weight);
+                        for (acc, x) in acc.iter_mut().zip(x.chunks_exact(S::LANES)) {
+                            // SAFETY: `x` is a slice of `LANES` floats.
+                            let x = unsafe { simd.load(x.as_ptr()) };
+                            *acc = simd.mul_add(weight, x, *acc);
                         }
                     }
                 }
             }
-            let count = (job.cols.end - start).min(tile);
-            store_tile::<S, OCB, WV, CP>(simd, acc, job, out_row, start, count);
-            start += tile;
         }
+        let count = (job.cols.end - start).min(tile);
+        store_tile::<S, OCB, WV, CP>(simd, acc, job, start, count);
+        start += tile;
     }
 }

@@ -132,8 +132,6 @@ fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     // first column phase of a row phase (`Kernels::with_transposed_columns` pairs no other).
     assert!(job.phase + CP <= T::PHASES.len());
     assert!(CP == 1 || (T::SPEC.stride.1 == 2 && job.phase.is_multiple_of(2)));
-    // The paired kernels' row checks below hold for the first row only.
-    assert!(CP == 1 || job.rows == 1);
     let tiles_end = job.cols.start + job.cols.len().div_ceil(tile) * tile;
     for plan in &T::PHASES[job.phase..job.phase + CP] {
         let Some(extent) = plan.extent else { continue };
@@ -176,42 +174,39 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
         let layout = job.input.layout;
         let tile = WV * S::LANES;
         let (input, weights) = (job.input.data, job.weights);
-        for row in 0..job.rows {
-            let origin_row = job.origin_row + row as isize * job.origin_step;
-            let mut start = job.cols.start;
-            while start < job.cols.end {
-                let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
-                let mut state = Tile::<T, S, OCB, WV, CP> {
-                    simd,
-                    acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
-                    input,
-                    base: 0,
-                    origin_row,
-                    rows: layout.rows,
-                    row_stride: layout.row_stride(),
-                    phase_len: layout.phase_len,
-                    weights,
-                    weight_base: 0,
-                    taps: PhantomData,
-                };
-                let taps_per_channel = T::FILTER_LEN * OCB;
-                for (index, channel) in job.channels.clone().enumerate() {
-                    state.base = channel * layout.channel_stride() + start;
-                    state.weight_base = index * taps_per_channel;
-                    // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
-                    if PHASE != NO_PHASE {
-                        T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
-                        if CP == 2 {
-                            let second = PHASE.wrapping_add(1);
-                            T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
-                        }
+        let mut start = job.cols.start;
+        while start < job.cols.end {
+            let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
+            let mut state = Tile::<T, S, OCB, WV, CP> {
+                simd,
+                acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
+                input,
+                base: 0,
+                origin_row: job.origin_row,
+                rows: layout.rows,
+                row_stride: layout.row_stride(),
+                phase_len: layout.phase_len,
+                weights,
+                weight_base: 0,
+                taps: PhantomData,
+            };
+            let taps_per_channel = T::FILTER_LEN * OCB;
+            for (index, channel) in job.channels.clone().enumerate() {
+                state.base = channel * layout.channel_stride() + start;
+                state.weight_base = index * taps_per_channel;
+                // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
+                if PHASE != NO_PHASE {
+                    T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
+                    if CP == 2 {
+                        let second = PHASE.wrapping_add(1);
+                        T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
                     }
                 }
-                let count = (job.cols.end - start).min(tile);
-                // By value: the copy keeps the accumulators themselves out of memory.
-                store_tile::<S, OCB, WV, CP>(simd, state.acc, job, row, start, count);
-                start += tile;
             }
+            let count = (job.cols.end - start).min(tile);
+            // By value: the copy keeps the accumulators themselves out of memory.
+            store_tile::<S, OCB, WV, CP>(simd, state.acc, job, start, count);
+            start += tile;
         }
     }
 }

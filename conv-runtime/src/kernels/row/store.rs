@@ -4,13 +4,12 @@ use super::{MAX_TILE, RowJob};
 use crate::isa::Simd;
 
 /// Writes `count` tile columns of every column phase of a tile starting at tile column
-/// `start`, into the job's output row `row`.
+/// `start`.
 #[inline(always)]
 pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     simd: S,
     acc: [[[S::Vector; WV]; OCB]; CP],
     job: &mut RowJob<'_>,
-    row: usize,
     start: usize,
     count: usize,
 ) {
@@ -22,7 +21,7 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
     let contiguous = step == CP && count == tile;
     let channels = job.out.count();
     for j in (0..OCB).take(channels) {
-        let out = job.out.row(j, row);
+        let out = job.out.row(j);
         let run = usize::try_from(first)
             .ok()
             .filter(|&first| contiguous && first + CP * tile <= out.len());
