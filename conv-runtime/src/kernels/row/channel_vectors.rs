@@ -58,7 +58,7 @@ fn row<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: S, job: &mut
     const { assert!(CV * S::LANES <= MAX_CHANNELS) };
     let layout = job.input.layout;
     let block = CV * S::LANES;
-    assert!(job.out.count() <= block && job.bias.len() == job.out.count());
+    assert!(job.out.len() <= block && job.bias.len() == job.out.len());
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * block);
     assert!(job.phase < T::PHASES.len());
@@ -225,8 +225,7 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> TapVisitor for Tile<
 #[inline(always)]
 fn store(sums: &[[f32; MAX_CHANNELS]], job: &mut RowJob<'_>, start: usize) {
     let (step, offset) = (job.out_step, job.out_offset);
-    for channel in 0..job.out.count() {
-        let out = job.out.row(channel);
+    for (channel, out) in job.out.iter_mut().enumerate() {
         for (i, pixel) in sums.iter().enumerate() {
             let x = ((start + i) * step) as isize + offset;
             if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {

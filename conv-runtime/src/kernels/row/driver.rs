@@ -10,7 +10,7 @@ use ndarray::{ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use super::prepare::prepare;
-use super::{Engine, OutputRows, Prepared, RowJob};
+use super::{Engine, Prepared, RowJob};
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
 use crate::shape::geometry::GeometrySpec;
@@ -263,13 +263,17 @@ fn run(
                     if cols.is_empty() {
                         continue;
                     }
-                    let first = channel0 * plane + y * out_w;
-                    // SAFETY: `out` points at this image's output, `plane * out_channels`
-                    // floats in standard layout, so row `y` of channels `channel0..channel0 +
-                    // count` is inside it. Every task writes only the rows of its row chunk
-                    // in the channels of its group's blocks `part`, and one task's jobs live
-                    // one kernel call at a time, so no two jobs reach the same row.
-                    let out_rows = unsafe { OutputRows::new(out.at(first), plane, out_w, count) };
+                    let mut row_slices: [&mut [f32]; MAX_BLOCK] = Default::default();
+                    assert!(count <= MAX_BLOCK, "blockings are at most MAX_BLOCK wide");
+                    for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
+                        let start = (channel0 + j) * plane + y * out_w;
+                        // SAFETY: `out` points at this image's output, `plane * out_channels`
+                        // floats in standard layout, so row `y` of channel `channel0 + j`
+                        // is inside it. Every task writes only the rows of its row chunk in
+                        // the channels of its group's blocks `part`, and the slices of one
+                        // task live one kernel call at a time, so no two live slices overlap.
+                        *slice = unsafe { out.slice(start, out_w) };
+                    }
                     let mut job = RowJob {
                         input: &prepared,
                         channels: group * packed.in_per_group..(group + 1) * packed.in_per_group,
@@ -278,7 +282,7 @@ fn run(
                         weights: packed.block(group, b),
                         bias: &engine.bias[channel0..channel0 + count],
                         cols,
-                        out: out_rows,
+                        out: &mut row_slices[..count],
                         out_step: step,
                         out_offset: offset,
                         taps: engine.taps,
@@ -312,6 +316,9 @@ fn run(
     });
 }
 
+/// The largest output-channel block any kernel uses.
+const MAX_BLOCK: usize = super::channel_vectors::MAX_CHANNELS;
+
 /// The output of one image, written by several tasks at once, each to its own rows.
 #[derive(Clone, Copy)]
 struct SharedOutput(*mut f32);
@@ -324,9 +331,12 @@ unsafe impl Send for SharedOutput {}
 unsafe impl Sync for SharedOutput {}
 
 impl SharedOutput {
-    /// The address `start` floats into the output; the pointer arithmetic is checked by the
-    /// caller's use, see [`OutputRows::new`].
-    fn at(&self, start: usize) -> *mut f32 {
-        self.0.wrapping_add(start)
+    /// # Safety
+    ///
+    /// `start..start + len` must be inside the output, and no other live slice may overlap it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
 }

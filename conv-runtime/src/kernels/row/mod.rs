@@ -36,7 +36,6 @@ mod specialised;
 mod store;
 mod taps;
 
-use std::marker::PhantomData;
 use std::ops::Range;
 
 use crate::isa::Family;
@@ -91,7 +90,7 @@ pub(crate) struct RowJob<'a> {
     /// The tile columns (output columns, or phase columns `q`) to compute.
     pub cols: Range<usize>,
     /// Whole output rows, one per channel of the block (at most `OCB`).
-    pub out: OutputRows<'a>,
+    pub out: &'a mut [&'a mut [f32]],
     /// Tile column `c` of the kernel's `p`-th column phase is output column
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,
@@ -99,48 +98,4 @@ pub(crate) struct RowJob<'a> {
     /// The direction's taps as data, for [`run_time::RunTimeRow`]; the specialised kernels
     /// have the same as constants of their [`TapList`].
     pub taps: RunTimeTaps,
-}
-
-/// The output rows of one [`RowJob`]: the same row of `count` consecutive output channels,
-/// `plane` floats apart in the output. Made from a pointer rather than a slice per row: a
-/// job is built for every row and block, and filling an array of 32 slices per job was 4%
-/// of depthwise-d2's time (8192 jobs per image, Zen 3, `perf record`).
-pub(crate) struct OutputRows<'a> {
-    first: *mut f32,
-    plane: usize,
-    len: usize,
-    count: usize,
-    rows: PhantomData<&'a mut [f32]>,
-}
-
-impl<'a> OutputRows<'a> {
-    /// # Safety
-    ///
-    /// For every `j < count`, the `len` floats from `first + j * plane` must be valid for
-    /// writes for `'a`, and no other reference may reach them while `'a` lasts.
-    pub unsafe fn new(first: *mut f32, plane: usize, len: usize, count: usize) -> Self {
-        assert!(count <= 1 || plane >= len, "rows do not overlap");
-        OutputRows {
-            first,
-            plane,
-            len,
-            count,
-            rows: PhantomData,
-        }
-    }
-
-    /// Rows, one per output channel.
-    pub fn count(&self) -> usize {
-        self.count
-    }
-
-    /// Channel `j`'s row. Borrows `self`, so one row is reachable at a time.
-    #[inline(always)]
-    pub fn row(&mut self, j: usize) -> &mut [f32] {
-        assert!(j < self.count);
-        // SAFETY: `new`'s contract makes row `j < count` valid and unaliased for `'a`, rows
-        // do not overlap (`plane >= len`), and the `&mut self` borrow keeps this the only
-        // slice made from `self` while it lives.
-        unsafe { std::slice::from_raw_parts_mut(self.first.add(j * self.plane), self.len) }
-    }
 }

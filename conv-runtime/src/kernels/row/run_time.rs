@@ -32,7 +32,7 @@ fn row_with_run_time_taps<S: Simd, const OCB: usize, const WV: usize, const CP: 
     let layout = job.input.layout;
     let taps = job.taps;
     let tile = WV * S::LANES;
-    assert!(job.out.count() <= OCB && job.bias.len() == job.out.count());
+    assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
     let (input, weights) = (job.input.data, job.weights);
     let filter = taps.filter_len * OCB;
     let phases = &taps.phases[job.phase..job.phase + CP];

@@ -125,7 +125,7 @@ fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     const { assert!(CP * WV * S::LANES <= MAX_TILE) };
     let layout = job.input.layout;
     let tile = WV * S::LANES;
-    assert!(job.out.count() <= OCB && job.bias.len() == job.out.count());
+    assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * OCB);
     // The phases this call computes exist; two at once only for column stride 2, from the

@@ -19,9 +19,7 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
     // as one contiguous run: then it is written with vector stores.
     let first = (start * step) as isize + offset;
     let contiguous = step == CP && count == tile;
-    let channels = job.out.count();
-    for j in (0..OCB).take(channels) {
-        let out = job.out.row(j);
+    for (j, out) in job.out.iter_mut().enumerate() {
         let run = usize::try_from(first)
             .ok()
             .filter(|&first| contiguous && first + CP * tile <= out.len());
