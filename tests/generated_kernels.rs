@@ -294,3 +294,49 @@ fn every_work_split_matches_the_reference() {
         }
     }
 }
+
+/// Depthwise layers run several output rows per kernel call where a row is little work: at
+/// every height (one row, a few, more rows than a call takes, rows split unevenly among
+/// threads), stride 1 and 2, with and without padding rows, every call's rows give the
+/// reference's numbers, on every instruction set.
+#[test]
+fn multi_row_calls_match_the_reference() {
+    fn check<G: Geometry>(geometry: G) {
+        let spec = G::SPEC;
+        let channels = 5;
+        for (case, (h, w)) in [(1, 1), (2, 9), (37, 17), (70, 3), (41, 40)]
+            .into_iter()
+            .enumerate()
+        {
+            let (h, w) = (
+                h + spec.min_input_size().0 - 1,
+                w + spec.min_input_size().1 - 1,
+            );
+            let case = case as u64;
+            let x = random_array((2, channels, h, w), case);
+            let weight = random_array((channels, 1, 3, 3), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
+            let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
+            for isa in Isa::available() {
+                let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), channels)
+                    .and_then(|layer| layer.with_isa(isa))
+                    .unwrap();
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let y = pool.install(|| conv.forward(&x).unwrap());
+                    assert_close(
+                        &y,
+                        &expected,
+                        TOLERANCE,
+                        &format!("{spec}, {isa}, {threads} threads, input {h}x{w}"),
+                    );
+                }
+            }
+        }
+    }
+    check(conv!(k = 3, dilation = 2, padding = 2));
+    check(conv!(k = 3, stride = 2, padding = 1));
+}

@@ -59,6 +59,7 @@ fn row<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: S, job: &mut
     let layout = job.input.layout;
     let block = CV * S::LANES;
     assert!(job.out.len() <= block && job.bias.len() == job.out.len());
+    assert_eq!(job.rows, 1, "one row per call");
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * block);
     assert!(job.phase < T::PHASES.len());

@@ -229,6 +229,15 @@ fn run(
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
     let block_parts = wanted.div_ceil(row_chunks).clamp(1, per_group.max(1));
     let part_blocks = per_group.div_ceil(block_parts).max(1);
+    let rows_per_job = if engine.kernel.multi_row {
+        let per_row = out_w * packed.in_per_group * engine.taps.phases[0].taps.len();
+        // A job's output rows are one slice each: at most `MAX_BLOCK` of them.
+        JOB_WORK
+            .div_ceil(per_row.max(1))
+            .clamp(1, chunk_rows.min(MAX_BLOCK / packed.block))
+    } else {
+        1
+    };
 
     with_scratch(layout.image_stride(), |scratch| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
@@ -248,8 +257,9 @@ fn run(
                     .expect("output is in standard layout")
                     .as_mut_ptr(),
             );
-            // Output row `y` of block `b` of group `group`.
-            let row_of_block = |y: usize, group: usize, b: usize| {
+            // Output rows `y..y + job_rows` of block `b` of group `group` (one row unless the
+            // kernel is multi-row).
+            let rows_of_block = |y: usize, job_rows: usize, group: usize, b: usize| {
                 let first_out = b * packed.block;
                 let count = packed.block.min(packed.out_per_group - first_out);
                 let channel0 = group * packed.out_per_group + first_out;
@@ -264,28 +274,33 @@ fn run(
                     if cols.is_empty() {
                         continue;
                     }
-                    // Only the block's `count` rows are written: filling all 32 entries per
-                    // job (`Default::default()`) was 4% of depthwise-d2's time, which makes
-                    // 8192 jobs of one channel per image (Zen 3, `perf record`).
+                    // Only the job's `job_rows * count` rows are written: filling all 32
+                    // entries per job (`Default::default()`) was 4% of depthwise-d2's time,
+                    // which made 8192 jobs of one channel per image (Zen 3, `perf record`).
+                    let slices = job_rows * count;
                     let mut row_slices = [const { MaybeUninit::<&mut [f32]>::uninit() }; MAX_BLOCK];
-                    assert!(count <= MAX_BLOCK, "blockings are at most MAX_BLOCK wide");
-                    for (j, slice) in row_slices.iter_mut().take(count).enumerate() {
-                        let start = (channel0 + j) * plane + y * out_w;
+                    assert!(slices <= MAX_BLOCK, "jobs have at most MAX_BLOCK rows");
+                    for (index, slice) in row_slices.iter_mut().take(slices).enumerate() {
+                        let (r, j) = (index / count, index % count);
+                        let start = (channel0 + j) * plane + (y + r) * out_w;
                         // SAFETY: `out` points at this image's output, `plane * out_channels`
-                        // floats in standard layout, so row `y` of channel `channel0 + j`
-                        // is inside it. Every task writes only the rows of its row chunk in
-                        // the channels of its group's blocks `part`, and the slices of one
-                        // task live one kernel call at a time, so no two live slices overlap.
+                        // floats in standard layout, so row `y + r` (`y + job_rows` stops at
+                        // the row chunk's end, at most `out_h`) of channel `channel0 + j` is
+                        // inside it. Every task writes only the rows of its row chunk in the
+                        // channels of its group's blocks `part`, and the slices of one task
+                        // live one kernel call at a time, so no two live slices overlap.
                         slice.write(unsafe { out.slice(start, out_w) });
                     }
-                    let row_slices = &mut row_slices[..count];
-                    // SAFETY: the loop above initialised the first `count` entries, and
+                    let row_slices = &mut row_slices[..slices];
+                    // SAFETY: the loop above initialised the first `slices` entries, and
                     // `MaybeUninit<T>` has the layout of `T`.
                     let row_slices = unsafe { &mut *(row_slices as *mut [_] as *mut [&mut [f32]]) };
                     let mut job = RowJob {
                         input: &prepared,
                         channels: group * packed.in_per_group..(group + 1) * packed.in_per_group,
                         origin_row,
+                        rows: job_rows,
+                        origin_step: engine.spec.stride.0 as isize,
                         phase,
                         weights: packed.block(group, b),
                         bias: &engine.bias[channel0..channel0 + count],
@@ -301,9 +316,10 @@ fn run(
             let task = |(group, chunk, part): (usize, usize, usize)| {
                 let rows_here = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(out_h);
                 let blocks_here = part * part_blocks..((part + 1) * part_blocks).min(per_group);
-                for y in rows_here {
+                for y in rows_here.clone().step_by(rows_per_job) {
+                    let job_rows = rows_per_job.min(rows_here.end - y);
                     for b in blocks_here.clone() {
-                        row_of_block(y, group, b);
+                        rows_of_block(y, job_rows, group, b);
                     }
                 }
             };
@@ -323,6 +339,11 @@ fn run(
         }
     });
 }
+
+/// Multiply-adds a kernel call should have at least: where a row of one output channel is
+/// less work than this, a multi-row kernel gets several rows per call. One call per row cost
+/// depthwise-d2 (64 columns by 9 taps per call) more in setting up calls than in its taps.
+const JOB_WORK: usize = 1 << 16;
 
 /// The largest output-channel block any kernel uses.
 const MAX_BLOCK: usize = super::channel_vectors::MAX_CHANNELS;

@@ -73,13 +73,20 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// One output row of one block of output channels: everything but the geometry.
+/// One output row (or a few consecutive ones) of one block of output channels: everything
+/// but the geometry.
 pub(crate) struct RowJob<'a> {
     pub input: &'a Prepared<'a>,
     /// The group's input channels within `input`.
     pub channels: Range<usize>,
-    /// The input row of the windows' origin (may be negative, in the padding).
+    /// The input row of the first output row's windows' origin (may be negative, in the
+    /// padding).
     pub origin_row: isize,
+    /// Consecutive output rows the job computes, one after another: 1 unless the kernel is
+    /// [`multi_row`](select::Selected::multi_row).
+    pub rows: usize,
+    /// Input rows from one output row's window origin to the next's (the row stride).
+    pub origin_step: isize,
     /// The tap list's phase (always 0 for the convolution). A kernel that computes `CP`
     /// column phases at once computes phases `phase..phase + CP`.
     pub phase: usize,
@@ -89,7 +96,8 @@ pub(crate) struct RowJob<'a> {
     pub bias: &'a [f32],
     /// The tile columns (output columns, or phase columns `q`) to compute.
     pub cols: Range<usize>,
-    /// Whole output rows, one per channel of the block (at most `OCB`).
+    /// Whole output rows: for each of the job's `rows` rows, one per channel of the block
+    /// (at most `OCB`, as many as `bias` has).
     pub out: &'a mut [&'a mut [f32]],
     /// Tile column `c` of the kernel's `p`-th column phase is output column
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.

@@ -33,6 +33,7 @@ fn row_with_run_time_taps<S: Simd, const OCB: usize, const WV: usize, const CP: 
     let taps = job.taps;
     let tile = WV * S::LANES;
     assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
+    assert_eq!(job.rows, 1, "one row per call");
     let (input, weights) = (job.input.data, job.weights);
     let filter = taps.filter_len * OCB;
     let phases = &taps.phases[job.phase..job.phase + CP];
@@ -71,7 +72,7 @@ fn row_with_run_time_taps<S: Simd, const OCB: usize, const WV: usize, const CP: 
             }
         }
         let count = (job.cols.end - start).min(tile);
-        store_tile::<S, OCB, WV, CP>(simd, acc, job, start, count);
+        store_tile::<S, OCB, WV, CP>(simd, acc, job, 0, start, count);
         start += tile;
     }
 }

@@ -25,6 +25,10 @@ pub(crate) struct Selected {
     /// Column phases per call: 2 for the paired kernels of a stride-2 transposed
     /// convolution, else 1.
     pub column_phases: usize,
+    /// Whether a call may compute several consecutive output rows ([`RowJob::rows`]).
+    ///
+    /// [`RowJob::rows`]: super::RowJob::rows
+    pub multi_row: bool,
 }
 
 /// The row kernel for tap list `T` on `isa` (the portable set if `isa` is not available),
@@ -143,7 +147,10 @@ const fn several_taps(phases: &[PhasePlan]) -> bool {
 fn specialised<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     simd: S,
 ) -> Selected {
-    blocked::<Specialised<T, OCB, WV, CP>, S>(simd, OCB, WV, CP)
+    Selected {
+        multi_row: Specialised::<T, OCB, WV, CP>::MULTI_ROW,
+        ..blocked::<Specialised<T, OCB, WV, CP>, S>(simd, OCB, WV, CP)
+    }
 }
 
 /// The kernel vectorised along output channels, `PX` pixels by `CV` vectors, compiled for
@@ -154,6 +161,7 @@ fn channel_vectors<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: 
         block: CV * S::LANES,
         tile: PX,
         column_phases: 1,
+        multi_row: false,
     }
 }
 
@@ -170,6 +178,7 @@ fn blocked<K: crate::isa::Kernel<RowFamily>, S: Simd>(
         block,
         tile: vectors * S::LANES,
         column_phases,
+        multi_row: false,
     }
 }
 

@@ -14,6 +14,15 @@ pub(crate) struct Specialised<T, const OCB: usize, const WV: usize, const CP: us
     PhantomData<T>,
 );
 
+impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Specialised<T, OCB, WV, CP> {
+    /// Whether a call may compute several consecutive output rows: only the one-channel
+    /// kernels of a convolution. They run depthwise layers, whose row of one channel is too
+    /// little work to pay for a call (one call per row cost depthwise-d2 more in setting up
+    /// calls than in its taps). For every other kernel the row loop is a constant single
+    /// pass: looping over rows made LLVM duplicate each kernel's tile loop, 43% more code.
+    pub const MULTI_ROW: bool = OCB == 1 && CP == 1 && T::PHASES.len() == 1;
+}
+
 impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Kernel<RowFamily>
     for Specialised<T, OCB, WV, CP>
 {
@@ -125,13 +134,16 @@ fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     const { assert!(CP * WV * S::LANES <= MAX_TILE) };
     let layout = job.input.layout;
     let tile = WV * S::LANES;
-    assert!(job.out.len() <= OCB && job.bias.len() == job.out.len());
+    assert!(job.bias.len() <= OCB && job.out.len() == job.bias.len() * job.rows);
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * OCB);
     // The phases this call computes exist; two at once only for column stride 2, from the
     // first column phase of a row phase (`Kernels::with_transposed_columns` pairs no other).
     assert!(job.phase + CP <= T::PHASES.len());
     assert!(CP == 1 || (T::SPEC.stride.1 == 2 && job.phase.is_multiple_of(2)));
+    // The row checks below (and the paired kernels' proof of their tap rows) are of the
+    // first row; later rows of a multi-row kernel test their tap rows as they go.
+    assert!(job.rows == 1 || Specialised::<T, OCB, WV, CP>::MULTI_ROW);
     let tiles_end = job.cols.start + job.cols.len().div_ceil(tile) * tile;
     for plan in &T::PHASES[job.phase..job.phase + CP] {
         let Some(extent) = plan.extent else { continue };
@@ -174,39 +186,48 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
         let layout = job.input.layout;
         let tile = WV * S::LANES;
         let (input, weights) = (job.input.data, job.weights);
-        let mut start = job.cols.start;
-        while start < job.cols.end {
-            let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
-            let mut state = Tile::<T, S, OCB, WV, CP> {
-                simd,
-                acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
-                input,
-                base: 0,
-                origin_row: job.origin_row,
-                rows: layout.rows,
-                row_stride: layout.row_stride(),
-                phase_len: layout.phase_len,
-                weights,
-                weight_base: 0,
-                taps: PhantomData,
-            };
-            let taps_per_channel = T::FILTER_LEN * OCB;
-            for (index, channel) in job.channels.clone().enumerate() {
-                state.base = channel * layout.channel_stride() + start;
-                state.weight_base = index * taps_per_channel;
-                // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
-                if PHASE != NO_PHASE {
-                    T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
-                    if CP == 2 {
-                        let second = PHASE.wrapping_add(1);
-                        T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
+        // A constant 1 unless the kernel is `MULTI_ROW`, so that the others compile no row loop.
+        let rows = if Specialised::<T, OCB, WV, CP>::MULTI_ROW {
+            job.rows
+        } else {
+            1
+        };
+        for row in 0..rows {
+            let origin_row = job.origin_row + row as isize * job.origin_step;
+            let mut start = job.cols.start;
+            while start < job.cols.end {
+                let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
+                let mut state = Tile::<T, S, OCB, WV, CP> {
+                    simd,
+                    acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
+                    input,
+                    base: 0,
+                    origin_row,
+                    rows: layout.rows,
+                    row_stride: layout.row_stride(),
+                    phase_len: layout.phase_len,
+                    weights,
+                    weight_base: 0,
+                    taps: PhantomData,
+                };
+                let taps_per_channel = T::FILTER_LEN * OCB;
+                for (index, channel) in job.channels.clone().enumerate() {
+                    state.base = channel * layout.channel_stride() + start;
+                    state.weight_base = index * taps_per_channel;
+                    // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
+                    if PHASE != NO_PHASE {
+                        T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
+                        if CP == 2 {
+                            let second = PHASE.wrapping_add(1);
+                            T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
+                        }
                     }
                 }
+                let count = (job.cols.end - start).min(tile);
+                // By value: the copy keeps the accumulators themselves out of memory.
+                store_tile::<S, OCB, WV, CP>(simd, state.acc, job, row, start, count);
+                start += tile;
             }
-            let count = (job.cols.end - start).min(tile);
-            // By value: the copy keeps the accumulators themselves out of memory.
-            store_tile::<S, OCB, WV, CP>(simd, state.acc, job, start, count);
-            start += tile;
         }
     }
 }

@@ -4,12 +4,13 @@ use super::{MAX_TILE, RowJob};
 use crate::isa::Simd;
 
 /// Writes `count` tile columns of every column phase of a tile starting at tile column
-/// `start`.
+/// `start`, into the job's output row `row`.
 #[inline(always)]
 pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     simd: S,
     acc: [[[S::Vector; WV]; OCB]; CP],
     job: &mut RowJob<'_>,
+    row: usize,
     start: usize,
     count: usize,
 ) {
@@ -19,7 +20,8 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
     // as one contiguous run: then it is written with vector stores.
     let first = (start * step) as isize + offset;
     let contiguous = step == CP && count == tile;
-    for (j, out) in job.out.iter_mut().enumerate() {
+    let channels = job.bias.len();
+    for (j, out) in job.out[row * channels..][..channels].iter_mut().enumerate() {
         let run = usize::try_from(first)
             .ok()
             .filter(|&first| contiguous && first + CP * tile <= out.len());
