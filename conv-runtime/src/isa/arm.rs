@@ -1,6 +1,7 @@
 //! aarch64 vectors. NEON is part of the aarch64 baseline, so its token needs no detection.
 
 use std::arch::aarch64::*;
+use std::mem::MaybeUninit;
 
 use super::{Family, Isa, Kernel, KernelFn, Simd};
 
@@ -47,6 +48,13 @@ unsafe impl Simd for Neon {
         let target = &mut target[..4];
         // SAFETY: `target` holds 4 floats.
         unsafe { vst1q_f32(target.as_mut_ptr(), vector) }
+    }
+
+    #[inline(always)]
+    fn store_uninit(self, target: &mut [MaybeUninit<f32>], vector: float32x4_t) {
+        let target = &mut target[..4];
+        // SAFETY: `target` holds 4 slots, and `MaybeUninit<f32>` has the layout of `f32`.
+        unsafe { vst1q_f32(target.as_mut_ptr().cast(), vector) }
     }
 
     #[inline(always)]

@@ -1,5 +1,7 @@
 //! Plain Rust on arrays: the set every CPU has.
 
+use std::mem::MaybeUninit;
+
 use super::{Family, Isa, Kernel, KernelFn, Simd};
 
 /// Plain Rust on arrays, which the compiler vectorises for the baseline of the target (SSE2
@@ -46,6 +48,13 @@ unsafe impl Simd for Portable {
     #[inline(always)]
     fn store(self, target: &mut [f32], vector: Self::Vector) {
         target[..LANES].copy_from_slice(&vector);
+    }
+
+    #[inline(always)]
+    fn store_uninit(self, target: &mut [MaybeUninit<f32>], vector: Self::Vector) {
+        for (slot, value) in target[..LANES].iter_mut().zip(vector) {
+            slot.write(value);
+        }
     }
 
     #[inline(always)]

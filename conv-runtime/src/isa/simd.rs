@@ -1,5 +1,7 @@
 //! The vector operations a kernel needs, as methods of an instruction set's token.
 
+use std::mem::MaybeUninit;
+
 use super::{Family, Isa, Kernel, KernelFn};
 
 /// An instruction set's token: a value of the type proves that the running CPU supports the
@@ -40,6 +42,10 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
 
     /// Stores the vector into the first `LANES` floats of `target`.
     fn store(self, target: &mut [f32], vector: Self::Vector);
+
+    /// Stores the vector into the first `LANES` slots of `target`, which may be
+    /// uninitialised: how the row kernels write a layer's fresh output.
+    fn store_uninit(self, target: &mut [MaybeUninit<f32>], vector: Self::Vector);
 
     /// `a` and `b` interleaved lane by lane, `[a0, b0, a1, b1, ...]`, as two vectors.
     fn interleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);

@@ -7,6 +7,7 @@
 //! instruction it names.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::{Family, Isa, Kernel, KernelFn, Simd};
 
@@ -55,6 +56,14 @@ unsafe impl Simd for Avx2 {
         let target = &mut target[..8];
         // SAFETY: token; `target` holds 8 floats; `storeu` needs no alignment.
         unsafe { _mm256_storeu_ps(target.as_mut_ptr(), vector) }
+    }
+
+    #[inline(always)]
+    fn store_uninit(self, target: &mut [MaybeUninit<f32>], vector: __m256) {
+        let target = &mut target[..8];
+        // SAFETY: token; `target` holds 8 slots, and `MaybeUninit<f32>` has the layout of
+        // `f32`; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_ps(target.as_mut_ptr().cast(), vector) }
     }
 
     #[inline(always)]
@@ -127,6 +136,14 @@ unsafe impl Simd for Avx512 {
         let target = &mut target[..16];
         // SAFETY: token; `target` holds 16 floats; `storeu` needs no alignment.
         unsafe { _mm512_storeu_ps(target.as_mut_ptr(), vector) }
+    }
+
+    #[inline(always)]
+    fn store_uninit(self, target: &mut [MaybeUninit<f32>], vector: __m512) {
+        let target = &mut target[..16];
+        // SAFETY: token; `target` holds 16 slots, and `MaybeUninit<f32>` has the layout of
+        // `f32`; `storeu` needs no alignment.
+        unsafe { _mm512_storeu_ps(target.as_mut_ptr().cast(), vector) }
     }
 
     #[inline(always)]

@@ -196,9 +196,7 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
         x: &ArrayBase<S, Ix4>,
     ) -> Result<Array4<f32>, ConvError> {
         let shape = self.output_shape(x.dim().into())?;
-        let mut out = Array4::zeros(shape);
-        self.parameters.engine().run(x, &mut out);
-        Ok(out)
+        Ok(self.parameters.engine().run_new(x, shape))
     }
 
     /// Runs the layer on `x` into `out`, which must have the shape

@@ -85,8 +85,9 @@ impl Rules for Convolution {
         check_grad_output(grad_output, expected)?;
         // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
         // since the convolution maps it there.
-        let mut input = Array4::zeros(x.raw_dim());
-        parameters.adjoint(adjoint).run(grad_output, &mut input);
+        let input = parameters
+            .adjoint(adjoint)
+            .run_new(grad_output, x.dim().into());
         let isa = parameters.isa();
         let weight = weight_grad::correlate(*spec, isa, x, grad_output, parameters.groups);
         let bias = parameters.bias.is_some();

@@ -81,9 +81,7 @@ impl<G: Geometry> ConvTranspose2d<G> {
         }
         let shape = [n, self.out_channels(), out_h, out_w];
         check_allocatable(shape, input)?;
-        let mut out = Array4::zeros(shape);
-        self.parameters().engine().run(x, &mut out);
-        Ok(out)
+        Ok(self.parameters().engine().run_new(x, shape))
     }
 }
 
@@ -148,12 +146,9 @@ impl Rules for Transposed {
             .ok_or(ConvError::TooLarge { got: size })?;
         let engine = parameters.adjoint(adjoint);
         let input = if (conv_h, conv_w) == (h, w) {
-            let mut input = Array4::zeros(x.raw_dim());
-            engine.run(grad_output, &mut input);
-            input
+            engine.run_new(grad_output, x.dim().into())
         } else {
-            let mut full = Array4::zeros((n, channels, conv_h, conv_w));
-            engine.run(grad_output, &mut full);
+            let full = engine.run_new(grad_output, [n, channels, conv_h, conv_w]);
             full.slice(s![.., .., ..h, ..w]).to_owned()
         };
         // The correlation of a `Conv2d` from `out_channels` to `in_channels`, summed over

@@ -230,7 +230,7 @@ fn store(sums: &[[f32; MAX_CHANNELS]], job: &mut RowJob<'_>, start: usize) {
         for (i, pixel) in sums.iter().enumerate() {
             let x = ((start + i) * step) as isize + offset;
             if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
-                *slot = pixel[channel];
+                slot.write(pixel[channel]);
             }
         }
     }

@@ -26,7 +26,11 @@ const TASKS_PER_THREAD: usize = 4;
 const PARALLEL_THRESHOLD: usize = 1 << 19;
 
 /// Convolution of `input` into `output` (standard layout, of the right shape).
-pub(super) fn convolve(engine: &Engine, input: &ArrayView4<f32>, output: &mut ArrayViewMut4<f32>) {
+pub(super) fn convolve(
+    engine: &Engine,
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+) {
     let (_, channels, in_h, in_w) = input.dim();
     let out_w = output.dim().3;
     let pad_left = engine.spec.pad_before().1;
@@ -56,7 +60,7 @@ pub(super) fn convolve(engine: &Engine, input: &ArrayView4<f32>, output: &mut Ar
 pub(super) fn convolve_transposed(
     engine: &Engine,
     input: &ArrayView4<f32>,
-    output: &mut ArrayViewMut4<f32>,
+    output: &mut ArrayViewMut4<MaybeUninit<f32>>,
 ) {
     let (_, channels, in_h, in_w) = input.dim();
     let (out_h, out_w) = (output.dim().2, output.dim().3);
@@ -193,7 +197,7 @@ impl RowMap {
 fn run(
     engine: &Engine,
     input: &ArrayView4<f32>,
-    output: &mut ArrayViewMut4<f32>,
+    output: &mut ArrayViewMut4<MaybeUninit<f32>>,
     layout: PlaneLayout,
     rows: &RowMap,
 ) {
@@ -278,7 +282,8 @@ fn run(
                     // entries per job (`Default::default()`) was 4% of depthwise-d2's time,
                     // which made 8192 jobs of one channel per image (Zen 3, `perf record`).
                     let slices = job_rows * count;
-                    let mut row_slices = [const { MaybeUninit::<&mut [f32]>::uninit() }; MAX_BLOCK];
+                    let mut row_slices =
+                        [const { MaybeUninit::<&mut [MaybeUninit<f32>]>::uninit() }; MAX_BLOCK];
                     assert!(slices <= MAX_BLOCK, "jobs have at most MAX_BLOCK rows");
                     for (index, slice) in row_slices.iter_mut().take(slices).enumerate() {
                         let (r, j) = (index / count, index % count);
@@ -294,7 +299,8 @@ fn run(
                     let row_slices = &mut row_slices[..slices];
                     // SAFETY: the loop above initialised the first `slices` entries, and
                     // `MaybeUninit<T>` has the layout of `T`.
-                    let row_slices = unsafe { &mut *(row_slices as *mut [_] as *mut [&mut [f32]]) };
+                    let row_slices =
+                        unsafe { &mut *(row_slices as *mut [_] as *mut [&mut [MaybeUninit<f32>]]) };
                     let mut job = RowJob {
                         input: &prepared,
                         channels: group * packed.in_per_group..(group + 1) * packed.in_per_group,
@@ -350,7 +356,7 @@ const MAX_BLOCK: usize = super::channel_vectors::MAX_CHANNELS;
 
 /// The output of one image, written by several tasks at once, each to its own rows.
 #[derive(Clone, Copy)]
-struct SharedOutput(*mut f32);
+struct SharedOutput(*mut MaybeUninit<f32>);
 
 // SAFETY: tasks write through the pointer only to disjoint ranges (see `run`), and the
 // output outlives the parallel section.
@@ -364,7 +370,7 @@ impl SharedOutput {
     ///
     /// `start..start + len` must be inside the output, and no other live slice may overlap it.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [f32] {
+    unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [MaybeUninit<f32>] {
         // SAFETY: guaranteed by the caller.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }

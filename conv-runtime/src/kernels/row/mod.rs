@@ -36,6 +36,7 @@ mod specialised;
 mod store;
 mod taps;
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use crate::isa::Family;
@@ -97,8 +98,9 @@ pub(crate) struct RowJob<'a> {
     /// The tile columns (output columns, or phase columns `q`) to compute.
     pub cols: Range<usize>,
     /// Whole output rows: for each of the job's `rows` rows, one per channel of the block
-    /// (at most `OCB`, as many as `bias` has).
-    pub out: &'a mut [&'a mut [f32]],
+    /// (at most `OCB`, as many as `bias` has). Possibly uninitialised: kernels only write
+    /// them, every column of every row.
+    pub out: &'a mut [&'a mut [MaybeUninit<f32>]],
     /// Tile column `c` of the kernel's `p`-th column phase is output column
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,

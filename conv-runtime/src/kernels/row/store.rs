@@ -28,7 +28,7 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
         match run {
             Some(first) if CP == 1 => {
                 for (v, &vector) in acc[0][j].iter().enumerate() {
-                    simd.store(&mut out[first + v * S::LANES..], vector);
+                    simd.store_uninit(&mut out[first + v * S::LANES..], vector);
                 }
             }
             Some(first) => {
@@ -37,8 +37,8 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
                 for (v, (&even, &odd)) in pairs.enumerate() {
                     let (low, high) = simd.interleave(even, odd);
                     let at = first + 2 * v * S::LANES;
-                    simd.store(&mut out[at..], low);
-                    simd.store(&mut out[at + S::LANES..], high);
+                    simd.store_uninit(&mut out[at..], low);
+                    simd.store_uninit(&mut out[at + S::LANES..], high);
                 }
             }
             None => {
@@ -52,7 +52,7 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
                     for (p, buffer) in buffer.iter().enumerate() {
                         let x = ((start + i) * step + p) as isize + offset;
                         if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
-                            *slot = buffer[i];
+                            slot.write(buffer[i]);
                         }
                     }
                 }
