@@ -4,7 +4,9 @@
 //! runs them (`engine`, `driver`), chooses the kernel and its blocking (`select`) and packs
 //! the weights (`packed`).
 //!
-//! One call computes one output row of `OCB` output channels: tile after tile of
+//! One call computes one output row of `OCB` output channels (the one-channel kernels of a
+//! convolution, which run depthwise layers, several consecutive rows: `MULTI_ROW` in
+//! `specialised`): tile after tile of
 //! `WV * LANES` consecutive outputs, each tile held in `OCB x WV` vector accumulators while
 //! the kernel walks the group's input channels and, for each, every tap of the geometry.
 //! A tap is one vector load per accumulator column and one broadcast weight per row,
