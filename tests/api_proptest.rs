@@ -37,7 +37,9 @@ use conv_runtime::ndarray::{
     Array, Array1, Array4, ArrayBase, ArrayView4, ArrayViewMut4, Data, Dimension, Ix4, s,
 };
 use conv_runtime::prelude::*;
-use conv_runtime::{Convolution, Direction, Isa, Layer, Operation, Padding, Transposed, reference};
+use conv_runtime::{
+    Accepts, Convolution, Direction, Isa, Layer, Operation, Padding, Transposed, reference,
+};
 use convgen::random_array;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
@@ -113,7 +115,7 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
     }
 }
 
-fn check_geometry<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
+fn check_geometry<G: ZeroPadded>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
     if case.transposed {
         check_transposed(geometry, case)
     } else {
@@ -125,7 +127,7 @@ fn check_conv<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseError
     check_layer::<G, Convolution>(geometry, case).map(drop)
 }
 
-fn check_transposed<G: Geometry>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
+fn check_transposed<G: ZeroPadded>(geometry: G, case: &Case) -> Result<(), TestCaseError> {
     match check_layer::<G, Transposed>(geometry, case)? {
         Some(checked) => check_output_size(&checked, case),
         None => Ok(()),
@@ -597,7 +599,7 @@ struct Checked<L> {
 }
 
 /// Checks every call both layers offer; returns the layer when `from_weights` built one.
-fn check_layer<G: Geometry, D: DirectionRules>(
+fn check_layer<G: Geometry, D: DirectionRules + Accepts<G>>(
     geometry: G,
     case: &Case,
 ) -> Result<Option<Checked<Layer<G, D>>>, TestCaseError> {
@@ -810,7 +812,7 @@ fn check_layer<G: Geometry, D: DirectionRules>(
 
 /// `builder(..).build()` succeeds exactly when PyTorch's channel rules do, and refuses with
 /// the error they name.
-fn check_builder<G: Geometry, D: DirectionRules>(
+fn check_builder<G: Geometry, D: DirectionRules + Accepts<G>>(
     geometry: G,
     case: &Case,
     name: &str,

@@ -153,7 +153,7 @@ fn check_conv<G: Geometry>(geometry: G, case: &Case, isa: Isa) {
     );
 }
 
-fn check_conv_transpose<G: Geometry>(geometry: G, case: &Case, isa: Isa) {
+fn check_conv_transpose<G: ZeroPadded>(geometry: G, case: &Case, isa: Isa) {
     let spec = G::SPEC;
     let (kh, kw) = spec.kernel_size;
     let in_channels = case.groups * case.in_per_group;
@@ -419,7 +419,7 @@ fn finite_differences<L: Trainable>(
     }
 }
 
-fn finite_differences_for<G: Geometry>(geometry: G, groups: usize, seed: u64) {
+fn finite_differences_for<G: ZeroPadded>(geometry: G, groups: usize, seed: u64) {
     let spec = G::SPEC;
     let (kh, kw) = spec.kernel_size;
     let (in_channels, out_channels) = (2 * groups, groups * (1 + seed as usize % 2));

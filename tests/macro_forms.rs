@@ -8,7 +8,7 @@
 //! `tests/ui/fail` (see `tests/ui.rs`).
 
 use conv_runtime::prelude::*;
-use conv_runtime::{GeometrySpec, Padding};
+use conv_runtime::{GeometrySpec, Padding, PaddingMode};
 
 /// The specification a `conv!` expression stands for.
 fn spec<G: Geometry>(_: G) -> GeometrySpec {
@@ -27,6 +27,7 @@ fn expected(
         kernel_size,
         stride,
         padding,
+        padding_mode: PaddingMode::Zeros,
         dilation,
         output_padding,
     }

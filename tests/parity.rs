@@ -12,7 +12,7 @@
 
 use conv_runtime::ndarray::Array1;
 use conv_runtime::prelude::*;
-use conv_runtime::{GeometrySpec, Isa, Padding};
+use conv_runtime::{GeometrySpec, Isa, Padding, PaddingMode};
 use convgen::assert_close;
 use serde_json::Value;
 
@@ -104,6 +104,23 @@ parity! {
     conv_1x1_input: Conv2d, conv!(k = 3, padding = 1);
     convt_1x1_input: ConvTranspose2d, conv!(k = 3, stride = 2);
 
+    conv_reflect_dilated: Conv2d, conv!(k = 3, dilation = 2, padding = 2, padding_mode = reflect);
+    conv_reflect_stride2: Conv2d, conv!(k = 3, stride = 2, padding = (1, 2), padding_mode = reflect);
+    conv_reflect_same_k4: Conv2d, conv!(k = 4, padding = same, padding_mode = reflect);
+    conv_replicate_dilated: Conv2d,
+        conv!(k = 3, dilation = 2, padding = 2, padding_mode = replicate);
+    conv_replicate_stride2: Conv2d,
+        conv!(k = (3, 5), stride = 2, padding = (1, 3), padding_mode = replicate);
+    conv_replicate_same_per_axis_dilated: Conv2d,
+        conv!(k = (2, 3), padding = same, dilation = (3, 2), padding_mode = replicate);
+    conv_circular_dilated: Conv2d, conv!(k = 3, dilation = 2, padding = 2, padding_mode = circular);
+    conv_circular_stride2_depthwise: Conv2d,
+        conv!(k = 3, stride = 2, padding = 1, padding_mode = circular);
+    conv_circular_same_k4_dilated: Conv2d,
+        conv!(k = 4, padding = same, dilation = 3, padding_mode = circular);
+    conv_reflect_widest: Conv2d, conv!(k = 3, padding = (3, 4), padding_mode = reflect);
+    conv_circular_widest: Conv2d, conv!(k = 3, padding = (4, 5), padding_mode = circular);
+
     conv_nonfinite: Conv2d, conv!(k = 3, padding = 1);
     convt_nonfinite: ConvTranspose2d, conv!(k = 3, stride = 2, padding = 1);
 }
@@ -148,7 +165,7 @@ fn check_conv<G: Geometry>(case: &str, geometry: G) {
 
 /// Runs the `ConvTranspose2d` case `case` on `geometry`, with `forward_with_output_size`
 /// when the fixture passes PyTorch's `output_size`.
-fn check_conv_transpose<G: Geometry>(case: &str, geometry: G) {
+fn check_conv_transpose<G: ZeroPadded>(case: &str, geometry: G) {
     let fixture = load_fixture(case);
     fixture.expect_op("convT");
     fixture.expect_geometry(geometry.spec());
@@ -248,10 +265,21 @@ impl Fixture {
                 Padding::Explicit(h, w)
             }
         };
+        let padding_mode = match self.get("padding_mode") {
+            Value::String(mode) => match mode.as_str() {
+                "zeros" => PaddingMode::Zeros,
+                "reflect" => PaddingMode::Reflect,
+                "replicate" => PaddingMode::Replicate,
+                "circular" => PaddingMode::Circular,
+                other => panic!("{}: unknown padding_mode {other:?}", self.case),
+            },
+            other => panic!("{}: padding_mode is {other}, not a string", self.case),
+        };
         let expected = GeometrySpec {
             kernel_size: self.pair("kernel_size"),
             stride: self.pair("stride"),
             padding,
+            padding_mode,
             dilation: self.pair("dilation"),
             output_padding: self.pair("output_padding"),
         };

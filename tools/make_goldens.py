@@ -3,7 +3,7 @@
 
 Run from the repository root, with a Python that has torch (and numpy, which torch brings):
 
-    /work/venv-torch/bin/python tools/make_goldens.py
+    ~/venv/bin/python tools/make_goldens.py
 
 This is only needed when the fixtures change (a case is added, removed or edited below).
 The fixtures are committed, so neither the tests nor CI ever need torch; do not install
@@ -21,8 +21,9 @@ deterministic algorithms.
 A fixture holds, for one `nn.Conv2d` (op "conv") or `nn.ConvTranspose2d` (op "convT"):
 
 * `case`, `op`, `in_channels`, `out_channels`, `groups`, `has_bias`, `seed`;
-* the geometry: `kernel_size`, `stride`, `dilation`, `output_padding` as `[h, w]`, and
-  `padding` as `[h, w]` or the string `"same"`;
+* the geometry: `kernel_size`, `stride`, `dilation`, `output_padding` as `[h, w]`,
+  `padding` as `[h, w]` or the string `"same"`, and `padding_mode` ("zeros", "reflect",
+  "replicate" or "circular");
 * `output_size`: `[h, w]`, the `output_size` argument of `ConvTranspose2d.forward`, or null;
 * `input`, `weight`, `bias` (null without bias) and `output`, each `{"shape": [...],
   "data": [...]}` with `data` flat and row-major (NCHW for activations; weights in
@@ -52,9 +53,10 @@ FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 def case(name, op, in_channels, out_channels, input_hw, k, *, stride=1, padding=0,
          dilation=1, output_padding=0, groups=1, bias=True, batch=1, output_size=None,
-         nonfinite=False):
+         nonfinite=False, padding_mode="zeros"):
     return dict(name=name, op=op, in_channels=in_channels, out_channels=out_channels,
                 input_hw=input_hw, kernel_size=k, stride=stride, padding=padding,
+                padding_mode=padding_mode,
                 dilation=dilation, output_padding=output_padding, groups=groups, bias=bias,
                 batch=batch, output_size=output_size, nonfinite=nonfinite)
 
@@ -126,6 +128,32 @@ CASES = [
     # 1x1 spatial input.
     case("conv_1x1_input", "conv", 4, 3, (1, 1), 3, padding=1),
     case("convt_1x1_input", "convT", 4, 3, (1, 1), 3, stride=2),
+    # Padding modes (Conv2d only, as in PyTorch): each with dilation, with stride 2, and
+    # with "same" padding split unevenly (an even kernel).
+    case("conv_reflect_dilated", "conv", 3, 4, (9, 10), 3, dilation=2, padding=2,
+         padding_mode="reflect"),
+    case("conv_reflect_stride2", "conv", 2, 3, (9, 8), 3, stride=2, padding=(1, 2),
+         padding_mode="reflect"),
+    case("conv_reflect_same_k4", "conv", 3, 2, (7, 9), 4, padding="same",
+         padding_mode="reflect", batch=2),
+    case("conv_replicate_dilated", "conv", 3, 4, (9, 10), 3, dilation=2, padding=2,
+         padding_mode="replicate"),
+    case("conv_replicate_stride2", "conv", 2, 3, (9, 8), (3, 5), stride=2, padding=(1, 3),
+         padding_mode="replicate"),
+    case("conv_replicate_same_per_axis_dilated", "conv", 3, 2, (8, 9), (2, 3),
+         padding="same", dilation=(3, 2), padding_mode="replicate"),
+    case("conv_circular_dilated", "conv", 3, 4, (9, 10), 3, dilation=2, padding=2,
+         padding_mode="circular"),
+    case("conv_circular_stride2_depthwise", "conv", 4, 4, (9, 8), 3, stride=2, padding=1,
+         padding_mode="circular", groups=4),
+    case("conv_circular_same_k4_dilated", "conv", 2, 3, (11, 12), 4, padding="same",
+         dilation=3, padding_mode="circular"),
+    # Reflect padding one less than the input, and circular padding equal to it: the
+    # largest each mode allows.
+    case("conv_reflect_widest", "conv", 2, 2, (4, 5), 3, padding=(3, 4),
+         padding_mode="reflect"),
+    case("conv_circular_widest", "conv", 2, 2, (4, 5), 3, padding=(4, 5),
+         padding_mode="circular"),
     # NaN, +inf and -inf in the input.
     case("conv_nonfinite", "conv", 2, 3, (9, 10), 3, padding=1, nonfinite=True),
     case("convt_nonfinite", "convT", 2, 3, (6, 7), 3, stride=2, padding=1, nonfinite=True),
@@ -198,8 +226,10 @@ def make(spec):
                   bias=spec["bias"], dtype=torch.float32)
     if op == "conv":
         assert spec["output_padding"] == 0 and spec["output_size"] is None
-        layer = torch.nn.Conv2d(spec["in_channels"], spec["out_channels"], **common)
+        layer = torch.nn.Conv2d(spec["in_channels"], spec["out_channels"],
+                                padding_mode=spec["padding_mode"], **common)
     else:
+        assert spec["padding_mode"] == "zeros", "nn.ConvTranspose2d pads with zeros only"
         layer = torch.nn.ConvTranspose2d(spec["in_channels"], spec["out_channels"],
                                          output_padding=spec["output_padding"], **common)
     h, w = spec["input_hw"]
@@ -227,6 +257,7 @@ def make(spec):
         "kernel_size": pair(spec["kernel_size"]),
         "stride": pair(spec["stride"]),
         "padding": padding,
+        "padding_mode": spec["padding_mode"],
         "dilation": pair(spec["dilation"]),
         "output_padding": pair(spec["output_padding"]),
         "groups": spec["groups"],
@@ -306,7 +337,10 @@ def check_against_float64(layer, x, y, spec):
     with torch.no_grad():
         x64 = x.double()
         w64, b64 = layer.weight.double(), None if layer.bias is None else layer.bias.double()
-        if spec["op"] == "conv":
+        if spec["op"] == "conv" and spec["padding_mode"] != "zeros":
+            # The module pads with its mode (`F.pad`) and then convolves without padding.
+            y64 = layer._conv_forward(x64, w64, b64)
+        elif spec["op"] == "conv":
             y64 = torch.nn.functional.conv2d(x64, w64, b64, layer.stride, layer.padding,
                                              layer.dilation, layer.groups)
         else:

@@ -53,29 +53,48 @@ trait Layer: Send + Sync {
 
 /// What differs between the two directions here: the reference and the other direction.
 trait SuiteDirection: Direction {
-    type Adjoint: SuiteDirection;
     fn reference<G: Geometry>(
         layer: &conv_runtime::Layer<G, Self>,
         x: &ArrayView4<f32>,
     ) -> Array4<f32>;
+    /// The layer of the other direction with `layer`'s weight and instruction set, no bias.
+    fn adjoint<G: ZeroPadded>(layer: &conv_runtime::Layer<G, Self>) -> Box<dyn Layer>;
 }
 
 impl SuiteDirection for Convolution {
-    type Adjoint = Transposed;
     fn reference<G: Geometry>(layer: &Conv2d<G>, x: &ArrayView4<f32>) -> Array4<f32> {
         reference::conv2d(x, layer.weight(), layer.bias(), &G::SPEC, layer.groups()).unwrap()
+    }
+    fn adjoint<G: ZeroPadded>(layer: &Conv2d<G>) -> Box<dyn Layer> {
+        let weight = layer.weight().clone();
+        let adjoint = ConvTranspose2d::from_weights(G::default(), weight, None, layer.groups());
+        Box::new(with_isa(adjoint, layer.isa()))
     }
 }
 
 impl SuiteDirection for Transposed {
-    type Adjoint = Convolution;
     fn reference<G: Geometry>(layer: &ConvTranspose2d<G>, x: &ArrayView4<f32>) -> Array4<f32> {
         let (weight, bias, groups) = (layer.weight(), layer.bias(), layer.groups());
         reference::conv_transpose2d(x, weight, bias, &G::SPEC, groups, None).unwrap()
     }
+    fn adjoint<G: ZeroPadded>(layer: &ConvTranspose2d<G>) -> Box<dyn Layer> {
+        let weight = layer.weight().clone();
+        let adjoint = Conv2d::from_weights(G::default(), weight, None, layer.groups());
+        Box::new(with_isa(adjoint, layer.isa()))
+    }
 }
 
-impl<G: Geometry, D: SuiteDirection> Layer for conv_runtime::Layer<G, D> {
+/// A layer built from another's weight, moved to that layer's instruction set.
+fn with_isa<G: Geometry, D: Direction>(
+    layer: Result<conv_runtime::Layer<G, D>, ConvError>,
+    isa: Isa,
+) -> conv_runtime::Layer<G, D> {
+    layer
+        .and_then(|layer| layer.with_isa(isa))
+        .expect("the layer's own weight and instruction set")
+}
+
+impl<G: ZeroPadded, D: SuiteDirection> Layer for conv_runtime::Layer<G, D> {
     fn forward(&self, x: &ArrayView4<f32>) -> Array4<f32> {
         conv_runtime::Layer::forward(self, x).expect("suite shapes are valid")
     }
@@ -98,20 +117,12 @@ impl<G: Geometry, D: SuiteDirection> Layer for conv_runtime::Layer<G, D> {
         conv_runtime::Layer::isa(self)
     }
     fn adjoint(&self) -> Box<dyn Layer> {
-        let weight = conv_runtime::Layer::weight(self).clone();
-        let adjoint = conv_runtime::Layer::<G, D::Adjoint>::from_weights(
-            G::default(),
-            weight,
-            None,
-            self.groups(),
-        )
-        .and_then(|layer| layer.with_isa(self.isa()));
-        Box::new(adjoint.expect("the layer's own weight and instruction set"))
+        D::adjoint(self)
     }
 }
 
 impl Case {
-    fn new<G: Geometry>(shape: Shape, geometry: G) -> Case {
+    fn new<G: ZeroPadded>(shape: Shape, geometry: G) -> Case {
         let Shape {
             in_channels,
             out_channels,

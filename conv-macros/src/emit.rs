@@ -18,7 +18,7 @@ use quote::{ToTokens, quote};
 
 use crate::parse::ItemHeader;
 use crate::plan::{Extent, Phase, Plan, Tap};
-use crate::validate::Geometry;
+use crate::validate::{BorderMode, Geometry};
 
 /// The code for a geometry, in the item or the expression form. `errors` (`compile_error!`
 /// invocations, possibly none) are placed where they are valid in that form.
@@ -92,6 +92,10 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
         quote!(f.single())
     };
 
+    // Only a geometry padding with zeros has a transposed layer (PyTorch's rule).
+    let zero_padding = (geometry.padding_mode == BorderMode::Zeros)
+        .then(|| quote!(impl ::conv_runtime::ZeroPadded for #ident {}));
+
     quote! {
         impl #ident {
             /// Every parameter of this geometry, and its shape arithmetic.
@@ -105,6 +109,8 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
             /// Zeros added at the bottom and the right (differs from `PADDING` only for an
             /// even kernel with `padding = same`).
             pub const PADDING_AFTER: (usize, usize) = Self::SPEC.pad_after();
+            /// What the padding holds (PyTorch's `padding_mode`).
+            pub const PADDING_MODE: ::conv_runtime::PaddingMode = Self::SPEC.padding_mode;
             /// `(dh, dw)`.
             pub const DILATION: (usize, usize) = Self::SPEC.dilation;
             /// Extra rows and columns at the bottom and right of a transposed convolution.
@@ -134,6 +140,8 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
         impl ::conv_runtime::Geometry for #ident {
             const SPEC: ::conv_runtime::GeometrySpec = #ident::SPEC;
         }
+
+        #zero_padding
 
         // SAFETY: the taps and phase plans below are `plan`'s, which lists every tap of the
         // geometry once, and every row of taps is applied only after `row` allows it.
@@ -182,11 +190,18 @@ fn spec(geometry: &Geometry) -> TokenStream {
         let [h, w] = geometry.pad_before.map(Literal::usize_unsuffixed);
         quote!(::conv_runtime::Padding::Explicit(#h, #w))
     };
+    let mode = match geometry.padding_mode {
+        BorderMode::Zeros => quote!(Zeros),
+        BorderMode::Reflect => quote!(Reflect),
+        BorderMode::Replicate => quote!(Replicate),
+        BorderMode::Circular => quote!(Circular),
+    };
     quote! {
         ::conv_runtime::GeometrySpec {
             kernel_size: #kernel,
             stride: #stride,
             padding: #padding,
+            padding_mode: ::conv_runtime::PaddingMode::#mode,
             dilation: #dilation,
             output_padding: #output_padding,
         }

@@ -24,6 +24,30 @@ pub struct Geometry {
     pub output_padding: [usize; 2],
     /// `padding = same` was written (the pads above are already resolved from it).
     pub same: bool,
+    /// What the padding holds.
+    pub padding_mode: BorderMode,
+}
+
+/// PyTorch's `padding_mode`: what the padding holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BorderMode {
+    #[default]
+    Zeros,
+    Reflect,
+    Replicate,
+    Circular,
+}
+
+impl BorderMode {
+    fn from_word(word: &str) -> Option<BorderMode> {
+        Some(match word {
+            "zeros" => BorderMode::Zeros,
+            "reflect" => BorderMode::Reflect,
+            "replicate" => BorderMode::Replicate,
+            "circular" => BorderMode::Circular,
+            _ => return None,
+        })
+    }
 }
 
 /// The largest number of taps (`kh * kw`) one invocation unrolls.
@@ -36,7 +60,8 @@ pub const MAX_TAPS: usize = 256;
 /// overflow and is well beyond any real layer.
 pub const MAX_VALUE: usize = 1 << 16;
 
-const KEYS: &str = "`k`, `kernel_size`, `stride`, `padding`, `dilation`, `output_padding`";
+const KEYS: &str =
+    "`k`, `kernel_size`, `stride`, `padding`, `padding_mode`, `dilation`, `output_padding`";
 
 /// The parameters a user can name. `k` and `kernel_size` are one parameter.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -44,6 +69,7 @@ enum Key {
     KernelSize,
     Stride,
     Padding,
+    PaddingMode,
     Dilation,
     OutputPadding,
 }
@@ -54,6 +80,7 @@ impl Key {
             "k" | "kernel_size" => Key::KernelSize,
             "stride" => Key::Stride,
             "padding" => Key::Padding,
+            "padding_mode" => Key::PaddingMode,
             "dilation" => Key::Dilation,
             "output_padding" => Key::OutputPadding,
             _ => return None,
@@ -64,7 +91,7 @@ impl Key {
     fn minimum(self) -> usize {
         match self {
             Key::KernelSize | Key::Stride | Key::Dilation => 1,
-            Key::Padding | Key::OutputPadding => 0,
+            Key::Padding | Key::PaddingMode | Key::OutputPadding => 0,
         }
     }
 }
@@ -81,6 +108,7 @@ struct Collected<'a> {
     kernel: Option<&'a Param>,
     stride: Option<&'a Param>,
     padding: Option<&'a Param>,
+    padding_mode: Option<&'a Param>,
     dilation: Option<&'a Param>,
     output_padding: Option<&'a Param>,
 }
@@ -156,6 +184,11 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
         None => PaddingMode::Explicit([0, 0]),
     };
 
+    let padding_mode = match collected.padding_mode {
+        Some(param) => border_mode(param, &mut errors),
+        None => BorderMode::Zeros,
+    };
+
     let kernel = check_tap_limit(collected.kernel, kernel, &mut errors);
     let padding = check_same_needs_stride_one(collected.padding, padding, stride, &mut errors);
     let output_padding = match (given_stride, given_dilation) {
@@ -187,6 +220,7 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
         dilation,
         output_padding,
         same,
+        padding_mode,
     };
     (geometry, errors)
 }
@@ -212,6 +246,7 @@ fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
         kernel: None,
         stride: None,
         padding: None,
+        padding_mode: None,
         dilation: None,
         output_padding: None,
     };
@@ -224,6 +259,7 @@ fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
             Key::KernelSize => &mut collected.kernel,
             Key::Stride => &mut collected.stride,
             Key::Padding => &mut collected.padding,
+            Key::PaddingMode => &mut collected.padding_mode,
             Key::Dilation => &mut collected.dilation,
             Key::OutputPadding => &mut collected.output_padding,
         };
@@ -363,20 +399,51 @@ fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
         Value::Word(word) if word == "same" => PaddingMode::Same,
         Value::Word(word) if word == "valid" => PaddingMode::Explicit([0, 0]),
         Value::Word(word) => {
-            errors.at(
-                param,
-                syn::Error::new(
-                    word.span(),
-                    format!(
-                        "unknown padding mode `{word}`; expected an integer, a pair `(h, w)`, \
-                         `same` or `valid`"
-                    ),
-                ),
-            );
+            let message = if BorderMode::from_word(&word.to_string()).is_some() {
+                format!(
+                    "`{word}` is a `padding_mode`: write `padding_mode = {word}` beside \
+                     `padding = 1` (or a pair `(h, w)`, or `same`)"
+                )
+            } else {
+                format!(
+                    "unknown padding mode `{word}`; expected an integer, a pair `(h, w)`, \
+                     `same` or `valid`"
+                )
+            };
+            errors.at(param, syn::Error::new(word.span(), message));
             PaddingMode::Explicit([0, 0])
         }
         _ => PaddingMode::Explicit(dim(param, Key::Padding, errors).unwrap_or([0, 0])),
     }
+}
+
+/// Rule: `padding_mode` is one of PyTorch's four: `zeros`, `reflect`, `replicate`,
+/// `circular`.
+fn border_mode(param: &Param, errors: &mut Errors) -> BorderMode {
+    const EXPECTED: &str = "`zeros`, `reflect`, `replicate` or `circular`";
+    let error = match &param.value {
+        Value::Word(word) => match BorderMode::from_word(&word.to_string()) {
+            Some(mode) => return mode,
+            None => {
+                let hint = match word.to_string().as_str() {
+                    "zero" | "constant" => " (did you mean `zeros`?)",
+                    "reflection" | "mirror" | "symmetric" => " (did you mean `reflect`?)",
+                    "replication" | "edge" | "clamp" => " (did you mean `replicate`?)",
+                    "wrap" | "periodic" => " (did you mean `circular`?)",
+                    _ => "",
+                };
+                syn::Error::new(
+                    word.span(),
+                    format!("unknown padding mode `{word}`; expected {EXPECTED}{hint}"),
+                )
+            }
+        },
+        _ => param
+            .value
+            .error(format!("`padding_mode` takes a mode: {EXPECTED}")),
+    };
+    errors.at(param, error);
+    BorderMode::Zeros
 }
 
 /// Rule: the kernel has at most `MAX_TAPS` taps, since every tap is unrolled.

@@ -111,14 +111,14 @@ mod train;
 
 pub use conv_macros::conv;
 pub use isa::Isa;
-pub use layer_core::{Builder, Direction, Layer, SplitMix64};
+pub use layer_core::{Accepts, Builder, Direction, Layer, SplitMix64};
 pub use layers::conv_transpose2d::{ConvTranspose2d, Transposed};
 pub use layers::conv2d::{Conv2d, Convolution};
 pub use layers::upsample::{ScaleFactor, Upsample, UpsampleMode};
 /// The `ndarray` this crate is built with, so that users never mismatch it.
 pub use ndarray;
 pub use shape::error::{ConvError, Operation, Parameter};
-pub use shape::geometry::{Geometry, GeometrySpec, Padding};
+pub use shape::geometry::{Geometry, GeometrySpec, Padding, PaddingMode, ZeroPadded};
 pub use train::gradients::Gradients;
 pub use train::optim;
 
@@ -127,7 +127,7 @@ pub mod prelude {
     pub use crate::optim::{Optimizer, Trainable};
     pub use crate::{
         Conv2d, ConvError, ConvTranspose2d, Geometry, GeometrySpec, Gradients, Upsample,
-        UpsampleMode, conv,
+        UpsampleMode, ZeroPadded, conv,
     };
 }
 

@@ -83,9 +83,32 @@ pub(crate) fn output_shape(
         });
     }
     let (out_h, out_w) = size.ok_or(ConvError::TooLarge { got: (h, w) })?;
+    if operation == Operation::Convolution && spec.pads_by_copy() {
+        check_padding_mode(spec, shape)?;
+    }
     let output = [batch, out_channels, out_h, out_w];
     check_allocatable(output, (h, w))?;
     Ok(output)
+}
+
+/// The input is large enough for the padding mode, and its padded copy can exist.
+fn check_padding_mode(
+    spec: &GeometrySpec,
+    [batch, channels, h, w]: [usize; 4],
+) -> Result<(), ConvError> {
+    let min = spec.padding_min_input();
+    if h < min.0 || w < min.1 {
+        let (before, after) = (spec.pad_before(), spec.pad_after());
+        return Err(ConvError::PaddingTooLarge {
+            mode: spec.padding_mode,
+            padding: (before.0.max(after.0), before.1.max(after.1)),
+            min,
+            got: (h, w),
+        });
+    }
+    // The output size exists, so the padded size does not overflow.
+    let padded = spec.padded_size((h, w));
+    check_allocatable([batch, channels, padded.0, padded.1], (h, w))
 }
 
 /// An array of `shape` can exist: `ndarray` needs the product of its non-zero axes, and the

@@ -6,13 +6,22 @@ use ndarray::{Array4, ArrayView4};
 
 use super::parameters::{Pack, Parameters};
 use crate::shape::error::{ConvError, Operation};
-use crate::shape::geometry::{Geometry, GeometrySpec};
+use crate::shape::geometry::{Geometry, GeometrySpec, ZeroPadded};
 use crate::train::gradients::Gradients;
 
 /// The direction of a [`Layer`](crate::Layer): [`Convolution`](crate::Convolution) for
 /// [`Conv2d`](crate::Conv2d), [`Transposed`](crate::Transposed) for
 /// [`ConvTranspose2d`](crate::ConvTranspose2d). Sealed: the two directions are all there is.
 pub trait Direction: Rules + Copy + Send + Sync + 'static {}
+
+/// The geometries a direction can run: every one for a convolution, those padding with
+/// zeros for a transposed convolution (PyTorch's rule). A bound of the layers'
+/// constructors, so that a transposed layer of another padding mode does not compile.
+pub trait Accepts<G: Geometry> {}
+
+impl<G: Geometry> Accepts<G> for crate::Convolution {}
+
+impl<G: ZeroPadded> Accepts<G> for crate::Transposed {}
 
 /// A direction's rules. Public in name only, so that it can bound [`Direction`]: it lives in
 /// a private module, so no other crate can name or implement it (that seals `Direction`),

@@ -22,11 +22,12 @@ pub use builder::Builder;
 pub(crate) use checks::{
     check_allocatable, check_grad_output, check_transposed_grad_output, output_shape,
 };
-pub use direction::{Direction, Rules};
+pub use direction::{Accepts, Direction, Rules};
 pub use init::SplitMix64;
 pub(crate) use parameters::{Pack, Parameters};
 
 use crate::isa::Isa;
+use crate::memory::border;
 use crate::shape::error::ConvError;
 use crate::shape::geometry::Geometry;
 use crate::train::gradients::Gradients;
@@ -58,7 +59,8 @@ pub struct Layer<G: Geometry, D: Direction> {
     direction: PhantomData<D>,
 }
 
-impl<G: Geometry, D: Direction> Layer<G, D> {
+// The constructors: a layer exists only for a geometry its direction accepts.
+impl<G: Geometry, D: Direction + Accepts<G>> Layer<G, D> {
     /// A layer with PyTorch's default initialisation (kaiming-uniform weights, uniform bias),
     /// bias on, one group.
     ///
@@ -121,7 +123,9 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
             direction: PhantomData,
         })
     }
+}
 
+impl<G: Geometry, D: Direction> Layer<G, D> {
     /// The same layer with its kernels on `isa`, or why not: the set is not
     /// [available](Isa::is_available) here.
     ///
@@ -196,7 +200,11 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
         x: &ArrayBase<S, Ix4>,
     ) -> Result<Array4<f32>, ConvError> {
         let shape = self.output_shape(x.dim().into())?;
-        Ok(self.parameters.engine().run_new(x, shape))
+        let engine = self.parameters.engine();
+        Ok(match Self::padded(&x.view()) {
+            Some(padded) => engine.run_new(&padded, shape),
+            None => engine.run_new(x, shape),
+        })
     }
 
     /// Runs the layer on `x` into `out`, which must have the shape
@@ -209,7 +217,11 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
     ) -> Result<(), ConvError> {
         let shape = self.output_shape(x.dim().into())?;
         checks::check_output(out, shape)?;
-        self.parameters.engine().run(x, out);
+        let engine = self.parameters.engine();
+        match Self::padded(&x.view()) {
+            Some(padded) => engine.run(&padded, out),
+            None => engine.run(x, out),
+        }
         Ok(())
     }
 
@@ -254,6 +266,12 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
         )
     }
 
+    /// `x` with the geometry's border laid out, when its padding mode is not zeros (a
+    /// constant per geometry, so a zero-padded layer compiles without this step).
+    fn padded(x: &ArrayView4<f32>) -> Option<Array4<f32>> {
+        G::SPEC.pads_by_copy().then(|| border::pad(&G::SPEC, x))
+    }
+
     /// The parameters, for the direction's own methods.
     pub(crate) fn parameters(&self) -> &Parameters {
         &self.parameters
@@ -277,7 +295,7 @@ impl<G: Geometry, D: Direction> Trainable for Layer<G, D> {
     }
 }
 
-impl<G: Geometry, D: Direction> Builder<Layer<G, D>> {
+impl<G: Geometry, D: Direction + Accepts<G>> Builder<Layer<G, D>> {
     /// The layer, with PyTorch's default initialisation.
     pub fn build(self) -> Result<Layer<G, D>, ConvError> {
         let s = self.settings;

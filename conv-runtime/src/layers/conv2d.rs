@@ -8,6 +8,7 @@ use crate::kernels::weight_grad;
 use crate::layer_core::{
     Direction, Layer, Pack, Parameters, Rules, check_grad_output, output_shape,
 };
+use crate::memory::border;
 use crate::shape::error::{ConvError, Operation};
 use crate::shape::geometry::{Geometry, GeometrySpec};
 use crate::train::gradients::Gradients;
@@ -83,13 +84,29 @@ impl Rules for Convolution {
             Operation::Convolution,
         )?;
         check_grad_output(grad_output, expected)?;
+        // With a padding mode other than zeros the kernels convolve a padded copy of `x`
+        // (see `GeometrySpec::kernel_spec`): the gradients are those of that copy, and the
+        // input's is folded back from the padded copy's.
+        let padded = spec.pads_by_copy().then(|| border::pad(spec, x));
+        let kernel_input = padded.as_ref().map_or(x.view(), |padded| padded.view());
         // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
         // since the convolution maps it there.
         let input = parameters
             .adjoint(adjoint)
-            .run_new(grad_output, x.dim().into());
+            .run_new(grad_output, kernel_input.dim().into());
+        let input = match padded {
+            Some(_) => border::fold(spec, &input, (x.dim().2, x.dim().3)),
+            None => input,
+        };
         let isa = parameters.isa();
-        let weight = weight_grad::correlate(*spec, isa, x, grad_output, parameters.groups);
+        let kernel_spec = spec.kernel_spec();
+        let weight = weight_grad::correlate(
+            kernel_spec,
+            isa,
+            &kernel_input,
+            grad_output,
+            parameters.groups,
+        );
         let bias = parameters.bias.is_some();
         Ok(Gradients::new(input, weight, bias, grad_output))
     }

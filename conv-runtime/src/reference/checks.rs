@@ -19,7 +19,7 @@
 use ndarray::{Array1, Array4};
 
 use crate::shape::error::{ConvError, Operation};
-use crate::shape::geometry::{GeometrySpec, Padding};
+use crate::shape::geometry::{GeometrySpec, Padding, PaddingMode};
 
 /// One spatial axis of a geometry, with its padding resolved to zeros before and after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,9 +276,38 @@ pub(super) fn output_shape(
             .zip(cols.transposed_output(w, cols.output_padding)),
     };
     let (out_h, out_w) = size.ok_or(ConvError::TooLarge { got: (h, w) })?;
+    if operation == Operation::Convolution {
+        check_padding_mode(spec.padding_mode, (rows, cols), (h, w))?;
+    }
     let output = [batch, channels.output, out_h, out_w];
     representable(output, (h, w))?;
     Ok(output)
+}
+
+/// PyTorch's `F.pad` rules for the non-zero modes, per axis: reflect needs the input longer
+/// than each pad, circular at least as long; replicate and zeros pad any input.
+fn check_padding_mode(
+    mode: PaddingMode,
+    (rows, cols): (Axis, Axis),
+    (h, w): (usize, usize),
+) -> Result<(), ConvError> {
+    let widest = |axis: Axis| axis.pad_before.max(axis.pad_after);
+    let padding = (widest(rows), widest(cols));
+    let needs = |pad: usize| match mode {
+        PaddingMode::Reflect => pad + 1,
+        PaddingMode::Circular => pad,
+        PaddingMode::Replicate | PaddingMode::Zeros => 0,
+    };
+    let min = (needs(padding.0), needs(padding.1));
+    if h < min.0 || w < min.1 {
+        return Err(ConvError::PaddingTooLarge {
+            mode,
+            padding,
+            min,
+            got: (h, w),
+        });
+    }
+    Ok(())
 }
 
 /// An `ndarray` of `shape` can exist: the product of its non-empty axes, and its bytes,
@@ -377,6 +406,7 @@ mod tests {
             kernel_size: (k, k),
             stride: (stride, stride),
             padding,
+            padding_mode: PaddingMode::Zeros,
             dilation: (dilation, dilation),
             output_padding: (output_padding, output_padding),
         }

@@ -39,7 +39,7 @@
 use ndarray::{Array1, Array4, ArrayBase, Axis, Data, Ix4};
 
 use crate::shape::error::{ConvError, Operation};
-use crate::shape::geometry::GeometrySpec;
+use crate::shape::geometry::{GeometrySpec, PaddingMode};
 use crate::train::gradients::Gradients;
 
 mod checks;
@@ -210,6 +210,9 @@ fn bias_sums<T: Data<Elem = f32>>(grad_output: &ArrayBase<T, Ix4>) -> Array1<f32
 /// counts the grid side's channels, its second the other side's channels of one group.
 struct Products<'a> {
     spec: &'a GeometrySpec,
+    /// What the other side's padding holds: the geometry's mode for a convolution, zeros
+    /// (cropped rows and columns) for a transposed convolution.
+    mode: PaddingMode,
     groups: usize,
     /// The weight's shape, `[grid channels, other channels per group, kh, kw]`.
     weight: (usize, usize, usize, usize),
@@ -244,6 +247,7 @@ impl<'a> Products<'a> {
         let grid = (out_h, out_w);
         Products {
             spec,
+            mode: spec.padding_mode,
             groups,
             weight,
             batch,
@@ -264,6 +268,7 @@ impl<'a> Products<'a> {
         let grid = (in_h, in_w);
         Products {
             spec,
+            mode: PaddingMode::Zeros,
             groups,
             weight,
             batch,
@@ -281,10 +286,16 @@ impl<'a> Products<'a> {
         let grid_per_group = grid_channels / self.groups;
         // Grid position `g`'s tap `t` on one axis, `(stride, dilation, padding before, other
         // side)`.
+        let mode = self.mode;
         let reach = |g: usize, t: usize, (stride, dilation, pad, size): Reach| {
-            (g * stride + t * dilation)
-                .checked_sub(pad)
-                .filter(|&o| o < size)
+            let padded = g * stride + t * dilation;
+            match padded.checked_sub(pad) {
+                Some(o) if o < size => Some(o),
+                // Before the first element: `pad - padded` away from it.
+                None => outside(mode, size, padded.abs_diff(pad), Side::Before),
+                // After the last: `o - (size - 1)` away from it.
+                Some(o) => outside(mode, size, o + 1 - size, Side::After),
+            }
         };
         let (rows, cols) = checks::axes(self.spec);
         let rows: Reach = (rows.stride, rows.dilation, rows.pad_before, self.other.0);
@@ -313,6 +324,31 @@ impl<'a> Products<'a> {
                 }
             }
         }
+    }
+}
+
+/// Which side of an axis a padded position lies on.
+#[derive(Clone, Copy)]
+enum Side {
+    Before,
+    After,
+}
+
+/// The element a padded position `distance` (at least 1) outside an axis of `size` holds,
+/// as PyTorch's `F.pad` fills it; `None` for a zero. The checks have made the input long
+/// enough for the mode.
+fn outside(mode: PaddingMode, size: usize, distance: usize, side: Side) -> Option<usize> {
+    let last = size - 1;
+    match (mode, side) {
+        (PaddingMode::Zeros, _) => None,
+        // Mirrored about the edge element, which is not repeated.
+        (PaddingMode::Reflect, Side::Before) => Some(distance),
+        (PaddingMode::Reflect, Side::After) => Some(last - distance),
+        (PaddingMode::Replicate, Side::Before) => Some(0),
+        (PaddingMode::Replicate, Side::After) => Some(last),
+        // Wrapped around: the axis repeats with period `size`.
+        (PaddingMode::Circular, Side::Before) => Some(size - distance),
+        (PaddingMode::Circular, Side::After) => Some(distance - 1),
     }
 }
 

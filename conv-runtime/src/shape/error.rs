@@ -1,6 +1,7 @@
 //! Every way a layer can refuse its input.
 
 use crate::isa::Isa;
+use crate::shape::geometry::PaddingMode;
 
 /// Why a layer could not be built or run. Each variant names what was expected and what
 /// came; no input a user can construct makes a layer panic or return a wrong-shaped array.
@@ -32,6 +33,22 @@ pub enum ConvError {
     )]
     InputTooSmall {
         operation: Operation,
+        min: (usize, usize),
+        got: (usize, usize),
+    },
+
+    /// The input is too small for the geometry's padding mode (PyTorch's rules): reflect
+    /// padding must be smaller than the input along its axis, circular padding at most as
+    /// large. `padding` is the larger of the two sides of each axis.
+    #[error(
+        "input of {}x{} is too small for {mode} padding of {}x{}: it needs at least {}x{} \
+         (h x w; reflect padding must be smaller than the input, circular padding at most \
+         the input)",
+        got.0, got.1, padding.0, padding.1, min.0, min.1
+    )]
+    PaddingTooLarge {
+        mode: PaddingMode,
+        padding: (usize, usize),
         min: (usize, usize),
         got: (usize, usize),
     },

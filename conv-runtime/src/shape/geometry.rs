@@ -15,6 +15,93 @@ pub enum Padding {
     Same,
 }
 
+/// What a convolution's padding holds, as PyTorch's `padding_mode` argument of
+/// `nn.Conv2d`. Only [`Conv2d`](crate::Conv2d) pads with anything but zeros (as in
+/// PyTorch, where `nn.ConvTranspose2d` takes `zeros` alone).
+///
+/// ```
+/// use conv_runtime::PaddingMode;
+///
+/// // A row of 4 padded by 2 on each side, as each mode reads it.
+/// let read = |mode: PaddingMode| -> Vec<Option<usize>> {
+///     (-2..6).map(|i| mode.source(i, 4)).collect()
+/// };
+/// let (a, b, c, d) = (Some(0), Some(1), Some(2), Some(3));
+/// assert_eq!(read(PaddingMode::Zeros), [None, None, a, b, c, d, None, None]);
+/// assert_eq!(read(PaddingMode::Reflect), [c, b, a, b, c, d, c, b]);
+/// assert_eq!(read(PaddingMode::Replicate), [a, a, a, b, c, d, d, d]);
+/// assert_eq!(read(PaddingMode::Circular), [c, d, a, b, c, d, a, b]);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PaddingMode {
+    /// Zeros (PyTorch's default).
+    #[default]
+    Zeros,
+    /// The input mirrored about its edge, the edge itself not repeated: `c b | a b c d | c b`.
+    /// Each pad must be smaller than the input along its axis.
+    Reflect,
+    /// The edge value repeated: `a a | a b c d | d d`.
+    Replicate,
+    /// The input wrapped around: `c d | a b c d | a b`. Each pad may be at most the input
+    /// along its axis.
+    Circular,
+}
+
+impl PaddingMode {
+    /// The index of the input element that position `index` of an axis of `len` elements
+    /// reads, where positions below 0 and from `len` on are the padding; `None` where the
+    /// padding is a zero, or where the mode cannot reach that far (see
+    /// [`min_input`](Self::min_input)).
+    pub const fn source(self, index: isize, len: usize) -> Option<usize> {
+        let n = len as isize;
+        if len == 0 {
+            return None;
+        }
+        let source = match self {
+            PaddingMode::Zeros => index,
+            PaddingMode::Reflect if index < 0 => -index,
+            PaddingMode::Reflect if index >= n => 2 * (n - 1) - index,
+            PaddingMode::Reflect => index,
+            PaddingMode::Replicate if index < 0 => 0,
+            PaddingMode::Replicate if index >= n => n - 1,
+            PaddingMode::Replicate => index,
+            PaddingMode::Circular => index.rem_euclid(n),
+        };
+        if 0 <= source && source < n {
+            Some(source as usize)
+        } else {
+            None
+        }
+    }
+
+    /// The shortest axis this mode can pad by `pad` on a side (PyTorch's rules): longer than
+    /// the pad to reflect, at least the pad to wrap around once, one element to replicate.
+    pub const fn min_input(self, pad: usize) -> usize {
+        match self {
+            PaddingMode::Zeros => 0,
+            PaddingMode::Reflect => pad + 1,
+            PaddingMode::Replicate => (pad > 0) as usize,
+            PaddingMode::Circular => pad,
+        }
+    }
+
+    /// The name `conv!` and PyTorch give the mode.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PaddingMode::Zeros => "zeros",
+            PaddingMode::Reflect => "reflect",
+            PaddingMode::Replicate => "replicate",
+            PaddingMode::Circular => "circular",
+        }
+    }
+}
+
+impl fmt::Display for PaddingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Every parameter of a convolution geometry, `(h, w)` per axis, with the shape arithmetic
 /// that follows from them as `const fn`s.
 ///
@@ -35,8 +122,10 @@ pub struct GeometrySpec {
     pub kernel_size: (usize, usize),
     /// `(sh, sw)`.
     pub stride: (usize, usize),
-    /// Zeros around the input.
+    /// How much padding goes around the input.
     pub padding: Padding,
+    /// What the padding holds.
+    pub padding_mode: PaddingMode,
     /// `(dh, dw)`: the spacing between taps.
     pub dilation: (usize, usize),
     /// Extra rows and columns at the bottom and right of the transposed convolution's output.
@@ -53,7 +142,45 @@ impl GeometrySpec {
         )
     }
 
-    /// Zeros added at the top and at the left.
+    /// The geometry the kernels compute. With zero padding, this one. With another mode the
+    /// layer lays the padding out in a copy of the input, and the kernels convolve that copy
+    /// without padding: the border costs one pass over the input and never a test in the
+    /// kernels' inner loops.
+    pub const fn kernel_spec(&self) -> GeometrySpec {
+        match self.padding_mode {
+            PaddingMode::Zeros => *self,
+            _ => GeometrySpec {
+                padding: Padding::Explicit(0, 0),
+                padding_mode: PaddingMode::Zeros,
+                ..*self
+            },
+        }
+    }
+
+    /// Whether the input is padded with anything but zeros, so that the layer copies it into
+    /// a padded input first (see [`kernel_spec`](Self::kernel_spec)).
+    pub const fn pads_by_copy(&self) -> bool {
+        let (h, w) = self.pad_sums();
+        !matches!(self.padding_mode, PaddingMode::Zeros) && h + w > 0
+    }
+
+    /// The smallest input `(h, w)` the padding mode can pad (PyTorch's rules, see
+    /// [`PaddingMode::min_input`]); `(0, 0)` for zeros.
+    pub const fn padding_min_input(&self) -> (usize, usize) {
+        let (before, after) = (self.pad_before(), self.pad_after());
+        (
+            self.padding_mode.min_input(max(before.0, after.0)),
+            self.padding_mode.min_input(max(before.1, after.1)),
+        )
+    }
+
+    /// The input `(h, w)` with its padding, saturating at `usize::MAX`.
+    pub const fn padded_size(&self, input: (usize, usize)) -> (usize, usize) {
+        let (pad_h, pad_w) = self.pad_sums();
+        (input.0.saturating_add(pad_h), input.1.saturating_add(pad_w))
+    }
+
+    /// Rows or columns added at the top and at the left.
     pub const fn pad_before(&self) -> (usize, usize) {
         match self.padding {
             Padding::Explicit(h, w) => (h, w),
@@ -64,7 +191,7 @@ impl GeometrySpec {
         }
     }
 
-    /// Zeros added at the bottom and at the right.
+    /// Rows or columns added at the bottom and at the right.
     pub const fn pad_after(&self) -> (usize, usize) {
         match self.padding {
             Padding::Explicit(h, w) => (h, w),
@@ -257,6 +384,9 @@ impl fmt::Display for GeometrySpec {
             Padding::Explicit(0, 0) => {}
             Padding::Explicit(h, w) => write!(f, ", padding = {}", dim((h, w)))?,
         }
+        if self.padding_mode != PaddingMode::Zeros {
+            write!(f, ", padding_mode = {}", self.padding_mode)?;
+        }
         if self.dilation != (1, 1) {
             write!(f, ", dilation = {}", dim(self.dilation))?;
         }
@@ -290,6 +420,37 @@ pub trait Geometry: Kernels + Copy + Default + fmt::Debug + Send + Sync + 'stati
     }
 }
 
+/// A geometry whose padding is zeros: `conv!` implements this for every geometry without
+/// another `padding_mode`. [`ConvTranspose2d`](crate::ConvTranspose2d) takes only these, as
+/// `nn.ConvTranspose2d` does, so code generic over geometries that builds one names this
+/// bound:
+///
+/// ```
+/// use conv_runtime::prelude::*;
+///
+/// fn upsampler<G: ZeroPadded>(geometry: G, channels: usize) -> ConvTranspose2d<G> {
+///     ConvTranspose2d::new(geometry, channels, channels)
+/// }
+/// let up = upsampler(conv!(k = 2, stride = 2), 4);
+/// assert_eq!(up.out_channels(), 4);
+/// ```
+///
+/// A geometry with another mode has no transposed layer:
+///
+/// ```compile_fail
+/// use conv_runtime::prelude::*;
+///
+/// let up = ConvTranspose2d::new(conv!(k = 3, padding = 1, padding_mode = reflect), 4, 4);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`ConvTranspose2d` pads with zeros only (as PyTorch's `nn.ConvTranspose2d`), \
+               and this geometry has another `padding_mode` or is not known to pad with zeros",
+    label = "not a geometry padding with zeros",
+    note = "padding modes belong to `Conv2d`: remove `padding_mode` from the `conv!` of a \
+            transposed convolution; code generic over geometries bounds them by `ZeroPadded`"
+)]
+pub trait ZeroPadded: Geometry {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +460,7 @@ mod tests {
             kernel_size: (k, k),
             stride: (stride, stride),
             padding,
+            padding_mode: PaddingMode::Zeros,
             dilation: (dilation, dilation),
             output_padding: (0, 0),
         }

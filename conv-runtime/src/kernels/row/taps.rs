@@ -8,6 +8,8 @@ use crate::shape::geometry::{Geometry, GeometrySpec};
 
 /// Which tap lists a kernel walks, and where they read the prepared input.
 pub(crate) trait TapList: Send + Sync + 'static {
+    /// The geometry the kernels compute: without padding when the layer lays a padding
+    /// mode's border out itself ([`GeometrySpec::kernel_spec`]).
     const SPEC: GeometrySpec;
     /// The phases of this direction (one for the convolution).
     const PHASES: &'static [PhasePlan];
@@ -36,9 +38,9 @@ pub(crate) trait TapList: Send + Sync + 'static {
 pub(crate) struct Forward<G>(PhantomData<G>);
 
 impl<G: Geometry> TapList for Forward<G> {
-    const SPEC: GeometrySpec = G::SPEC;
+    const SPEC: GeometrySpec = G::SPEC.kernel_spec();
     const PHASES: &'static [PhasePlan] = &[G::FORWARD];
-    const INPUT_SHIFT: usize = G::SPEC.pad_before().1;
+    const INPUT_SHIFT: usize = Self::SPEC.pad_before().1;
     const COL_SHIFT: isize = 0;
     const COL_STRIDE: usize = G::SPEC.stride.1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
@@ -64,7 +66,7 @@ impl<G: Geometry> TapList for Forward<G> {
 pub(crate) struct Transposed<G>(PhantomData<G>);
 
 impl<G: Geometry> TapList for Transposed<G> {
-    const SPEC: GeometrySpec = G::SPEC;
+    const SPEC: GeometrySpec = G::SPEC.kernel_spec();
     const PHASES: &'static [PhasePlan] = G::TRANSPOSED;
     const INPUT_SHIFT: usize = (G::SPEC.kernel_size.1 - 1) * G::SPEC.dilation.1 / G::SPEC.stride.1;
     const COL_SHIFT: isize = Self::INPUT_SHIFT as isize;
