@@ -108,7 +108,8 @@ fn check_conv<G: Geometry>(geometry: G, case: &Case, isa: Isa) {
     let (kh, kw) = spec.kernel_size;
     let in_channels = case.groups * case.in_per_group;
     let out_channels = case.groups * case.out_per_group;
-    let min = spec.min_input_size();
+    let (conv_min, mode_min) = (spec.min_input_size(), spec.padding_min_input());
+    let min = (conv_min.0.max(mode_min.0), conv_min.1.max(mode_min.1));
     let (h, w) = (min.0 + case.extra.0, min.1 + case.extra.1);
     let weight = random_array((out_channels, case.in_per_group, kh, kw), case.seed);
     let bias = case.bias.then(|| random_array(out_channels, case.seed ^ 1));
@@ -231,6 +232,13 @@ conv! { struct Up; k = 4, stride = 2, padding = 1 }
 conv! { struct Wide; k = (2, 5), stride = (1, 3), dilation = (2, 1), padding = (1, 2), output_padding = (1, 2) }
 conv! { struct Tall; k = (5, 2), stride = (3, 2), dilation = (1, 3), padding = (3, 0), output_padding = (2, 1) }
 
+// Padding modes (Conv2d only): the border is a copy of input elements, so its gradient
+// folds back onto them. Inputs start at the smallest the mode pads (reflect: one more than
+// the pad).
+conv! { struct Reflect; k = 3, dilation = 2, padding = 2, padding_mode = reflect }
+conv! { struct ReplicateStrided; k = (3, 4), stride = 2, padding = (1, 3), padding_mode = replicate }
+conv! { struct CircularSame; k = 4, padding = same, dilation = (1, 2), padding_mode = circular }
+
 macro_rules! grid {
     ($($name:ident: $geometry:expr;)*) => {$(
         #[test]
@@ -258,6 +266,26 @@ grid! {
     k4_stride2_padding1: Up;
     k2x5_asymmetric: Wide;
     k5x2_asymmetric: Tall;
+}
+
+macro_rules! conv_grid {
+    ($($name:ident: $geometry:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let config = Config { cases: 6, failure_persistence: None, ..Config::default() };
+            proptest!(config, |(case in cases())| {
+                for isa in Isa::available() {
+                    check_conv($geometry, &case, isa);
+                }
+            });
+        }
+    )*};
+}
+
+conv_grid! {
+    k3_dilation2_reflect: Reflect;
+    k3x4_stride2_replicate: ReplicateStrided;
+    k4_same_dilated_circular: CircularSame;
 }
 
 /// Depthwise layers (one input and one output channel per group, or a multiplier) take the

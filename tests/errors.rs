@@ -3,7 +3,7 @@
 
 use conv_runtime::ndarray::{Array1, Array4};
 use conv_runtime::prelude::*;
-use conv_runtime::{Isa, Operation, reference};
+use conv_runtime::{Isa, Operation, PaddingMode, reference};
 
 conv! { struct K3; k = 3 }
 conv! { struct Up; k = 3, stride = 2, padding = 1 }
@@ -89,6 +89,74 @@ fn transposed_input_whose_output_is_cropped_away() {
             .shape(),
         &[1, 1, 1, 1]
     );
+}
+
+#[test]
+fn inputs_too_small_for_the_padding_mode() {
+    // PyTorch: "Padding size should be less than the corresponding input dimension".
+    let reflect = Conv2d::new(conv!(k = 3, padding = (1, 3), padding_mode = reflect), 1, 1);
+    let error = reflect
+        .forward(&Array4::<f32>::zeros((1, 1, 5, 3)))
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ConvError::PaddingTooLarge {
+            mode: PaddingMode::Reflect,
+            padding: (1, 3),
+            min: (2, 4),
+            got: (5, 3)
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "input of 5x3 is too small for reflect padding of 1x3: it needs at least 2x4 (h x w; \
+         reflect padding must be smaller than the input, circular padding at most the input)"
+    );
+    assert!(reflect.forward(&Array4::<f32>::zeros((1, 1, 2, 4))).is_ok());
+    // The same refusal from backward and output_shape, and from the reference.
+    let grad_output = Array4::<f32>::zeros((1, 1, 5, 7));
+    assert_eq!(
+        reflect.backward(&Array4::<f32>::zeros((1, 1, 5, 3)), &grad_output),
+        Err(error.clone())
+    );
+    assert_eq!(reflect.output_shape([1, 1, 5, 3]), Err(error.clone()));
+    let spec = reflect.geometry().spec();
+    let naive = reference::conv2d(
+        &Array4::zeros((1, 1, 5, 3)),
+        reflect.weight(),
+        None,
+        &spec,
+        1,
+    );
+    assert_eq!(naive, Err(error));
+
+    // Circular padding may wrap around once: as large as the input, not larger.
+    let circular = Conv2d::new(conv!(k = 2, padding = same, padding_mode = circular), 1, 1);
+    assert!(
+        circular
+            .forward(&Array4::<f32>::zeros((1, 1, 1, 1)))
+            .is_ok()
+    );
+    let wide = Conv2d::new(
+        conv!(k = 1, padding = (0, 3), padding_mode = circular),
+        1,
+        1,
+    );
+    assert!(matches!(
+        wide.forward(&Array4::<f32>::zeros((1, 1, 4, 2))),
+        Err(ConvError::PaddingTooLarge {
+            mode: PaddingMode::Circular,
+            min: (0, 3),
+            got: (4, 2),
+            ..
+        })
+    ));
+    // Replicate pads any non-empty input, however wide the pad.
+    let replicate = Conv2d::new(conv!(k = 1, padding = 5, padding_mode = replicate), 1, 1);
+    let y = replicate
+        .forward(&Array4::<f32>::ones((1, 1, 1, 1)))
+        .unwrap();
+    assert_eq!(y.dim(), (1, 1, 11, 11));
 }
 
 #[test]

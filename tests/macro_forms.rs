@@ -113,6 +113,45 @@ mod expression_form {
     }
 
     #[test]
+    fn padding_modes_parse_to_their_spec_and_print_back() {
+        let modes = [
+            (spec(conv!(k = 3, padding = 1)), PaddingMode::Zeros),
+            (
+                spec(conv!(k = 3, padding = 1, padding_mode = zeros)),
+                PaddingMode::Zeros,
+            ),
+            (
+                spec(conv!(k = 3, padding = 1, padding_mode = reflect)),
+                PaddingMode::Reflect,
+            ),
+            (
+                spec(conv!(padding_mode = replicate, k = 3, padding = 1)),
+                PaddingMode::Replicate,
+            ),
+            (
+                spec(conv!(k = 3, padding = 1, padding_mode = circular,)),
+                PaddingMode::Circular,
+            ),
+        ];
+        for (spec, mode) in modes {
+            assert_eq!(spec.padding_mode, mode);
+            assert_eq!(spec.padding, Padding::Explicit(1, 1));
+        }
+        conv! { struct Mirrored; k = 4, padding = same, padding_mode = reflect }
+        const MODE: PaddingMode = Mirrored::PADDING_MODE;
+        assert_eq!(MODE, PaddingMode::Reflect);
+        assert_eq!(
+            Mirrored::SPEC.to_string(),
+            "conv!(k = 4, padding = same, padding_mode = reflect)"
+        );
+        // The kernels run the geometry without padding, on the padded copy.
+        assert_eq!(
+            Mirrored::SPEC.kernel_spec().padding,
+            Padding::Explicit(0, 0)
+        );
+    }
+
+    #[test]
     fn geometries_build_layers_in_both_directions() {
         let conv = Conv2d::new(conv!(k = 3, dilation = 2, padding = 2), 3, 16);
         let x = convgen::random_array((1, 3, 9, 7), 1);

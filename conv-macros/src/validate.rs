@@ -331,7 +331,7 @@ fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
         Value::Word(word) => {
             let message = if matches!(word.to_string().as_str(), "same" | "valid") {
                 format!(
-                    "`{word}` is a padding mode; `{}` takes an integer or a pair `(h, w)`",
+                    "`{word}` is a value of `padding`; `{}` takes an integer or a pair `(h, w)`",
                     param.key
                 )
             } else {
@@ -406,8 +406,8 @@ fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
                 )
             } else {
                 format!(
-                    "unknown padding mode `{word}`; expected an integer, a pair `(h, w)`, \
-                     `same` or `valid`"
+                    "unknown padding `{word}`; expected an integer, a pair `(h, w)`, `same` \
+                     or `valid`"
                 )
             };
             errors.at(param, syn::Error::new(word.span(), message));
