@@ -31,6 +31,7 @@
 //! PARAM  := k = DIM | kernel_size = DIM                      (required)
 //!         | stride = DIM                                     (default 1)
 //!         | padding = DIM | padding = same | padding = valid (default 0)
+//!         | padding_mode = zeros | reflect | replicate | circular (default zeros; Conv2d only)
 //!         | dilation = DIM                                   (default 1)
 //!         | output_padding = DIM                             (default 0; transposed direction)
 //! DIM    := INTEGER | ( INTEGER , INTEGER )                  (one value for both axes, or (h, w))
@@ -43,6 +44,27 @@
 //! `output_padding` smaller than the stride or the dilation on each axis; each parameter at
 //! most once; integers only. A kernel of more than 256 taps is refused, since every tap is
 //! unrolled.
+//!
+//! `padding_mode` is `nn.Conv2d`'s: what the padding holds. With `reflect`, `replicate` or
+//! `circular` the layer pads a copy of the input and its kernels convolve that copy without
+//! padding, so the border costs one copy of the input and no test in the inner loops. The
+//! input must be long enough for the mode (reflect: longer than the pad; circular: at least
+//! as long), else [`ConvError::PaddingTooLarge`]. As in PyTorch, only [`Conv2d`] takes a mode:
+//! a [`ConvTranspose2d`] of such a geometry does not compile (see [`ZeroPadded`]).
+//!
+//! ```
+//! use conv_runtime::prelude::*;
+//! use conv_runtime::ndarray::Array4;
+//!
+//! // PyTorch: nn.Conv2d(3, 8, kernel_size=3, dilation=2, padding=2, padding_mode='reflect')
+//! let layer = Conv2d::new(conv!(k = 3, dilation = 2, padding = 2, padding_mode = reflect), 3, 8);
+//! let y = layer.forward(&Array4::<f32>::ones((1, 3, 16, 16)))?;
+//! assert_eq!(y.shape(), &[1, 8, 16, 16]);
+//! // Reflecting 2 rows needs at least 3.
+//! let error = layer.forward(&Array4::<f32>::ones((1, 3, 2, 16))).unwrap_err();
+//! assert!(matches!(error, ConvError::PaddingTooLarge { min: (3, 3), got: (2, 16), .. }));
+//! # Ok::<(), ConvError>(())
+//! ```
 //!
 //! The item form names the type, so it can be stored in a struct field. Write it with braces:
 //! rustfmt leaves braced macro calls alone, but inserts a comma after the `;` in a

@@ -11,7 +11,8 @@ use ndarray::{Array4, ArrayView4, s};
 use crate::shape::geometry::GeometrySpec;
 
 /// `x` with `spec`'s padding around each plane, filled as its mode says. The input must be
-/// large enough for the mode ([`GeometrySpec::padding_min_input`]).
+/// large enough for the mode ([`GeometrySpec::padding_min_input`]); an element the mode
+/// cannot reach (zero padding) is a zero.
 pub(crate) fn pad(spec: &GeometrySpec, x: &ArrayView4<f32>) -> Array4<f32> {
     let (batch, channels, h, w) = x.dim();
     let (top, left) = spec.pad_before();
@@ -22,11 +23,13 @@ pub(crate) fn pad(spec: &GeometrySpec, x: &ArrayView4<f32>) -> Array4<f32> {
     for (n, c) in planes(batch, channels) {
         let mut target = padded.slice_mut(s![n, c, .., ..]);
         let source = x.slice(s![n, c, .., ..]);
-        for (mut target_row, &row) in target.outer_iter_mut().zip(&rows) {
+        for (mut target_row, row) in target.outer_iter_mut().zip(&rows) {
+            // A row of zeros (zero padding) stays as allocated.
+            let Some(row) = *row else { continue };
             let source_row = source.row(row);
             target_row.slice_mut(s![left..left + w]).assign(&source_row);
-            for (j, &col) in cols.iter().enumerate() {
-                if j < left || j >= left + w {
+            for (j, col) in cols.iter().enumerate() {
+                if let (true, Some(col)) = (j < left || j >= left + w, *col) {
                     target_row[j] = source_row[col];
                 }
             }
@@ -50,10 +53,12 @@ pub(crate) fn fold(spec: &GeometrySpec, padded: &Array4<f32>, size: (usize, usiz
     for (n, c) in planes(padded.dim().0, padded.dim().1) {
         let mut target = input.slice_mut(s![n, c, .., ..]);
         let source = padded.slice(s![n, c, .., ..]);
-        for (i, (source_row, &row)) in source.outer_iter().zip(&rows).enumerate() {
+        for (i, (source_row, row)) in source.outer_iter().zip(&rows).enumerate() {
             let interior_row = i >= top && i < top + h;
-            for (j, &col) in cols.iter().enumerate() {
-                if !interior_row || j < left || j >= left + w {
+            for (j, col) in cols.iter().enumerate() {
+                let border = !interior_row || j < left || j >= left + w;
+                // A zero of the padding holds no input element: its gradient goes nowhere.
+                if let (true, Some(row), Some(col)) = (border, *row, *col) {
                     target[[row, col]] += source_row[j];
                 }
             }
@@ -67,15 +72,14 @@ fn planes(batch: usize, channels: usize) -> impl Iterator<Item = (usize, usize)>
     (0..batch).flat_map(move |n| (0..channels).map(move |c| (n, c)))
 }
 
-/// For each of the `padded` positions of one axis, the input index it holds, where the
-/// input (`len` long) starts at position `before`.
-fn sources(spec: &GeometrySpec, before: usize, padded: usize, len: usize) -> Vec<usize> {
+/// For each of the `padded` positions of one axis, the input index it holds (`None` for a
+/// zero), where the input (`len` long) starts at position `before`. The layer has checked
+/// that the input is long enough for the mode, so every other mode reaches an element.
+fn sources(spec: &GeometrySpec, before: usize, padded: usize, len: usize) -> Vec<Option<usize>> {
     (0..padded)
         .map(|position| {
             let index = position as isize - before as isize;
-            spec.padding_mode
-                .source(index, len)
-                .expect("checked: the input is large enough for its padding mode")
+            spec.padding_mode.source(index, len)
         })
         .collect()
 }
