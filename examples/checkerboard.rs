@@ -27,7 +27,9 @@ fn main() -> Result<(), convgen::demo::DemoError> {
     let (top, left, side) = CROP;
     let crop = s![.., top..top + side, left..left + side];
     let mut panels = vec![zoom(&picture.slice(crop), ZOOM)];
-    println!("method                     grid strength (mean |phase mean - mean| over the 4 pixel phases)");
+    println!(
+        "method                     grid strength (mean |phase mean - mean| over the 4 pixel phases)"
+    );
     for method in Method::ALL {
         let upsampled = upsample(method, &low.view())?;
         println!(

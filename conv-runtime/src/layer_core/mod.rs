@@ -201,9 +201,10 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
     ) -> Result<Array4<f32>, ConvError> {
         let shape = self.output_shape(x.dim().into())?;
         let engine = self.parameters.engine();
-        Ok(match Self::padded(&x.view()) {
-            Some(padded) => engine.run_new(&padded, shape),
-            None => engine.run_new(x, shape),
+        Ok(if G::SPEC.pads_by_copy() {
+            border::with_padded(&G::SPEC, &x.view(), |padded| engine.run_new(padded, shape))
+        } else {
+            engine.run_new(x, shape)
         })
     }
 
@@ -218,9 +219,10 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
         let shape = self.output_shape(x.dim().into())?;
         checks::check_output(out, shape)?;
         let engine = self.parameters.engine();
-        match Self::padded(&x.view()) {
-            Some(padded) => engine.run(&padded, out),
-            None => engine.run(x, out),
+        if G::SPEC.pads_by_copy() {
+            border::with_padded(&G::SPEC, &x.view(), |padded| engine.run(padded, out));
+        } else {
+            engine.run(x, out);
         }
         Ok(())
     }
@@ -264,12 +266,6 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
             &x.view(),
             &grad_output.view(),
         )
-    }
-
-    /// `x` with the geometry's border laid out, when its padding mode is not zeros (a
-    /// constant per geometry, so a zero-padded layer compiles without this step).
-    fn padded(x: &ArrayView4<f32>) -> Option<Array4<f32>> {
-        G::SPEC.pads_by_copy().then(|| border::pad(&G::SPEC, x))
     }
 
     /// The parameters, for the direction's own methods.

@@ -84,30 +84,41 @@ impl Rules for Convolution {
             Operation::Convolution,
         )?;
         check_grad_output(grad_output, expected)?;
-        // With a padding mode other than zeros the kernels convolve a padded copy of `x`
-        // (see `GeometrySpec::kernel_spec`): the gradients are those of that copy, and the
-        // input's is folded back from the padded copy's.
-        let padded = spec.pads_by_copy().then(|| border::pad(spec, x));
-        let kernel_input = padded.as_ref().map_or(x.view(), |padded| padded.view());
+        let (input, weight) = if spec.pads_by_copy() {
+            // With a padding mode other than zeros the kernels convolve a padded copy of `x`
+            // (see `GeometrySpec::kernel_spec`): the gradients are those of that copy, and the
+            // input's is folded back from the padded copy's.
+            let size = (x.dim().2, x.dim().3);
+            let (padded_input, weight) = border::with_padded(spec, x, |padded| {
+                Self::kernel_gradients(spec, parameters, adjoint, padded, grad_output)
+            });
+            (border::fold(spec, &padded_input, size), weight)
+        } else {
+            Self::kernel_gradients(spec, parameters, adjoint, x, grad_output)
+        };
+        let bias = parameters.bias.is_some();
+        Ok(Gradients::new(input, weight, bias, grad_output))
+    }
+}
+
+impl Convolution {
+    /// The input and weight gradients of the kernels' geometry (`spec` without a padding
+    /// mode's border) for the input the kernels read.
+    fn kernel_gradients(
+        spec: &GeometrySpec,
+        parameters: &Parameters,
+        adjoint: Pack,
+        x: &ArrayView4<f32>,
+        grad_output: &ArrayView4<f32>,
+    ) -> (Array4<f32>, Array4<f32>) {
         // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
         // since the convolution maps it there.
         let input = parameters
             .adjoint(adjoint)
-            .run_new(grad_output, kernel_input.dim().into());
-        let input = match padded {
-            Some(_) => border::fold(spec, &input, (x.dim().2, x.dim().3)),
-            None => input,
-        };
+            .run_new(grad_output, x.dim().into());
         let isa = parameters.isa();
         let kernel_spec = spec.kernel_spec();
-        let weight = weight_grad::correlate(
-            kernel_spec,
-            isa,
-            &kernel_input,
-            grad_output,
-            parameters.groups,
-        );
-        let bias = parameters.bias.is_some();
-        Ok(Gradients::new(input, weight, bias, grad_output))
+        let weight = weight_grad::correlate(kernel_spec, isa, x, grad_output, parameters.groups);
+        (input, weight)
     }
 }

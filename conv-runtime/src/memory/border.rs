@@ -8,34 +8,70 @@
 
 use ndarray::{Array4, ArrayView4, s};
 
+use super::scratch::with_scratch;
+
 use crate::shape::geometry::GeometrySpec;
 
-/// `x` with `spec`'s padding around each plane, filled as its mode says. The input must be
-/// large enough for the mode ([`GeometrySpec::padding_min_input`]); an element the mode
-/// cannot reach (zero padding) is a zero.
-pub(crate) fn pad(spec: &GeometrySpec, x: &ArrayView4<f32>) -> Array4<f32> {
+/// Lends `f` a view of `x` with `spec`'s padding around each plane, filled as its mode says,
+/// in a buffer of the thread's pool (a fresh array per call page-faulted its way in: 15% of
+/// a 64-channel 64x64 layer's forward). The input must be large enough for the mode
+/// ([`GeometrySpec::padding_min_input`]); a position the mode does not fill (zero padding)
+/// is a zero.
+pub(crate) fn with_padded<R>(
+    spec: &GeometrySpec,
+    x: &ArrayView4<f32>,
+    f: impl FnOnce(&ArrayView4<f32>) -> R,
+) -> R {
     let (batch, channels, h, w) = x.dim();
-    let (top, left) = spec.pad_before();
     let (padded_h, padded_w) = spec.padded_size((h, w));
+    let shape = (batch, channels, padded_h, padded_w);
+    with_scratch(batch * channels * padded_h * padded_w, |buffer| {
+        pad_into(spec, x, (padded_h, padded_w), buffer);
+        let padded = ArrayView4::from_shape(shape, &*buffer).expect("the buffer's length");
+        f(&padded)
+    })
+}
+
+/// Writes every element of `target`, the padded planes of `x` (`padded` high and wide, in
+/// standard layout): `x` in the interior, the border as `spec`'s mode fills it. Rows are
+/// copied as slices, and only the margins are looked up one by one: on a 3-channel 64x64
+/// input, indexing every element through ndarray took a fifth of the layer's time.
+fn pad_into(spec: &GeometrySpec, x: &ArrayView4<f32>, padded: (usize, usize), target: &mut [f32]) {
+    let (_, _, h, w) = x.dim();
+    let (padded_h, padded_w) = padded;
+    let (top, left) = spec.pad_before();
     let rows = sources(spec, top, padded_h, h);
     let cols = sources(spec, left, padded_w, w);
-    let mut padded = Array4::zeros((batch, channels, padded_h, padded_w));
-    for (n, c) in planes(batch, channels) {
-        let mut target = padded.slice_mut(s![n, c, .., ..]);
-        let source = x.slice(s![n, c, .., ..]);
-        for (mut target_row, row) in target.outer_iter_mut().zip(&rows) {
-            // A row of zeros (zero padding) stays as allocated.
-            let Some(row) = *row else { continue };
+    let (left_cols, rest) = cols.split_at(left);
+    let right_cols = &rest[w..];
+    let planes = x.outer_iter().flat_map(|image| image.into_outer_iter());
+    let mut gathered = Vec::new();
+    for (source, target) in planes.zip(target.chunks_exact_mut(padded_h * padded_w)) {
+        for (target_row, row) in target.chunks_exact_mut(padded_w).zip(&rows) {
+            let Some(row) = *row else {
+                target_row.fill(0.0);
+                continue;
+            };
             let source_row = source.row(row);
-            target_row.slice_mut(s![left..left + w]).assign(&source_row);
-            for (j, col) in cols.iter().enumerate() {
-                if let (true, Some(col)) = (j < left || j >= left + w, *col) {
-                    target_row[j] = source_row[col];
+            let source_row = match source_row.as_slice() {
+                Some(row) => row,
+                None => {
+                    gathered.clear();
+                    gathered.extend(source_row.iter().copied());
+                    &gathered
                 }
+            };
+            let (left_part, rest) = target_row.split_at_mut(left);
+            let (interior, right_part) = rest.split_at_mut(w);
+            interior.copy_from_slice(source_row);
+            for (value, col) in left_part.iter_mut().zip(left_cols) {
+                *value = col.map_or(0.0, |col| source_row[col]);
+            }
+            for (value, col) in right_part.iter_mut().zip(right_cols) {
+                *value = col.map_or(0.0, |col| source_row[col]);
             }
         }
     }
-    padded
 }
 
 /// The gradient with respect to an input of `size` `(h, w)`, from `padded`, the gradient
@@ -49,27 +85,31 @@ pub(crate) fn fold(spec: &GeometrySpec, padded: &Array4<f32>, size: (usize, usiz
     let cols = sources(spec, left, padded_w, w);
     let mut input = padded
         .slice(s![.., .., top..top + h, left..left + w])
-        .to_owned();
-    for (n, c) in planes(padded.dim().0, padded.dim().1) {
-        let mut target = input.slice_mut(s![n, c, .., ..]);
-        let source = padded.slice(s![n, c, .., ..]);
+        .as_standard_layout()
+        .into_owned();
+    let planes = padded
+        .outer_iter()
+        .flat_map(|image| image.into_outer_iter());
+    let targets = input.as_slice_mut().expect("standard layout");
+    for (source, target) in planes.zip(targets.chunks_exact_mut(h * w)) {
         for (i, (source_row, row)) in source.outer_iter().zip(&rows).enumerate() {
-            let interior_row = i >= top && i < top + h;
-            for (j, col) in cols.iter().enumerate() {
-                let border = !interior_row || j < left || j >= left + w;
-                // A zero of the padding holds no input element: its gradient goes nowhere.
-                if let (true, Some(row), Some(col)) = (border, *row, *col) {
-                    target[[row, col]] += source_row[j];
+            // A zero of the padding holds no input element: its gradient goes nowhere.
+            let Some(row) = *row else { continue };
+            let target_row = &mut target[row * w..(row + 1) * w];
+            // An interior row's own columns were copied above; a border row has none.
+            let columns: Box<dyn Iterator<Item = usize>> = if (top..top + h).contains(&i) {
+                Box::new((0..left).chain(left + w..padded_w))
+            } else {
+                Box::new(0..padded_w)
+            };
+            for j in columns {
+                if let Some(col) = cols[j] {
+                    target_row[col] += source_row[j];
                 }
             }
         }
     }
     input
-}
-
-/// Every `(image, channel)` plane.
-fn planes(batch: usize, channels: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..batch).flat_map(move |n| (0..channels).map(move |c| (n, c)))
 }
 
 /// For each of the `padded` positions of one axis, the input index it holds (`None` for a
@@ -99,6 +139,10 @@ mod tests {
             dilation: (1, 1),
             output_padding: (0, 0),
         }
+    }
+
+    fn pad(spec: &GeometrySpec, x: &ArrayView4<f32>) -> Array4<f32> {
+        with_padded(spec, x, |padded| padded.to_owned())
     }
 
     #[test]
