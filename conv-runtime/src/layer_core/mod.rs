@@ -201,7 +201,7 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
     ) -> Result<Array4<f32>, ConvError> {
         let shape = self.output_shape(x.dim().into())?;
         let engine = self.parameters.engine();
-        Ok(if G::SPEC.pads_by_copy() {
+        Ok(if const { G::SPEC.pads_by_copy() } {
             border::with_padded(&G::SPEC, &x.view(), |padded| engine.run_new(padded, shape))
         } else {
             engine.run_new(x, shape)
@@ -219,7 +219,7 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
         let shape = self.output_shape(x.dim().into())?;
         checks::check_output(out, shape)?;
         let engine = self.parameters.engine();
-        if G::SPEC.pads_by_copy() {
+        if const { G::SPEC.pads_by_copy() } {
             border::with_padded(&G::SPEC, &x.view(), |padded| engine.run(padded, out));
         } else {
             engine.run(x, out);
