@@ -239,16 +239,28 @@ conv! { struct Reflect; k = 3, dilation = 2, padding = 2, padding_mode = reflect
 conv! { struct ReplicateStrided; k = (3, 4), stride = 2, padding = (1, 3), padding_mode = replicate }
 conv! { struct CircularSame; k = 4, padding = same, dilation = (1, 2), padding_mode = circular }
 
+/// Runs `check` on six drawn cases, each on every instruction set.
+fn run_grid(check: impl Fn(&Case, Isa)) {
+    let config = Config {
+        cases: 6,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    proptest!(config, |(case in cases())| {
+        for isa in Isa::available() {
+            check(&case, isa);
+        }
+    });
+}
+
+/// One test per geometry, both layers.
 macro_rules! grid {
     ($($name:ident: $geometry:expr;)*) => {$(
         #[test]
         fn $name() {
-            let config = Config { cases: 6, failure_persistence: None, ..Config::default() };
-            proptest!(config, |(case in cases())| {
-                for isa in Isa::available() {
-                    check_conv($geometry, &case, isa);
-                    check_conv_transpose($geometry, &case, isa);
-                }
+            run_grid(|case, isa| {
+                check_conv($geometry, case, isa);
+                check_conv_transpose($geometry, case, isa);
             });
         }
     )*};
@@ -268,16 +280,12 @@ grid! {
     k5x2_asymmetric: Tall;
 }
 
+/// One test per geometry, `Conv2d` only (padding modes have no transposed layer).
 macro_rules! conv_grid {
     ($($name:ident: $geometry:expr;)*) => {$(
         #[test]
         fn $name() {
-            let config = Config { cases: 6, failure_persistence: None, ..Config::default() };
-            proptest!(config, |(case in cases())| {
-                for isa in Isa::available() {
-                    check_conv($geometry, &case, isa);
-                }
-            });
+            run_grid(|case, isa| check_conv($geometry, case, isa));
         }
     )*};
 }
