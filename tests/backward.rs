@@ -230,6 +230,8 @@ conv! { struct Dilated3; k = 3, dilation = 3, padding = 2, output_padding = 2 }
 conv! { struct SameDilated; k = 4, padding = same, dilation = 2 }
 conv! { struct Up; k = 4, stride = 2, padding = 1 }
 conv! { struct Wide; k = (2, 5), stride = (1, 3), dilation = (2, 1), padding = (1, 2), output_padding = (1, 2) }
+// Causal: all padding before; the transposed direction crops only at the top and left.
+conv! { struct Causal; k = (2, 3), stride = (1, 2), dilation = (3, 2), padding = causal }
 conv! { struct Tall; k = (5, 2), stride = (3, 2), dilation = (1, 3), padding = (3, 0), output_padding = (2, 1) }
 
 // Padding modes (Conv2d only): the border is a copy of input elements, so its gradient
@@ -278,6 +280,7 @@ grid! {
     k4_stride2_padding1: Up;
     k2x5_asymmetric: Wide;
     k5x2_asymmetric: Tall;
+    k2x3_causal: Causal;
 }
 
 /// One test per geometry, `Conv2d` only (padding modes have no transposed layer).

@@ -144,6 +144,11 @@ mod expression_form {
             Mirrored::SPEC.to_string(),
             "conv!(k = 4, padding = same, padding_mode = reflect)"
         );
+        // Causal: the whole field but the output's own position before, nothing after.
+        conv! { struct Causal; k = (1, 2), dilation = (1, 8), padding = causal }
+        assert_eq!(Causal::SPEC.padding, Padding::Causal);
+        assert_eq!((Causal::PADDING, Causal::PADDING_AFTER), ((0, 8), (0, 0)));
+        assert_eq!(Causal::output_size((1, 100)), Some((1, 100)));
         // The kernels run the geometry without padding, on the padded copy.
         assert_eq!(
             Mirrored::SPEC.kernel_spec().padding,

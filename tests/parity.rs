@@ -121,6 +121,9 @@ parity! {
     conv_reflect_widest: Conv2d, conv!(k = 3, padding = (3, 4), padding_mode = reflect);
     conv_circular_widest: Conv2d, conv!(k = 3, padding = (4, 5), padding_mode = circular);
 
+    conv_causal_1d_dilated: Conv2d, conv!(k = (1, 2), dilation = (1, 4), padding = causal);
+    conv_causal_stride2: Conv2d, conv!(k = 3, stride = 2, dilation = (1, 2), padding = causal);
+
     conv_nonfinite: Conv2d, conv!(k = 3, padding = 1);
     convt_nonfinite: ConvTranspose2d, conv!(k = 3, stride = 2, padding = 1);
 }
@@ -260,6 +263,7 @@ impl Fixture {
     fn expect_geometry(&self, spec: GeometrySpec) {
         let padding = match self.get("padding") {
             Value::String(same) if same == "same" => Padding::Same,
+            Value::String(causal) if causal == "causal" => Padding::Causal,
             other => {
                 let (h, w) = self.pair_of(other, "padding");
                 Padding::Explicit(h, w)

@@ -22,7 +22,7 @@ A fixture holds, for one `nn.Conv2d` (op "conv") or `nn.ConvTranspose2d` (op "co
 
 * `case`, `op`, `in_channels`, `out_channels`, `groups`, `has_bias`, `seed`;
 * the geometry: `kernel_size`, `stride`, `dilation`, `output_padding` as `[h, w]`,
-  `padding` as `[h, w]` or the string `"same"`, and `padding_mode` ("zeros", "reflect",
+  `padding` as `[h, w]` or the string `"same"` or `"causal"`, and `padding_mode` ("zeros", "reflect",
   "replicate" or "circular");
 * `output_size`: `[h, w]`, the `output_size` argument of `ConvTranspose2d.forward`, or null;
 * `input`, `weight`, `bias` (null without bias) and `output`, each `{"shape": [...],
@@ -154,6 +154,12 @@ CASES = [
          padding_mode="reflect"),
     case("conv_circular_widest", "conv", 2, 2, (4, 5), 3, padding=(4, 5),
          padding_mode="circular"),
+    # Causal padding (Keras'; in PyTorch an F.pad before the layer): a WaveNet-style dilated
+    # 1-D layer on one-row input, and a 2-D one with stride 2.
+    case("conv_causal_1d_dilated", "conv", 3, 4, (1, 21), (1, 2), dilation=(1, 4),
+         padding="causal", batch=2),
+    case("conv_causal_stride2", "conv", 2, 3, (9, 12), 3, stride=2, dilation=(1, 2),
+         padding="causal"),
     # NaN, +inf and -inf in the input.
     case("conv_nonfinite", "conv", 2, 3, (9, 10), 3, padding=1, nonfinite=True),
     case("convt_nonfinite", "convT", 2, 3, (6, 7), 3, stride=2, padding=1, nonfinite=True),
@@ -221,8 +227,10 @@ def make(spec):
     name, op = spec["name"], spec["op"]
     seed = seed_of(name)
     torch.manual_seed(seed)
+    # Keras' "causal" padding is PyTorch's F.pad of the whole field before, then padding 0.
+    causal = spec["padding"] == "causal"
     common = dict(kernel_size=spec["kernel_size"], stride=spec["stride"],
-                  padding=spec["padding"], dilation=spec["dilation"], groups=spec["groups"],
+                  padding=0 if causal else spec["padding"], dilation=spec["dilation"], groups=spec["groups"],
                   bias=spec["bias"], dtype=torch.float32)
     if op == "conv":
         assert spec["output_padding"] == 0 and spec["output_size"] is None
@@ -240,7 +248,10 @@ def make(spec):
         x[0, 0, h // 2, w // 2] = math.inf
         x[0, 1, h // 2 + 1, w // 2 + 1] = -math.inf
     x.requires_grad_(True)
-    if op == "conv":
+    if op == "conv" and causal:
+        assert spec["padding_mode"] == "zeros"
+        y = layer(torch.nn.functional.pad(x, causal_pad(spec)))
+    elif op == "conv":
         y = layer(x)
     else:
         y = layer(x, output_size=spec["output_size"])
@@ -248,7 +259,7 @@ def make(spec):
     y.backward(grad_output)
     check_against_float64(layer, x.detach(), y.detach(), spec)
 
-    padding = spec["padding"] if spec["padding"] == "same" else pair(spec["padding"])
+    padding = spec["padding"] if spec["padding"] in ("same", "causal") else pair(spec["padding"])
     head = {
         "case": name,
         "op": op,
@@ -331,13 +342,23 @@ def write_all(directory, texts):
     return sum(f.stat().st_size for f in directory.glob("*.json"))
 
 
+def causal_pad(spec):
+    """F.pad's (left, right, top, bottom) for causal padding: the whole receptive field but
+    the output's own position, before."""
+    (kh, kw), (dh, dw) = pair(spec["kernel_size"]), pair(spec["dilation"])
+    return (dw * (kw - 1), 0, dh * (kh - 1), 0)
+
+
 def check_against_float64(layer, x, y, spec):
     """The float32 output agrees with a float64 evaluation, NaN and infinities included, so
     the fixture holds the mathematical result and not an artefact of one float32 path."""
     with torch.no_grad():
         x64 = x.double()
         w64, b64 = layer.weight.double(), None if layer.bias is None else layer.bias.double()
-        if spec["op"] == "conv" and spec["padding_mode"] != "zeros":
+        if spec["op"] == "conv" and spec["padding"] == "causal":
+            y64 = torch.nn.functional.conv2d(torch.nn.functional.pad(x64, causal_pad(spec)), w64,
+                                             b64, layer.stride, 0, layer.dilation, layer.groups)
+        elif spec["op"] == "conv" and spec["padding_mode"] != "zeros":
             # The module pads with its mode (`F.pad`) and then convolves without padding.
             y64 = layer._conv_forward(x64, w64, b64)
         elif spec["op"] == "conv":

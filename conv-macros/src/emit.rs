@@ -186,6 +186,8 @@ fn spec(geometry: &Geometry) -> TokenStream {
     let output_padding = pair(geometry.output_padding);
     let padding = if geometry.same {
         quote!(::conv_runtime::Padding::Same)
+    } else if geometry.causal {
+        quote!(::conv_runtime::Padding::Causal)
     } else {
         let [h, w] = geometry.pad_before.map(Literal::usize_unsuffixed);
         quote!(::conv_runtime::Padding::Explicit(#h, #w))

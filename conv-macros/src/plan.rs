@@ -149,6 +149,7 @@ mod tests {
             dilation,
             output_padding: [0, 0],
             same: false,
+            causal: false,
             padding_mode: Default::default(),
         }
     }

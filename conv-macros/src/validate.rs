@@ -24,6 +24,8 @@ pub struct Geometry {
     pub output_padding: [usize; 2],
     /// `padding = same` was written (the pads above are already resolved from it).
     pub same: bool,
+    /// `padding = causal` was written (the pads above are already resolved from it).
+    pub causal: bool,
     /// What the padding holds.
     pub padding_mode: BorderMode,
 }
@@ -101,6 +103,7 @@ impl Key {
 enum PaddingMode {
     Explicit([usize; 2]),
     Same,
+    Causal,
 }
 
 /// The accepted parameters with their spans, before cross-parameter rules.
@@ -202,8 +205,14 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
         _ => output_padding,
     };
 
+    let causal = matches!(padding, PaddingMode::Causal);
     let (pad_before, pad_after, same) = match padding {
         PaddingMode::Explicit(pad) => (pad, pad, false),
+        PaddingMode::Causal => {
+            // All of the field before each output: it sees no input after its own position.
+            let total = [dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)];
+            (total, [0, 0], false)
+        }
         PaddingMode::Same => {
             let total = [dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)];
             // PyTorch puts the odd extra row/column of `same` padding on the bottom/right.
@@ -220,6 +229,7 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
         dilation,
         output_padding,
         same,
+        causal,
         padding_mode,
     };
     (geometry, errors)
@@ -329,7 +339,7 @@ fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
             Some([h?, w?])
         }
         Value::Word(word) => {
-            let message = if matches!(word.to_string().as_str(), "same" | "valid") {
+            let message = if matches!(word.to_string().as_str(), "same" | "valid" | "causal") {
                 format!(
                     "`{word}` is a value of `padding`; `{}` takes an integer or a pair `(h, w)`",
                     param.key
@@ -393,10 +403,12 @@ fn scalar_value(scalar: &Scalar, param: &Param, key: Key, errors: &mut Errors) -
     None
 }
 
-/// Rule: `padding` is a dimension, `same` or `valid` (`valid` means no padding).
+/// Rule: `padding` is a dimension, `same`, `valid` (no padding) or `causal` (all of `same`'s
+/// amount before).
 fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
     match &param.value {
         Value::Word(word) if word == "same" => PaddingMode::Same,
+        Value::Word(word) if word == "causal" => PaddingMode::Causal,
         Value::Word(word) if word == "valid" => PaddingMode::Explicit([0, 0]),
         Value::Word(word) => {
             let message = if BorderMode::from_word(&word.to_string()).is_some() {
@@ -406,8 +418,8 @@ fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
                 )
             } else {
                 format!(
-                    "unknown padding `{word}`; expected an integer, a pair `(h, w)`, `same` \
-                     or `valid`"
+                    "unknown padding `{word}`; expected an integer, a pair `(h, w)`, `same`, \
+                     `valid` or `causal`"
                 )
             };
             errors.at(param, syn::Error::new(word.span(), message));

@@ -38,6 +38,17 @@ pub(super) struct Axis {
     pub output_padding: usize,
 }
 
+/// How one axis is padded, as written.
+#[derive(Clone, Copy, Debug)]
+enum AxisPadding {
+    /// This many zeros on both sides.
+    Both(usize),
+    /// `span` zeros in all, half before (rounded down) and the rest after, as PyTorch pads.
+    Same,
+    /// `span` zeros, all before (Keras' `causal`).
+    Causal,
+}
+
 /// The two axes of `spec`, `(rows, columns)`.
 ///
 /// # Panics
@@ -46,8 +57,9 @@ pub(super) struct Axis {
 /// the kernel, the total padding) do not fit in `usize`: no `conv!` geometry is like that.
 pub(super) fn axes(spec: &GeometrySpec) -> (Axis, Axis) {
     let (pad_h, pad_w) = match spec.padding {
-        Padding::Explicit(h, w) => (Some(h), Some(w)),
-        Padding::Same => (None, None),
+        Padding::Explicit(h, w) => (AxisPadding::Both(h), AxisPadding::Both(w)),
+        Padding::Same => (AxisPadding::Same, AxisPadding::Same),
+        Padding::Causal => (AxisPadding::Causal, AxisPadding::Causal),
     };
     let axis = |kernel, stride, dilation, padding, output_padding| {
         Axis::new(kernel, stride, dilation, padding, output_padding)
@@ -71,13 +83,12 @@ pub(super) fn axes(spec: &GeometrySpec) -> (Axis, Axis) {
 }
 
 impl Axis {
-    /// An axis with `padding` zeros on both sides, or with `same` padding for `None`:
-    /// `span` zeros in all, half before (rounded down) and the rest after, as PyTorch pads.
+    /// An axis padded as `padding` says.
     fn new(
         kernel: usize,
         stride: usize,
         dilation: usize,
-        padding: Option<usize>,
+        padding: AxisPadding,
         output_padding: usize,
     ) -> Axis {
         assert!(
@@ -87,9 +98,10 @@ impl Axis {
         );
         let span = dilation.checked_mul(kernel - 1);
         let (pad_before, pad_after) = match (padding, span) {
-            (Some(p), _) => (p, p),
-            (None, Some(total)) => (total / 2, total - total / 2),
-            (None, None) => (0, 0), // Refused below.
+            (AxisPadding::Both(p), _) => (p, p),
+            (AxisPadding::Same, Some(total)) => (total / 2, total - total / 2),
+            (AxisPadding::Causal, Some(total)) => (total, 0),
+            (_, None) => (0, 0), // Refused below.
         };
         let axis = Axis {
             kernel,

@@ -13,6 +13,11 @@ pub enum Padding {
     /// As many zeros as keep the output the size of the input at stride 1; an odd total puts
     /// the extra row or column at the bottom or right, as PyTorch does.
     Same,
+    /// All of the `same` amount before, none after: `receptive_field - 1` rows on top and
+    /// columns on the left, so output `i` sees inputs up to `i` and none after it (Keras'
+    /// `padding='causal'`; PyTorch users pad by hand). On an input one row high and a
+    /// `k = (1, k)` kernel, that is a causal 1-D convolution.
+    Causal,
 }
 
 /// What a convolution's padding holds, as PyTorch's `padding_mode` argument of
@@ -188,6 +193,7 @@ impl GeometrySpec {
                 let (h, w) = self.same_total();
                 (h / 2, w / 2)
             }
+            Padding::Causal => self.same_total(),
         }
     }
 
@@ -199,6 +205,7 @@ impl GeometrySpec {
                 let (h, w) = self.same_total();
                 (h - h / 2, w - w / 2)
             }
+            Padding::Causal => (0, 0),
         }
     }
 
@@ -381,6 +388,7 @@ impl fmt::Display for GeometrySpec {
         }
         match self.padding {
             Padding::Same => write!(f, ", padding = same")?,
+            Padding::Causal => write!(f, ", padding = causal")?,
             Padding::Explicit(0, 0) => {}
             Padding::Explicit(h, w) => write!(f, ", padding = {}", dim((h, w)))?,
         }
@@ -481,6 +489,18 @@ mod tests {
         assert_eq!(even.pad_before(), (1, 1));
         assert_eq!(even.pad_after(), (2, 2));
         assert_eq!(even.output_size((7, 9)), Some((7, 9)));
+    }
+
+    #[test]
+    fn causal_padding_puts_the_whole_field_before() {
+        let causal = spec(2, 1, Padding::Causal, 4);
+        assert_eq!(causal.pad_before(), (4, 4));
+        assert_eq!(causal.pad_after(), (0, 0));
+        assert_eq!(causal.output_size((7, 9)), Some((7, 9)));
+        assert_eq!(
+            causal.to_string(),
+            "conv!(k = 2, padding = causal, dilation = 4)"
+        );
     }
 
     #[test]
