@@ -723,8 +723,8 @@ fn check_layer<G: Geometry, D: DirectionRules + Accepts<G>>(
         (Ok(y), result) if shape_of(y) != out_shape => prop_assert_eq!(
             result,
             Err(ConvError::OutputShape {
-                expected: shape_of(y),
-                got: out_shape,
+                expected: shape_of(y).to_vec(),
+                got: out_shape.to_vec(),
             }),
             "{}: forward_into",
             name
@@ -1006,8 +1006,8 @@ fn axes(spec: &GeometrySpec) -> [Axis; 2] {
     let (dh, dw) = spec.dilation;
     let (ph, pw) = match spec.padding {
         Padding::Explicit(h, w) => (2 * h, 2 * w),
-        // `same` pads the receptive field less one, however it splits it.
-        Padding::Same => (dh * (kh - 1), dw * (kw - 1)),
+        // `same` and `causal` pad the receptive field less one, however they split it.
+        Padding::Same | Padding::Causal => (dh * (kh - 1), dw * (kw - 1)),
     };
     [
         Axis {

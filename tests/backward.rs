@@ -14,7 +14,7 @@
 //! * the adjoint identities `<conv(x), y> = <x, dx(y)>` and, with no bias,
 //!   `<conv_V(x), y> = <V, dW(x, y)>` for any weight `V`, for both layers.
 
-use conv_runtime::ndarray::{Array1, Array4, ArrayView4, Axis, Zip, s};
+use conv_runtime::ndarray::{Array1, Array4, ArrayView4, Axis, Ix4, Zip, s};
 use conv_runtime::optim::{Adam, Sgd};
 use conv_runtime::prelude::*;
 use conv_runtime::{Isa, reference};
@@ -405,7 +405,7 @@ fn loss(y: &Array4<f32>) -> f64 {
 /// element and a sample of input elements. The loss is quadratic, so the central difference
 /// is exact but for rounding: the tolerance covers the f32 rounding of the outputs over the
 /// step.
-fn finite_differences<L: Trainable>(
+fn finite_differences<L: Trainable<Dim = Ix4>>(
     layer: &L,
     x: &Array4<f32>,
     forward: impl Fn(&L, &Array4<f32>) -> Array4<f32>,

@@ -325,8 +325,8 @@ fn forward_into_an_array_of_the_wrong_shape() {
     assert_eq!(
         error,
         ConvError::OutputShape {
-            expected: [1, 4, 6, 6],
-            got: [1, 4, 8, 8]
+            expected: vec![1, 4, 6, 6],
+            got: vec![1, 4, 8, 8]
         }
     );
     assert!(
@@ -449,8 +449,8 @@ fn backward_refuses_a_grad_output_of_the_wrong_shape() {
     assert_eq!(
         error,
         ConvError::GradOutputShape {
-            expected: [2, 4, 6, 7],
-            got: [2, 4, 6, 6]
+            expected: vec![2, 4, 6, 7],
+            got: vec![2, 4, 6, 6]
         }
     );
     assert_eq!(
@@ -480,16 +480,16 @@ fn backward_refuses_a_grad_output_of_the_wrong_shape() {
         up.backward(&x, &Array4::<f32>::zeros((1, 3, 17, 15)))
             .unwrap_err(),
         ConvError::GradOutputShape {
-            expected: [1, 3, 15, 15],
-            got: [1, 3, 17, 15]
+            expected: vec![1, 3, 15, 15],
+            got: vec![1, 3, 17, 15]
         }
     );
     assert_eq!(
         up.backward(&x, &Array4::<f32>::zeros((1, 2, 16, 15)))
             .unwrap_err(),
         ConvError::GradOutputShape {
-            expected: [1, 3, 16, 15],
-            got: [1, 2, 16, 15]
+            expected: vec![1, 3, 16, 15],
+            got: vec![1, 2, 16, 15]
         }
     );
 }

@@ -243,8 +243,8 @@ fn forward_into_a_wrong_shape_is_refused() {
     assert_eq!(
         error,
         ConvError::OutputShape {
-            expected: [1, 2, 8, 15],
-            got: [1, 2, 8, 10]
+            expected: vec![1, 2, 8, 15],
+            got: vec![1, 2, 8, 10]
         }
     );
     assert!(out.iter().all(|&v| v == 0.0), "left unchanged");

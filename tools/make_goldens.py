@@ -34,6 +34,14 @@ A fixture holds, for one `nn.Conv2d` (op "conv") or `nn.ConvTranspose2d` (op "co
   and `grad_input`, `grad_weight`, `grad_bias` (null without bias) from
   `output.backward(grad_output)`.
 
+The 1-D layers' fixtures, `CASES_1D`, are written alike to `tests/fixtures/conv1d/<case>.json`
+(stale files there deleted too) and checked by `tests/parity_1d.rs`: one `nn.Conv1d` (op
+"conv1d") or `nn.ConvTranspose1d` (op "convT1d") each, with the same fields but 1-D:
+`kernel_size`, `stride`, `dilation`, `output_padding` and `padding` plain integers (or
+`padding` "same" or "causal", causal being `F.pad(x, ((k - 1) * dilation, 0))` then padding
+0), `output_size` an integer or null, activations `[N, C, L]` and weights Conv1d
+`[out, in / groups, k]`, ConvTranspose1d `[in, out / groups, k]`.
+
 Floats are written in the shortest form that reads back (as an f64, then cast to f32) to
 exactly the same f32; JSON has no NaN or infinity, so those are the strings "nan", "inf"
 and "-inf".
@@ -189,6 +197,50 @@ UPSAMPLE_CASES = [
 UPSAMPLE_FIXTURES = FIXTURES / "upsample"
 
 
+def case_1d(name, op, in_channels, out_channels, length, k, **options):
+    """A 1-D case: `length` is the input's, every geometry value a plain integer."""
+    spec = case(name, op, in_channels, out_channels, length, k, **options)
+    for key in ("kernel_size", "stride", "dilation", "output_padding", "padding"):
+        assert isinstance(spec[key], int) or spec[key] in ("same", "causal"), (name, key)
+    assert spec["output_size"] is None or isinstance(spec["output_size"], int), name
+    return spec
+
+
+# `nn.Conv1d` (op "conv1d") and `nn.ConvTranspose1d` (op "convT1d") cases, written to
+# `tests/fixtures/conv1d/<case>.json` and checked by `tests/parity_1d.rs`, which must name
+# each with the same geometry (it checks).
+CASES_1D = [
+    # Causal (Keras'; in PyTorch an F.pad before the layer): a WaveNet layer, and a wider
+    # kernel.
+    case_1d("conv1d_wavenet_causal", "conv1d", 4, 4, 23, 2, dilation=4, padding="causal",
+            batch=2),
+    case_1d("conv1d_causal_k3_d2", "conv1d", 3, 5, 17, 3, dilation=2, padding="causal"),
+    # "same" with an even, dilated kernel (the odd zero goes after).
+    case_1d("conv1d_same_k4_d3", "conv1d", 2, 3, 19, 4, dilation=3, padding="same"),
+    case_1d("conv1d_strided", "conv1d", 3, 4, 21, 5, stride=2, padding=2),
+    # Groups: depthwise, and two groups without bias.
+    case_1d("conv1d_groups_depthwise", "conv1d", 6, 6, 18, 3, dilation=2, padding=2,
+            groups=6),
+    case_1d("conv1d_groups2_nobias", "conv1d", 4, 6, 11, 3, padding=1, groups=2, bias=False),
+    # Padding modes.
+    case_1d("conv1d_reflect", "conv1d", 3, 4, 13, 3, dilation=2, padding=2,
+            padding_mode="reflect"),
+    case_1d("conv1d_circular_same", "conv1d", 2, 3, 9, 4, padding="same",
+            padding_mode="circular"),
+    case_1d("conv1d_replicate_strided", "conv1d", 2, 2, 10, 3, stride=2, padding=2,
+            padding_mode="replicate"),
+    # Transposed: x2 upsampling, dilation with output padding, groups, output_size.
+    case_1d("convT1d_upsample2", "convT1d", 4, 3, 12, 4, stride=2, padding=1),
+    case_1d("convT1d_dilated_output_padding", "convT1d", 3, 2, 7, 3, stride=3, dilation=2,
+            padding=1, output_padding=2),
+    case_1d("convT1d_groups2", "convT1d", 4, 6, 9, 2, stride=2, groups=2, batch=2),
+    case_1d("convT1d_output_size", "convT1d", 3, 3, 8, 3, stride=2, padding=1,
+            output_size=16),
+]
+
+CONV1D_FIXTURES = FIXTURES / "conv1d"
+
+
 def pair(value):
     return [value, value] if isinstance(value, int) else list(value)
 
@@ -292,6 +344,75 @@ def make(spec):
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
+def make_1d(spec):
+    """One `nn.Conv1d` or `nn.ConvTranspose1d` fixture: `make`'s fields, 1-D."""
+    name, op = spec["name"], spec["op"]
+    seed = seed_of(name)
+    torch.manual_seed(seed)
+    causal = spec["padding"] == "causal"
+    common = dict(kernel_size=spec["kernel_size"], stride=spec["stride"],
+                  padding=0 if causal else spec["padding"], dilation=spec["dilation"],
+                  groups=spec["groups"], bias=spec["bias"], dtype=torch.float32)
+    if op == "conv1d":
+        assert spec["output_padding"] == 0 and spec["output_size"] is None
+        layer = torch.nn.Conv1d(spec["in_channels"], spec["out_channels"],
+                                padding_mode=spec["padding_mode"], **common)
+    else:
+        assert op == "convT1d", op
+        assert spec["padding_mode"] == "zeros", "nn.ConvTranspose1d pads with zeros only"
+        assert not causal, "causal padding is a convolution's"
+        layer = torch.nn.ConvTranspose1d(spec["in_channels"], spec["out_channels"],
+                                         output_padding=spec["output_padding"], **common)
+    assert not spec["nonfinite"], "no non-finite 1-D case"
+    x = torch.randn(spec["batch"], spec["in_channels"], spec["input_hw"],
+                    dtype=torch.float32)
+    x.requires_grad_(True)
+    if op == "conv1d" and causal:
+        assert spec["padding_mode"] == "zeros"
+        y = layer(torch.nn.functional.pad(x, causal_pad_1d(spec)))
+    elif op == "conv1d":
+        y = layer(x)
+    else:
+        output_size = None if spec["output_size"] is None else [spec["output_size"]]
+        y = layer(x, output_size=output_size)
+        if output_size is not None:
+            assert list(y.shape[2:]) == output_size, (name, y.shape)
+    grad_output = torch.randn(y.shape, dtype=torch.float32)
+    y.backward(grad_output)
+    check_against_float64(layer, x.detach(), y.detach(), spec)
+
+    head = {
+        "case": name,
+        "op": op,
+        "in_channels": spec["in_channels"],
+        "out_channels": spec["out_channels"],
+        "kernel_size": spec["kernel_size"],
+        "stride": spec["stride"],
+        "padding": spec["padding"],
+        "padding_mode": spec["padding_mode"],
+        "dilation": spec["dilation"],
+        "output_padding": spec["output_padding"],
+        "groups": spec["groups"],
+        "has_bias": spec["bias"],
+        "output_size": spec["output_size"],
+        "seed": seed,
+        "generator": "tools/make_goldens.py, torch %s" % torch.__version__.split("+")[0],
+    }
+    lines = ["  %s: %s" % (json.dumps(k), json.dumps(v)) for k, v in head.items()]
+    arrays = {
+        "input": x,
+        "weight": layer.weight,
+        "bias": layer.bias,
+        "output": y,
+        "grad_output": grad_output,
+        "grad_input": x.grad,
+        "grad_weight": layer.weight.grad,
+        "grad_bias": None if layer.bias is None else layer.bias.grad,
+    }
+    lines += ["  %s: %s" % (json.dumps(k), tensor(v)) for k, v in arrays.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def make_upsample(name, mode, align_corners, scale_factor, shape):
     """One `nn.Upsample` fixture: the case, `op` "upsample", `mode`, `align_corners`
     (null for nearest), `scale_factor` as `[h, w]`, `seed`, and the standard normal
@@ -349,28 +470,40 @@ def causal_pad(spec):
     return (dw * (kw - 1), 0, dh * (kh - 1), 0)
 
 
+def causal_pad_1d(spec):
+    """F.pad's (left, right) for 1-D causal padding."""
+    return (spec["dilation"] * (spec["kernel_size"] - 1), 0)
+
+
 def check_against_float64(layer, x, y, spec):
     """The float32 output agrees with a float64 evaluation, NaN and infinities included, so
     the fixture holds the mathematical result and not an artefact of one float32 path."""
+    one_d = spec["op"] in ("conv1d", "convT1d")
+    conv = torch.nn.functional.conv1d if one_d else torch.nn.functional.conv2d
+    conv_transpose = (torch.nn.functional.conv_transpose1d if one_d
+                      else torch.nn.functional.conv_transpose2d)
+    is_conv = spec["op"] in ("conv", "conv1d")
     with torch.no_grad():
         x64 = x.double()
         w64, b64 = layer.weight.double(), None if layer.bias is None else layer.bias.double()
-        if spec["op"] == "conv" and spec["padding"] == "causal":
-            y64 = torch.nn.functional.conv2d(torch.nn.functional.pad(x64, causal_pad(spec)), w64,
-                                             b64, layer.stride, 0, layer.dilation, layer.groups)
-        elif spec["op"] == "conv" and spec["padding_mode"] != "zeros":
+        if is_conv and spec["padding"] == "causal":
+            pad = causal_pad_1d(spec) if one_d else causal_pad(spec)
+            y64 = conv(torch.nn.functional.pad(x64, pad), w64, b64, layer.stride, 0,
+                       layer.dilation, layer.groups)
+        elif is_conv and spec["padding_mode"] != "zeros":
             # The module pads with its mode (`F.pad`) and then convolves without padding.
             y64 = layer._conv_forward(x64, w64, b64)
-        elif spec["op"] == "conv":
-            y64 = torch.nn.functional.conv2d(x64, w64, b64, layer.stride, layer.padding,
-                                             layer.dilation, layer.groups)
+        elif is_conv:
+            y64 = conv(x64, w64, b64, layer.stride, layer.padding, layer.dilation, layer.groups)
         else:
-            output_padding = layer._output_padding(x64, spec["output_size"], layer.stride,
-                                                   layer.padding, layer.kernel_size, 2,
-                                                   layer.dilation)
-            y64 = torch.nn.functional.conv_transpose2d(x64, w64, b64, layer.stride,
-                                                       layer.padding, output_padding,
-                                                       layer.groups, layer.dilation)
+            output_size = spec["output_size"]
+            if one_d and output_size is not None:
+                output_size = [output_size]
+            output_padding = layer._output_padding(x64, output_size, layer.stride,
+                                                   layer.padding, layer.kernel_size,
+                                                   1 if one_d else 2, layer.dilation)
+            y64 = conv_transpose(x64, w64, b64, layer.stride, layer.padding, output_padding,
+                                 layer.groups, layer.dilation)
     assert y64.shape == y.shape, (spec["name"], y64.shape, y.shape)
     y = y.double()
     assert torch.equal(torch.isnan(y), torch.isnan(y64)), spec["name"]
@@ -391,6 +524,10 @@ def main():
     assert len(set(names)) == len(names), "duplicate case names"
     total = write_all(FIXTURES, {spec["name"]: make(spec) for spec in CASES})
     print("wrote %d fixtures to %s, %.1f kB" % (len(CASES), FIXTURES, total / 1000))
+    names_1d = [spec["name"] for spec in CASES_1D]
+    assert len(set(names_1d)) == len(names_1d), "duplicate 1-D case names"
+    total = write_all(CONV1D_FIXTURES, {spec["name"]: make_1d(spec) for spec in CASES_1D})
+    print("wrote %d fixtures to %s, %.1f kB" % (len(CASES_1D), CONV1D_FIXTURES, total / 1000))
     upsample_names = [case[0] for case in UPSAMPLE_CASES]
     assert len(set(upsample_names)) == len(upsample_names), "duplicate upsample case names"
     total = write_all(UPSAMPLE_FIXTURES, {case[0]: make_upsample(*case) for case in UPSAMPLE_CASES})

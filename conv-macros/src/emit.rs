@@ -18,7 +18,7 @@ use quote::{ToTokens, quote};
 
 use crate::parse::ItemHeader;
 use crate::plan::{Extent, Phase, Plan, Tap};
-use crate::validate::{BorderMode, Geometry};
+use crate::validate::{BorderMode, Geometry, Rank};
 
 /// The code for a geometry, in the item or the expression form. `errors` (`compile_error!`
 /// invocations, possibly none) are placed where they are valid in that form.
@@ -96,44 +96,29 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
     let zero_padding = (geometry.padding_mode == BorderMode::Zeros)
         .then(|| quote!(impl ::conv_runtime::ZeroPadded for #ident {}));
 
+    let (inherent, debug, one_dimensional) = match geometry.rank {
+        Rank::Two => (
+            inherent_2d(),
+            quote!(::core::fmt::Display::fmt(&Self::SPEC, f)),
+            None,
+        ),
+        Rank::One => (
+            inherent_1d(),
+            quote!(Self::SPEC.fmt_conv1d(f)),
+            Some(quote!(impl ::conv_runtime::Geometry1d for #ident {})),
+        ),
+    };
+
     quote! {
         impl #ident {
             /// Every parameter of this geometry, and its shape arithmetic.
             pub const SPEC: ::conv_runtime::GeometrySpec = #spec;
-            /// `(kh, kw)`.
-            pub const KERNEL_SIZE: (usize, usize) = Self::SPEC.kernel_size;
-            /// `(sh, sw)`.
-            pub const STRIDE: (usize, usize) = Self::SPEC.stride;
-            /// Zeros added at the top and the left.
-            pub const PADDING: (usize, usize) = Self::SPEC.pad_before();
-            /// Zeros added at the bottom and the right (differs from `PADDING` only for an
-            /// even kernel with `padding = same`).
-            pub const PADDING_AFTER: (usize, usize) = Self::SPEC.pad_after();
-            /// What the padding holds (PyTorch's `padding_mode`).
-            pub const PADDING_MODE: ::conv_runtime::PaddingMode = Self::SPEC.padding_mode;
-            /// `(dh, dw)`.
-            pub const DILATION: (usize, usize) = Self::SPEC.dilation;
-            /// Extra rows and columns at the bottom and right of a transposed convolution.
-            pub const OUTPUT_PADDING: (usize, usize) = Self::SPEC.output_padding;
-            /// The input window one output element sees: `dilation * (k - 1) + 1` per axis.
-            pub const RECEPTIVE_FIELD: (usize, usize) = Self::SPEC.receptive_field();
-
-            /// The convolution's output `(h, w)` for an input `(h, w)`; `None` when the input
-            /// is smaller than the receptive field after padding.
-            pub const fn output_size(input: (usize, usize)) -> ::core::option::Option<(usize, usize)> {
-                Self::SPEC.output_size(input)
-            }
-
-            /// The transposed convolution's output `(h, w)` for an input `(h, w)`; `None` when
-            /// the padding would crop the output away.
-            pub const fn transposed_output_size(input: (usize, usize)) -> ::core::option::Option<(usize, usize)> {
-                Self::SPEC.transposed_output_size(input)
-            }
+            #inherent
         }
 
         impl ::core::fmt::Debug for #ident {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                ::core::fmt::Display::fmt(&Self::SPEC, f)
+                #debug
             }
         }
 
@@ -142,6 +127,7 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
         }
 
         #zero_padding
+        #one_dimensional
 
         // SAFETY: the taps and phase plans below are `plan`'s, which lists every tap of the
         // geometry once, and every row of taps is applied only after `row` allows it.
@@ -174,6 +160,82 @@ fn definition(ident: &Ident, geometry: &Geometry, plan: &Plan) -> TokenStream {
             #[inline(always)]
             fn with_transposed_columns<F: ::conv_runtime::__private::ColumnPairing>(f: F) -> F::Output {
                 #pairing
+            }
+        }
+    }
+}
+
+/// The constants and shape arithmetic of a `conv!` geometry, per axis `(h, w)`.
+fn inherent_2d() -> TokenStream {
+    quote! {
+            /// `(kh, kw)`.
+            pub const KERNEL_SIZE: (usize, usize) = Self::SPEC.kernel_size;
+            /// `(sh, sw)`.
+            pub const STRIDE: (usize, usize) = Self::SPEC.stride;
+            /// Zeros added at the top and the left.
+            pub const PADDING: (usize, usize) = Self::SPEC.pad_before();
+            /// Zeros added at the bottom and the right (differs from `PADDING` only for an
+            /// even kernel with `padding = same`).
+            pub const PADDING_AFTER: (usize, usize) = Self::SPEC.pad_after();
+            /// What the padding holds (PyTorch's `padding_mode`).
+            pub const PADDING_MODE: ::conv_runtime::PaddingMode = Self::SPEC.padding_mode;
+            /// `(dh, dw)`.
+            pub const DILATION: (usize, usize) = Self::SPEC.dilation;
+            /// Extra rows and columns at the bottom and right of a transposed convolution.
+            pub const OUTPUT_PADDING: (usize, usize) = Self::SPEC.output_padding;
+            /// The input window one output element sees: `dilation * (k - 1) + 1` per axis.
+            pub const RECEPTIVE_FIELD: (usize, usize) = Self::SPEC.receptive_field();
+
+            /// The convolution's output `(h, w)` for an input `(h, w)`; `None` when the input
+            /// is smaller than the receptive field after padding.
+            pub const fn output_size(input: (usize, usize)) -> ::core::option::Option<(usize, usize)> {
+                Self::SPEC.output_size(input)
+            }
+
+            /// The transposed convolution's output `(h, w)` for an input `(h, w)`; `None` when
+            /// the padding would crop the output away.
+            pub const fn transposed_output_size(input: (usize, usize)) -> ::core::option::Option<(usize, usize)> {
+                Self::SPEC.transposed_output_size(input)
+            }
+    }
+}
+
+/// The constants and shape arithmetic of a `conv1d!` geometry, in lengths: the second axis
+/// of its one-row `SPEC`.
+fn inherent_1d() -> TokenStream {
+    quote! {
+        /// `k`.
+        pub const KERNEL_SIZE: usize = Self::SPEC.kernel_size.1;
+        /// The step between outputs.
+        pub const STRIDE: usize = Self::SPEC.stride.1;
+        /// Padding added before the input (all of it with `padding = causal`).
+        pub const PADDING: usize = Self::SPEC.pad_before().1;
+        /// Padding added after the input (none with `padding = causal`).
+        pub const PADDING_AFTER: usize = Self::SPEC.pad_after().1;
+        /// What the padding holds (PyTorch's `padding_mode`).
+        pub const PADDING_MODE: ::conv_runtime::PaddingMode = Self::SPEC.padding_mode;
+        /// The spacing between taps.
+        pub const DILATION: usize = Self::SPEC.dilation.1;
+        /// Extra outputs at the end of a transposed convolution.
+        pub const OUTPUT_PADDING: usize = Self::SPEC.output_padding.1;
+        /// The input window one output sees: `dilation * (k - 1) + 1`.
+        pub const RECEPTIVE_FIELD: usize = Self::SPEC.receptive_field().1;
+
+        /// The convolution's output length for an input length; `None` when the input is
+        /// shorter than the receptive field after padding.
+        pub const fn output_size(length: usize) -> ::core::option::Option<usize> {
+            match Self::SPEC.output_size((1, length)) {
+                ::core::option::Option::Some((_, length)) => ::core::option::Option::Some(length),
+                ::core::option::Option::None => ::core::option::Option::None,
+            }
+        }
+
+        /// The transposed convolution's output length for an input length; `None` when the
+        /// padding would crop the output away.
+        pub const fn transposed_output_size(length: usize) -> ::core::option::Option<usize> {
+            match Self::SPEC.transposed_output_size((1, length)) {
+                ::core::option::Option::Some((_, length)) => ::core::option::Option::Some(length),
+                ::core::option::Option::None => ::core::option::Option::None,
             }
         }
     }

@@ -32,6 +32,7 @@ pub struct ItemHeader {
 }
 
 /// `key = value`, exactly as written.
+#[derive(Clone)]
 pub struct Param {
     /// Where the parameter stands among the others (0 for the first): errors are reported
     /// in this order.
@@ -41,6 +42,7 @@ pub struct Param {
 }
 
 /// The right-hand side of a parameter.
+#[derive(Clone)]
 pub enum Value {
     /// One number, applied to both axes.
     Scalar(Scalar),
@@ -51,6 +53,7 @@ pub enum Value {
 }
 
 /// A single number as written; validation decides whether it is acceptable.
+#[derive(Clone)]
 pub enum Scalar {
     /// A non-negative integer literal.
     Int(LitInt),

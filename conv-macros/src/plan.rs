@@ -151,6 +151,7 @@ mod tests {
             same: false,
             causal: false,
             padding_mode: Default::default(),
+            rank: crate::validate::Rank::Two,
         }
     }
 

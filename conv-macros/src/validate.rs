@@ -9,7 +9,16 @@
 use proc_macro2::Span;
 use syn::Ident;
 
+use crate::one_dimension;
 use crate::parse::{Invocation, Param, Scalar, Value};
+
+/// Which macro was invoked: `conv!` (2-D) or `conv1d!`, whose parameters are single
+/// integers, checked as the `(1, k)`-style pairs of one row (see `one_dimension`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rank {
+    Two,
+    One,
+}
 
 /// The geometry a `conv!` invocation describes, every value resolved; `[h, w]` per axis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +37,8 @@ pub struct Geometry {
     pub causal: bool,
     /// What the padding holds.
     pub padding_mode: BorderMode,
+    /// Written with `conv1d!`: one row of taps.
+    pub rank: Rank,
 }
 
 /// PyTorch's `padding_mode`: what the padding holds.
@@ -155,12 +166,18 @@ impl Errors {
 
 /// Checks an invocation. Returns the geometry to emit (with defaults standing in for any
 /// value that was wrong) and the errors found.
-pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
+pub fn validate(invocation: &Invocation, rank: Rank) -> (Geometry, Errors) {
     let mut errors = Errors::default();
     if let Some(error) = &invocation.syntax_error {
         errors.push(Order::Syntax, error.clone());
     }
-    let collected = collect_keys(&invocation.params, &mut errors);
+    let params = match rank {
+        Rank::Two => invocation.params.clone(),
+        Rank::One => {
+            one_dimension::as_one_row(&invocation.params, |param, error| errors.at(param, error))
+        }
+    };
+    let collected = collect_keys(&params, &mut errors);
 
     let kernel = match collected.kernel {
         Some(param) => dim(param, Key::KernelSize, &mut errors).unwrap_or([1, 1]),
@@ -192,8 +209,9 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
         None => BorderMode::Zeros,
     };
 
-    let kernel = check_tap_limit(collected.kernel, kernel, &mut errors);
-    let padding = check_same_needs_stride_one(collected.padding, padding, stride, &mut errors);
+    let kernel = check_tap_limit(collected.kernel, kernel, rank, &mut errors);
+    let padding =
+        check_same_needs_stride_one(collected.padding, padding, stride, rank, &mut errors);
     let output_padding = match (given_stride, given_dilation) {
         (Some(stride), Some(dilation)) => check_output_padding(
             collected.output_padding,
@@ -231,6 +249,7 @@ pub fn validate(invocation: &Invocation) -> (Geometry, Errors) {
         same,
         causal,
         padding_mode,
+        rank,
     };
     (geometry, errors)
 }
@@ -459,18 +478,27 @@ fn border_mode(param: &Param, errors: &mut Errors) -> BorderMode {
 }
 
 /// Rule: the kernel has at most `MAX_TAPS` taps, since every tap is unrolled.
-fn check_tap_limit(param: Option<&Param>, kernel: [usize; 2], errors: &mut Errors) -> [usize; 2] {
+fn check_tap_limit(
+    param: Option<&Param>,
+    kernel: [usize; 2],
+    rank: Rank,
+    errors: &mut Errors,
+) -> [usize; 2] {
     let taps = kernel[0] * kernel[1];
     match param {
         Some(param) if taps > MAX_TAPS => {
-            errors.at(
-                param,
-                param.value.error(format!(
+            let message = match rank {
+                Rank::Two => format!(
                     "a {}x{} kernel has {taps} taps; conv! unrolls every tap and accepts \
                      at most {MAX_TAPS} (for example 16x16)",
                     kernel[0], kernel[1]
-                )),
-            );
+                ),
+                Rank::One => format!(
+                    "a kernel of {taps} taps is too long; conv1d! unrolls every tap and \
+                     accepts at most {MAX_TAPS}"
+                ),
+            };
+            errors.at(param, param.value.error(message));
             [1, 1]
         }
         _ => kernel,
@@ -482,16 +510,20 @@ fn check_same_needs_stride_one(
     param: Option<&Param>,
     padding: PaddingMode,
     stride: [usize; 2],
+    rank: Rank,
     errors: &mut Errors,
 ) -> PaddingMode {
     match (param, padding) {
         (Some(param), PaddingMode::Same) if stride != [1, 1] => {
+            let stride = match rank {
+                Rank::Two => format!("({}, {})", stride[0], stride[1]),
+                Rank::One => stride[1].to_string(),
+            };
             errors.at(
                 param,
                 param.value.error(format!(
                     "`padding = same` needs stride 1 (as in PyTorch), but the stride is \
-                     ({}, {})",
-                    stride[0], stride[1]
+                     {stride}"
                 )),
             );
             PaddingMode::Explicit([0, 0])

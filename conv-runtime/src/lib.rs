@@ -131,16 +131,17 @@ pub mod reference;
 mod shape;
 mod train;
 
-pub use conv_macros::conv;
+pub use conv_macros::{conv, conv1d};
 pub use isa::Isa;
 pub use layer_core::{Accepts, Builder, Direction, Layer, SplitMix64};
 pub use layers::conv_transpose2d::{ConvTranspose2d, Transposed};
 pub use layers::conv2d::{Conv2d, Convolution};
+pub use layers::one_dimensional::{Conv1d, ConvTranspose1d, Layer1d};
 pub use layers::upsample::{ScaleFactor, Upsample, UpsampleMode};
 /// The `ndarray` this crate is built with, so that users never mismatch it.
 pub use ndarray;
 pub use shape::error::{ConvError, Operation, Parameter};
-pub use shape::geometry::{Geometry, GeometrySpec, Padding, PaddingMode, ZeroPadded};
+pub use shape::geometry::{Geometry, Geometry1d, GeometrySpec, Padding, PaddingMode, ZeroPadded};
 pub use train::gradients::Gradients;
 pub use train::optim;
 
@@ -148,8 +149,8 @@ pub use train::optim;
 pub mod prelude {
     pub use crate::optim::{Optimizer, Trainable};
     pub use crate::{
-        Conv2d, ConvError, ConvTranspose2d, Geometry, GeometrySpec, Gradients, Upsample,
-        UpsampleMode, ZeroPadded, conv,
+        Conv1d, Conv2d, ConvError, ConvTranspose1d, ConvTranspose2d, Geometry, Geometry1d,
+        GeometrySpec, Gradients, Upsample, UpsampleMode, ZeroPadded, conv, conv1d,
     };
 }
 

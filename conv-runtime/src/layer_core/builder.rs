@@ -44,7 +44,7 @@ pub(super) struct Settings {
 }
 
 impl<L> Builder<L> {
-    pub(super) fn new(in_channels: usize, out_channels: usize) -> Self {
+    pub(crate) fn new(in_channels: usize, out_channels: usize) -> Self {
         Builder {
             settings: Settings {
                 in_channels,
@@ -54,6 +54,15 @@ impl<L> Builder<L> {
                 seed: None,
                 isa: None,
             },
+            layer: PhantomData,
+        }
+    }
+
+    /// The same settings, for a layer of another type (the 1-D layers build the 2-D layer
+    /// they wrap).
+    pub(crate) fn retarget<M>(self) -> Builder<M> {
+        Builder {
+            settings: self.settings,
             layer: PhantomData,
         }
     }

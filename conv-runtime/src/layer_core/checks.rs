@@ -134,7 +134,10 @@ pub(super) fn check_output<S: Data<Elem = f32>>(
 ) -> Result<(), ConvError> {
     let got: [usize; 4] = out.dim().into();
     if got != expected {
-        return Err(ConvError::OutputShape { expected, got });
+        return Err(ConvError::OutputShape {
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        });
     }
     Ok(())
 }
@@ -146,7 +149,10 @@ pub(crate) fn check_grad_output<S: Data<Elem = f32>>(
 ) -> Result<(), ConvError> {
     let got: [usize; 4] = grad_output.dim().into();
     if got != expected {
-        return Err(ConvError::GradOutputShape { expected, got });
+        return Err(ConvError::GradOutputShape {
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        });
     }
     Ok(())
 }
@@ -171,8 +177,8 @@ pub(crate) fn check_transposed_grad_output(
     };
     if grad_output != expected {
         return Err(ConvError::GradOutputShape {
-            expected,
-            got: grad_output,
+            expected: expected.to_vec(),
+            got: grad_output.to_vec(),
         });
     }
     Ok(())

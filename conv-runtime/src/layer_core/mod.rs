@@ -275,6 +275,8 @@ impl<G: Geometry, D: Direction> Layer<G, D> {
 }
 
 impl<G: Geometry, D: Direction> Trainable for Layer<G, D> {
+    type Dim = Ix4;
+
     fn weight(&self) -> ArrayView4<'_, f32> {
         self.parameters.weight_view()
     }

@@ -4,4 +4,5 @@
 
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod one_dimensional;
 pub mod upsample;

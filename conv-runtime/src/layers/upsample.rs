@@ -181,7 +181,10 @@ impl Upsample {
         let expected = self.output_shape(x.dim().into())?;
         let got: [usize; 4] = out.dim().into();
         if got != expected {
-            return Err(ConvError::OutputShape { expected, got });
+            return Err(ConvError::OutputShape {
+                expected: expected.to_vec(),
+                got: got.to_vec(),
+            });
         }
         self.run(x, out);
         Ok(())

@@ -377,7 +377,10 @@ pub(super) fn check_output_size(
 /// A convolution's output gradient has exactly the output's shape, `expected`.
 pub(super) fn check_grad_output(got: [usize; 4], expected: [usize; 4]) -> Result<(), ConvError> {
     if got != expected {
-        return Err(ConvError::GradOutputShape { expected, got });
+        return Err(ConvError::GradOutputShape {
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        });
     }
     Ok(())
 }
@@ -656,16 +659,16 @@ mod tests {
         assert_eq!(
             check_transposed_grad_output(&up, (8, 8), got, default),
             Err(ConvError::GradOutputShape {
-                expected: default,
-                got
+                expected: default.to_vec(),
+                got: got.to_vec()
             })
         );
         let got = [1, 2, 16, 15];
         assert_eq!(
             check_transposed_grad_output(&up, (8, 8), got, default),
             Err(ConvError::GradOutputShape {
-                expected: [1, 3, 16, 15],
-                got
+                expected: vec![1, 3, 16, 15],
+                got: got.to_vec()
             })
         );
         // The default size is accepted even outside output_size's (empty) range.

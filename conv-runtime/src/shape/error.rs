@@ -20,7 +20,7 @@ use crate::shape::geometry::PaddingMode;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-#[allow(missing_docs)] // The fields say what they hold; sizes are `(h, w)`, shapes NCHW.
+#[allow(missing_docs)] // The fields say what they hold; sizes are `(h, w)` (a length in 1-D), shapes NCHW (NCL).
 pub enum ConvError {
     /// The input's channel axis (axis 1, NCHW) does not match the layer.
     #[error("input has {got} channels, but the layer expects {expected} (its in_channels)")]
@@ -35,6 +35,14 @@ pub enum ConvError {
         operation: Operation,
         min: (usize, usize),
         got: (usize, usize),
+    },
+
+    /// A 1-D input (`[n, c, length]`) is shorter than the geometry needs for one output.
+    #[error("input of length {got} is too short: this {operation} needs at least {min}")]
+    InputTooShort {
+        operation: Operation,
+        min: usize,
+        got: usize,
     },
 
     /// The input is too small for the geometry's padding mode (PyTorch's rules): reflect
@@ -53,6 +61,20 @@ pub enum ConvError {
         got: (usize, usize),
     },
 
+    /// A 1-D input is too short for the geometry's padding mode (PyTorch's rules, as for
+    /// [`PaddingTooLarge`](Self::PaddingTooLarge)).
+    #[error(
+        "input of length {got} is too short for {mode} padding of {padding}: it needs at \
+         least {min} (reflect padding must be shorter than the input, circular padding at \
+         most the input)"
+    )]
+    PaddingTooLong {
+        mode: PaddingMode,
+        padding: usize,
+        min: usize,
+        got: usize,
+    },
+
     /// The weight's kernel axes (2 and 3) do not match the geometry.
     #[error(
         "weight has a {}x{} kernel (shape {got:?}), but the geometry's kernel is {}x{}",
@@ -62,6 +84,13 @@ pub enum ConvError {
         expected: (usize, usize),
         got: [usize; 4],
     },
+
+    /// A 1-D layer's weight (axis 2) does not match the geometry's kernel size.
+    #[error(
+        "weight has a kernel of {} taps (shape {got:?}), but the geometry's kernel has {expected}",
+        got[2]
+    )]
+    KernelLength { expected: usize, got: [usize; 3] },
 
     /// The bias does not have one value per output channel.
     #[error("bias has {got} values, but the layer has {expected} output channels")]
@@ -100,11 +129,23 @@ pub enum ConvError {
         max: (usize, usize),
     },
 
+    /// `forward_with_output_size` of a 1-D layer asked for a length the transposed
+    /// convolution cannot produce.
+    #[error(
+        "requested output length {requested} is out of range: for this input it must be \
+         between {min} and {max}"
+    )]
+    OutputLength {
+        requested: usize,
+        min: usize,
+        max: usize,
+    },
+
     /// The array given to `forward_into` has the wrong shape.
     #[error("output array has shape {got:?}, but this input gives {expected:?}")]
     OutputShape {
-        expected: [usize; 4],
-        got: [usize; 4],
+        expected: Vec<usize>,
+        got: Vec<usize>,
     },
 
     /// The output gradient given to `backward` does not have the shape of the layer's output
@@ -116,8 +157,8 @@ pub enum ConvError {
          {expected:?}"
     )]
     GradOutputShape {
-        expected: [usize; 4],
-        got: [usize; 4],
+        expected: Vec<usize>,
+        got: Vec<usize>,
     },
 
     /// An optimiser was given gradients whose shape is not that of the layer's parameter

@@ -147,6 +147,51 @@ impl GeometrySpec {
         )
     }
 
+    /// The input window one output of a stack of convolutions sees, `stack[0]` first:
+    /// each layer widens the field by its own field minus one, in units of the input
+    /// steps its input's elements stand for (the product of the strides below it).
+    ///
+    /// ```
+    /// use conv_runtime::prelude::*;
+    ///
+    /// // WaveNet's dilations 1, 2, 4, ..., 512 with k = 2 see 1024 samples.
+    /// conv1d! { struct D1; k = 2, dilation = 1, padding = causal }
+    /// conv1d! { struct D512; k = 2, dilation = 512, padding = causal }
+    /// const FIELD: usize = GeometrySpec::stack_receptive_field(&[D1::SPEC, D512::SPEC]).1;
+    /// assert_eq!(FIELD, 1 + 1 + 512);
+    /// // Stride 2 first doubles the step of what follows.
+    /// conv! { struct Down; k = 3, stride = 2, padding = 1 }
+    /// conv! { struct K3; k = 3, padding = 1 }
+    /// assert_eq!(GeometrySpec::stack_receptive_field(&[Down::SPEC, K3::SPEC]), (7, 7));
+    /// ```
+    pub const fn stack_receptive_field(stack: &[GeometrySpec]) -> (usize, usize) {
+        let (mut field, mut step) = ((1, 1), (1, 1));
+        let mut i = 0;
+        while i < stack.len() {
+            let layer = stack[i].receptive_field();
+            field.0 += (layer.0 - 1) * step.0;
+            field.1 += (layer.1 - 1) * step.1;
+            step.0 *= stack[i].stride.0;
+            step.1 *= stack[i].stride.1;
+            i += 1;
+        }
+        field
+    }
+
+    /// Whether this is the geometry of a `conv1d!`: one row of taps, no padding or step
+    /// across rows, so that it maps an input one row high to an output one row high.
+    pub const fn is_one_dimensional(&self) -> bool {
+        let rows_padded = match self.padding {
+            Padding::Explicit(h, _) => h != 0,
+            Padding::Same | Padding::Causal => false,
+        };
+        self.kernel_size.0 == 1
+            && self.stride.0 == 1
+            && self.dilation.0 == 1
+            && self.output_padding.0 == 0
+            && !rows_padded
+    }
+
     /// The geometry the kernels compute. With zero padding, this one. With another mode the
     /// layer lays the padding out in a copy of the input, and the kernels convolve that copy
     /// without padding: the border costs one pass over the input and never a test in the
@@ -405,6 +450,34 @@ impl fmt::Display for GeometrySpec {
     }
 }
 
+impl GeometrySpec {
+    /// Writes a one-dimensional geometry as the `conv1d!` invocation that made it (the
+    /// `Debug` of a `conv1d!` type): `conv1d!(k = 2, padding = causal, dilation = 4)`.
+    #[doc(hidden)]
+    pub fn fmt_conv1d(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conv1d!(k = {}", self.kernel_size.1)?;
+        if self.stride.1 != 1 {
+            write!(f, ", stride = {}", self.stride.1)?;
+        }
+        match self.padding {
+            Padding::Same => write!(f, ", padding = same")?,
+            Padding::Causal => write!(f, ", padding = causal")?,
+            Padding::Explicit(_, 0) => {}
+            Padding::Explicit(_, w) => write!(f, ", padding = {w}")?,
+        }
+        if self.padding_mode != PaddingMode::Zeros {
+            write!(f, ", padding_mode = {}", self.padding_mode)?;
+        }
+        if self.dilation.1 != 1 {
+            write!(f, ", dilation = {}", self.dilation.1)?;
+        }
+        if self.output_padding.1 != 0 {
+            write!(f, ", output_padding = {}", self.output_padding.1)?;
+        }
+        write!(f, ")")
+    }
+}
+
 /// A convolution geometry fixed at compile time: the type `conv!` defines.
 ///
 /// Do not implement this trait by hand; `conv!` implements it, together with the kernels the
@@ -458,6 +531,27 @@ pub trait Geometry: Kernels + Copy + Default + fmt::Debug + Send + Sync + 'stati
             transposed convolution; code generic over geometries bounds them by `ZeroPadded`"
 )]
 pub trait ZeroPadded: Geometry {}
+
+/// A geometry written with `conv1d!`, which [`Conv1d`](crate::Conv1d) and
+/// [`ConvTranspose1d`](crate::ConvTranspose1d) take: a 2-D geometry of one row of taps
+/// (`k = (1, k)`, no padding or stride across rows), so that the 1-D layers run the 2-D
+/// kernels on an input one row high. `conv1d!` implements it; a `conv!` geometry does not
+/// have it, even with `k = (1, k)`, so a 2-D geometry cannot be given to a 1-D layer by
+/// mistake:
+///
+/// ```compile_fail
+/// use conv_runtime::prelude::*;
+///
+/// let layer = Conv1d::new(conv!(k = 3), 4, 4);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`Conv1d` and `ConvTranspose1d` take a geometry made by `conv1d!`, and this \
+               one was not",
+    label = "not a `conv1d!` geometry",
+    note = "write the geometry as `conv1d!(k = 3, ...)`: one integer per parameter, as in \
+            `nn.Conv1d`"
+)]
+pub trait Geometry1d: Geometry {}
 
 #[cfg(test)]
 mod tests {

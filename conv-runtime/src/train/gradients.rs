@@ -1,7 +1,7 @@
 //! The gradients a layer's `backward` returns, and the bias gradient, which every layer
 //! computes the same way.
 
-use ndarray::{Array1, Array4, ArrayView4, Axis};
+use ndarray::{Array, Array1, Array4, ArrayView4, Axis, Dimension, Ix3, Ix4};
 use rayon::prelude::*;
 
 /// The gradients of a loss with respect to a layer's input and parameters, given the
@@ -9,7 +9,8 @@ use rayon::prelude::*;
 /// `layer.weight.grad` and `layer.bias.grad`.
 ///
 /// Returned by [`Conv2d::backward`](crate::Conv2d::backward) and
-/// [`ConvTranspose2d::backward`](crate::ConvTranspose2d::backward); an optimiser in
+/// [`ConvTranspose2d::backward`](crate::ConvTranspose2d::backward) (`D` = `Ix4`: NCHW input,
+/// `[_, _, kh, kw]` weight) and by the 1-D layers' `backward` (`D` = `Ix3`); an optimiser in
 /// [`optim`](crate::optim) applies it to the layer.
 ///
 /// ```
@@ -28,11 +29,11 @@ use rayon::prelude::*;
 /// # Ok::<(), ConvError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct Gradients {
+pub struct Gradients<D: Dimension = Ix4> {
     /// With respect to the input, the input's shape.
-    pub input: Array4<f32>,
+    pub input: Array<f32, D>,
     /// With respect to the weight, the weight's shape (PyTorch's layout for the layer).
-    pub weight: Array4<f32>,
+    pub weight: Array<f32, D>,
     /// With respect to the bias, `[out_channels]`; `None` when the layer has no bias.
     pub bias: Option<Array1<f32>>,
 }
@@ -50,6 +51,16 @@ impl Gradients {
             input,
             weight,
             bias: has_bias.then(|| bias_grad(grad_output)),
+        }
+    }
+
+    /// The gradients of a 1-D layer run as a 2-D one on inputs one row high: the input
+    /// `[n, c, 1, l]` and weight `[_, _, 1, k]` lose their row axis (no copy).
+    pub(crate) fn without_rows(self) -> Gradients<Ix3> {
+        Gradients {
+            input: self.input.remove_axis(Axis(2)),
+            weight: self.weight.remove_axis(Axis(2)),
+            bias: self.bias,
         }
     }
 }

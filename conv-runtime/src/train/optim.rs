@@ -66,13 +66,14 @@
 //! # Ok::<(), ConvError>(())
 //! ```
 
-use ndarray::{Array1, Array4, ArrayView1, ArrayView4, ArrayViewMut1, ArrayViewMut4, Zip};
+use ndarray::{Array1, ArrayD, ArrayView, ArrayView1, ArrayViewMut, ArrayViewMut1, Dimension, Zip};
 
 use super::gradients::Gradients;
 use crate::shape::error::{ConvError, Parameter};
 
 /// A layer with learnable parameters: what an optimiser needs. Implemented by
-/// [`Conv2d`](crate::Conv2d) and [`ConvTranspose2d`](crate::ConvTranspose2d).
+/// [`Conv2d`](crate::Conv2d) and [`ConvTranspose2d`](crate::ConvTranspose2d) (4-D weights)
+/// and by [`Conv1d`](crate::Conv1d) and [`ConvTranspose1d`](crate::ConvTranspose1d) (3-D).
 ///
 /// ```
 /// use conv_runtime::prelude::*;
@@ -86,8 +87,12 @@ use crate::shape::error::{ConvError, Parameter};
 /// # Ok::<(), ConvError>(())
 /// ```
 pub trait Trainable {
+    /// The weight's dimension: `Ix4` for the 2-D layers, `Ix3` for the 1-D ones. The
+    /// layer's [`Gradients`] have the same.
+    type Dim: Dimension;
+
     /// The weight, in PyTorch's layout for the layer.
-    fn weight(&self) -> ArrayView4<'_, f32>;
+    fn weight(&self) -> ArrayView<'_, f32, Self::Dim>;
 
     /// The bias, if the layer has one.
     fn bias(&self) -> Option<ArrayView1<'_, f32>>;
@@ -96,7 +101,7 @@ pub trait Trainable {
     /// brings the copy the kernels read up to date.
     fn update_parameters(
         &mut self,
-        update: impl FnOnce(ArrayViewMut4<'_, f32>, Option<ArrayViewMut1<'_, f32>>),
+        update: impl FnOnce(ArrayViewMut<'_, f32, Self::Dim>, Option<ArrayViewMut1<'_, f32>>),
     );
 }
 
@@ -105,8 +110,11 @@ pub trait Optimizer {
     /// One update of `layer`'s parameters from `gradients` (from the layer's own
     /// `backward`). Refused, leaving the layer unchanged, when the gradients' shapes are not
     /// the parameters', or when the optimiser's state belongs to a layer of another shape.
-    fn step<L: Trainable>(&mut self, layer: &mut L, gradients: &Gradients)
-    -> Result<(), ConvError>;
+    fn step<L: Trainable>(
+        &mut self,
+        layer: &mut L,
+        gradients: &Gradients<L::Dim>,
+    ) -> Result<(), ConvError>;
 }
 
 /// Stochastic gradient descent, PyTorch's `torch.optim.SGD`: with weight decay `wd`,
@@ -181,7 +189,7 @@ impl Optimizer for Sgd {
     fn step<L: Trainable>(
         &mut self,
         layer: &mut L,
-        gradients: &Gradients,
+        gradients: &Gradients<L::Dim>,
     ) -> Result<(), ConvError> {
         check_gradients(layer, gradients)?;
         let (lr, mu, wd) = (
@@ -205,18 +213,22 @@ impl Optimizer for Sgd {
             }
             *p += -lr * d;
         };
-        layer.update_parameters(|mut weight, bias| {
+        // The state is stored without a fixed rank (see `State`), so the weight is walked as
+        // one too.
+        let weight_grad = gradients.weight.view().into_dyn();
+        layer.update_parameters(|weight, bias| {
+            let mut weight = weight.into_dyn();
             let (weight_buffer, bias_buffer) = match buffers.as_mut() {
                 Some(state) => (Some(&mut state.weight), state.bias.as_mut()),
                 None => (None, None),
             };
             match weight_buffer {
                 Some(b) => Zip::from(&mut weight)
-                    .and(&gradients.weight)
+                    .and(&weight_grad)
                     .and(b)
                     .for_each(|p, &g, b| update(p, g, Some(b))),
                 None => Zip::from(&mut weight)
-                    .and(&gradients.weight)
+                    .and(&weight_grad)
                     .for_each(|p, &g| update(p, g, None)),
             }
             if let (Some(mut bias), Some(grad)) = (bias, gradients.bias.as_ref()) {
@@ -306,7 +318,7 @@ impl Optimizer for Adam {
     fn step<L: Trainable>(
         &mut self,
         layer: &mut L,
-        gradients: &Gradients,
+        gradients: &Gradients<L::Dim>,
     ) -> Result<(), ConvError> {
         check_gradients(layer, gradients)?;
         // Both estimates are made together, so checking the first checks both.
@@ -328,9 +340,10 @@ impl Optimizer for Adam {
             *v = *v * b2 + one_minus_b2 * (g * g);
             *p += -step_size * (*m / (v.sqrt() / correction2_sqrt + eps));
         };
-        layer.update_parameters(|mut weight, bias| {
-            Zip::from(&mut weight)
-                .and(&gradients.weight)
+        let weight_grad = gradients.weight.view().into_dyn();
+        layer.update_parameters(|weight, bias| {
+            Zip::from(&mut weight.into_dyn())
+                .and(&weight_grad)
                 .and(&mut m.weight)
                 .and(&mut v.weight)
                 .for_each(|p, &g, m, v| update(p, g, m, v));
@@ -351,10 +364,11 @@ impl Optimizer for Adam {
     }
 }
 
-/// One value per parameter element: a momentum buffer or a moment estimate.
+/// One value per parameter element: a momentum buffer or a moment estimate. Its weight has
+/// no fixed rank, so that one optimiser type serves the 2-D and the 1-D layers.
 #[derive(Clone, Debug)]
 struct State {
-    weight: Array4<f32>,
+    weight: ArrayD<f32>,
     bias: Option<Array1<f32>>,
 }
 
@@ -385,7 +399,7 @@ impl State {
             }
         }
         Ok(slot.get_or_insert_with(|| State {
-            weight: Array4::zeros(layer.weight().raw_dim()),
+            weight: ArrayD::zeros(layer.weight().shape()),
             bias: layer.bias().map(|b| Array1::zeros(b.len())),
         }))
     }
@@ -393,7 +407,10 @@ impl State {
 
 /// The gradients have the shapes of `layer`'s parameters, and a bias gradient exactly when
 /// the layer has a bias.
-fn check_gradients<L: Trainable>(layer: &L, gradients: &Gradients) -> Result<(), ConvError> {
+fn check_gradients<L: Trainable>(
+    layer: &L,
+    gradients: &Gradients<L::Dim>,
+) -> Result<(), ConvError> {
     let weight = layer.weight();
     if gradients.weight.shape() != weight.shape() {
         return Err(ConvError::GradientShape {
