@@ -501,10 +501,10 @@ pub trait Geometry: Kernels + Copy + Default + fmt::Debug + Send + Sync + 'stati
     }
 }
 
-/// A geometry whose padding is zeros: `conv!` implements this for every geometry without
-/// another `padding_mode`. [`ConvTranspose2d`](crate::ConvTranspose2d) takes only these, as
-/// `nn.ConvTranspose2d` does, so code generic over geometries that builds one names this
-/// bound:
+/// A geometry whose padding is zeros: `conv!` and `conv1d!` implement this for every
+/// geometry without another `padding_mode`. [`ConvTranspose2d`](crate::ConvTranspose2d) and
+/// [`ConvTranspose1d`](crate::ConvTranspose1d) take only these, as PyTorch's transposed
+/// convolutions do, so code generic over geometries that builds one names this bound:
 ///
 /// ```
 /// use conv_runtime::prelude::*;
@@ -524,11 +524,13 @@ pub trait Geometry: Kernels + Copy + Default + fmt::Debug + Send + Sync + 'stati
 /// let up = ConvTranspose2d::new(conv!(k = 3, padding = 1, padding_mode = reflect), 4, 4);
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`ConvTranspose2d` pads with zeros only (as PyTorch's `nn.ConvTranspose2d`), \
-               and this geometry has another `padding_mode` or is not known to pad with zeros",
+    message = "a transposed convolution pads with zeros only (as PyTorch's \
+               `nn.ConvTranspose2d` and `nn.ConvTranspose1d`), and this geometry has another \
+               `padding_mode` or is not known to pad with zeros",
     label = "not a geometry padding with zeros",
-    note = "padding modes belong to `Conv2d`: remove `padding_mode` from the `conv!` of a \
-            transposed convolution; code generic over geometries bounds them by `ZeroPadded`"
+    note = "padding modes belong to `Conv2d` and `Conv1d`: remove `padding_mode` from the \
+            geometry of a transposed convolution; code generic over geometries bounds them by \
+            `ZeroPadded`"
 )]
 pub trait ZeroPadded: Geometry {}
 
