@@ -44,7 +44,7 @@ const FIELD: usize = GeometrySpec::stack_receptive_field(&[
 const _: () = assert!(FIELD == 1024);
 
 /// One layer of the stack, whatever its geometry type.
-trait StackLayer {
+trait StackLayer: Send + Sync {
     fn forward(&self, x: &Array3<f32>) -> Array3<f32>;
     /// The input gradient; the parameter gradients are computed and dropped, as a training
     /// step would hand them to an optimiser.

@@ -9,6 +9,7 @@ per geometry: (8 geometries - 0 geometries) / 8.
 
     python3 tools/build_cost.py                 # both modes, 3 builds of each variant
     python3 tools/build_cost.py --repeat 5 --mode inference
+    python3 tools/build_cost.py --rank 1       # eight conv1d! geometries on Conv1d / ConvTranspose1d
 
 Build times are the median of `--repeat` builds of the crate alone (its dependencies are built
 once, before any timing). Nothing else should run on the machine meanwhile. The crate lives in
@@ -39,6 +40,19 @@ GEOMETRIES = [
     ("ConvTranspose2d", "k = 4, stride = 2, padding = 1", 8, 8, 16),
 ]
 
+# The same for `conv1d!` (input length 64): WaveNet's causal layers, a strided, a `same` and
+# a reflect-padded one, and two upsamplers.
+GEOMETRIES_1D = [
+    ("Conv1d", "k = 2, dilation = 1, padding = causal", 8, 8, 64),
+    ("Conv1d", "k = 2, dilation = 8, padding = causal", 8, 8, 64),
+    ("Conv1d", "k = 2, dilation = 64, padding = causal", 8, 8, 128),
+    ("Conv1d", "k = 3, stride = 2, padding = 1", 8, 8, 64),
+    ("Conv1d", "k = 5, padding = same", 8, 8, 64),
+    ("Conv1d", "k = 3, dilation = 2, padding = 2, padding_mode = reflect", 8, 8, 64),
+    ("ConvTranspose1d", "k = 2, stride = 2", 8, 8, 64),
+    ("ConvTranspose1d", "k = 4, stride = 2, padding = 1", 8, 8, 64),
+]
+
 CARGO_TOML = """[package]
 name = "build-cost"
 version = "0.1.0"
@@ -53,28 +67,43 @@ conv-runtime = {{ path = "{runtime}" }}
 """
 
 
-def program(count: int, training: bool) -> str:
-    """A user's main with the first `count` geometries."""
+def program(count: int, training: bool, rank: int) -> str:
+    """A user's main with the first `count` geometries of `rank` (2: conv!, 1: conv1d!)."""
+    if rank == 2:
+        geometries, macro = GEOMETRIES, "conv!"
+        helper = [
+            "use conv_runtime::ndarray::Array4;",
+            "fn input(channels: usize, size: usize) -> Array4<f32> {",
+            "    Array4::from_shape_fn((1, channels, size, size), |(_, c, y, x)| {",
+            "        ((c * 7 + y * 3 + x) % 11) as f32 / 11.0 - 0.5",
+            "    })",
+            "}",
+        ]
+    else:
+        geometries, macro = GEOMETRIES_1D, "conv1d!"
+        helper = [
+            "use conv_runtime::ndarray::Array3;",
+            "fn input(channels: usize, length: usize) -> Array3<f32> {",
+            "    Array3::from_shape_fn((1, channels, length), |(_, c, x)| {",
+            "        ((c * 7 + x) % 11) as f32 / 11.0 - 0.5",
+            "    })",
+            "}",
+        ]
     lines = [
-        "use conv_runtime::ndarray::Array4;",
         "#[allow(unused_imports)]",
         "use conv_runtime::optim::Adam;",
         "use conv_runtime::prelude::*;",
         "",
-        "fn input(channels: usize, size: usize) -> Array4<f32> {",
-        "    Array4::from_shape_fn((1, channels, size, size), |(_, c, y, x)| {",
-        "        ((c * 7 + y * 3 + x) % 11) as f32 / 11.0 - 0.5",
-        "    })",
-        "}",
+        *helper,
         "",
         "#[allow(unused_mut)]",
         "fn main() -> Result<(), ConvError> {",
         "    let mut total = input(1, 4).sum();",
     ]
-    for index, (layer, params, cin, cout, size) in enumerate(GEOMETRIES[:count]):
+    for index, (layer, params, cin, cout, size) in enumerate(geometries[:count]):
         binding = "let mut" if training else "let"
         lines += [
-            f"    {binding} layer{index} = {layer}::new(conv!({params}), {cin}, {cout});",
+            f"    {binding} layer{index} = {layer}::new({macro}({params}), {cin}, {cout});",
             f"    let x = input({cin}, {size});",
             f"    let y = layer{index}.forward(&x)?;",
             "    total += y.sum();",
@@ -98,10 +127,10 @@ def cargo_build(crate: Path, target: Path) -> None:
     )
 
 
-def measure(crate: Path, target: Path, count: int, training: bool, repeat: int):
+def measure(crate: Path, target: Path, count: int, training: bool, rank: int, repeat: int):
     """Median build seconds of the crate alone, and its binary's bytes."""
     main = crate / "src" / "main.rs"
-    main.write_text(program(count, training))
+    main.write_text(program(count, training, rank))
     times = []
     for _ in range(repeat):
         # A new modification time makes cargo rebuild the crate, and only the crate.
@@ -134,6 +163,9 @@ def main() -> int:
         "--mode", choices=["inference", "training", "both"], default="both"
     )
     parser.add_argument(
+        "--rank", type=int, choices=[1, 2], default=2, help="2: conv! geometries, 1: conv1d!"
+    )
+    parser.add_argument(
         "--dir", type=Path, default=ROOT / "target" / "build-cost", help="scratch folder"
     )
     args = parser.parse_args()
@@ -146,23 +178,24 @@ def main() -> int:
         CARGO_TOML.format(runtime=(ROOT / "conv-runtime").as_posix())
     )
     # Dependencies, built once and never timed.
-    (crate / "src" / "main.rs").write_text(program(0, False))
+    (crate / "src" / "main.rs").write_text(program(0, False, args.rank))
     cargo_build(crate, target)
 
     rustc = subprocess.run(
         ["rustc", "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    print(f"machine: {machine()}; {rustc}; median of {args.repeat} release builds")
+    family = "conv!" if args.rank == 2 else "conv1d!"
+    print(f"machine: {machine()}; {rustc}; median of {args.repeat} release builds; {family}")
     print()
     print("| mode | geometries | build s | binary bytes | per geometry s | per geometry KB |")
     print("|---|---|---|---|---|---|")
     modes = ["inference", "training"] if args.mode == "both" else [args.mode]
     for mode in modes:
         training = mode == "training"
-        base_time, base_size = measure(crate, target, 0, training, args.repeat)
+        base_time, base_size = measure(crate, target, 0, training, args.rank, args.repeat)
         print(f"| {mode} | 0 | {base_time:.2f} | {base_size} | | |", flush=True)
         for count in (1, len(GEOMETRIES)):
-            seconds, size = measure(crate, target, count, training, args.repeat)
+            seconds, size = measure(crate, target, count, training, args.rank, args.repeat)
             per_time = (seconds - base_time) / count
             per_size = (size - base_size) / count / 1024
             print(

@@ -28,7 +28,8 @@ pub fn conv(input: TokenStream) -> TokenStream {
 /// Defines a 1-D convolution geometry (one integer per parameter, as `nn.Conv1d`), for
 /// `Conv1d` and `ConvTranspose1d`.
 ///
-/// See `conv_runtime::conv1d!` for the grammar and examples.
+/// See the "1-D layers" section of the `conv_runtime` crate documentation for the grammar
+/// and examples.
 #[proc_macro]
 pub fn conv1d(input: TokenStream) -> TokenStream {
     expand(input, validate::Rank::One)

@@ -30,17 +30,20 @@
 //! PARAMS := PARAM ( , PARAM )* [,]
 //! PARAM  := k = DIM | kernel_size = DIM                      (required)
 //!         | stride = DIM                                     (default 1)
-//!         | padding = DIM | padding = same | padding = valid (default 0)
+//!         | padding = DIM | same | valid | causal              (default 0)
 //!         | padding_mode = zeros | reflect | replicate | circular (default zeros; Conv2d only)
 //!         | dilation = DIM                                   (default 1)
 //!         | output_padding = DIM                             (default 0; transposed direction)
 //! DIM    := INTEGER | ( INTEGER , INTEGER )                  (one value for both axes, or (h, w))
+//!
+//! conv1d!( PARAMS ) | conv1d! { ... struct NAME; PARAMS }  // the same, every DIM one INTEGER
 //! ```
 //!
 //! One invocation describes one geometry, and its type carries both directions; the layer
 //! chooses which runs. The rules are PyTorch's and are checked at compile time, each error
 //! pointing at what was typed: kernel size, stride and dilation at least 1; `padding = same`
-//! only with stride 1 (an odd total puts the extra zero at the bottom/right);
+//! only with stride 1 (an odd total puts the extra zero at the bottom/right); `padding =
+//! causal` puts all of `same`'s amount at the top and left (see the 1-D layers below);
 //! `output_padding` smaller than the stride or the dilation on each axis; each parameter at
 //! most once; integers only. A kernel of more than 256 taps is refused, since every tap is
 //! unrolled.
@@ -99,6 +102,38 @@
 //! assert_eq!(OUT, Some((33, 16)));
 //! assert_eq!(Up::STRIDE, (2, 1));
 //! ```
+//!
+//! # 1-D layers: `conv1d!`, [`Conv1d`], [`ConvTranspose1d`]
+//!
+//! PyTorch's `nn.Conv1d` and `nn.ConvTranspose1d` over `[n, c, l]` arrays, weights
+//! `[out, in / groups, k]` and `[in, out / groups, k]`, with everything the 2-D layers have
+//! (groups, bias, backward, optimisers, `forward_into`, `output_size`). `conv1d!` takes the
+//! same parameters as `conv!`, each one integer, and one more padding: `padding = causal`
+//! puts the whole field but the output's own sample before the input (`(k - 1) * dilation`
+//! on the left, nothing on the right), so output `t` sees inputs up to `t` and none after,
+//! as Keras' `padding='causal'` (PyTorch users pad by hand). The geometry's constants are
+//! lengths, and a stack's receptive field is a constant too:
+//!
+//! ```
+//! use conv_runtime::prelude::*;
+//! use conv_runtime::ndarray::Array3;
+//!
+//! conv1d! { struct Causal; k = 2, dilation = 4, padding = causal }
+//! conv1d! { struct Wider; k = 3, dilation = 8, padding = causal }
+//! assert_eq!((Causal::PADDING, Causal::PADDING_AFTER, Causal::RECEPTIVE_FIELD), (4, 0, 5));
+//! const FIELD: usize = GeometrySpec::stack_receptive_field(&[Causal::SPEC, Wider::SPEC]).1;
+//! assert_eq!(FIELD, 21);
+//!
+//! let layer = Conv1d::new(Causal, 16, 32);
+//! let y = layer.forward(&Array3::<f32>::ones((1, 16, 1000)))?;
+//! assert_eq!(y.shape(), &[1, 32, 1000]);
+//! # Ok::<(), ConvError>(())
+//! ```
+//!
+//! A 1-D layer is the 2-D layer of kernel `(1, k)` on the input viewed one row high (no
+//! copy): the row kernels run the whole sequence as one long row. A `conv!` geometry is not
+//! accepted by a 1-D layer (see [`Geometry1d`]), and its errors are in lengths
+//! ([`ConvError::InputTooShort`] rather than a `1 x l` size).
 //!
 //! # Where things are
 //!
