@@ -218,6 +218,7 @@ pub fn validate(invocation: &Invocation, rank: Rank) -> (Geometry, Errors) {
             output_padding,
             stride,
             dilation,
+            rank,
             &mut errors,
         ),
         _ => output_padding,
@@ -539,6 +540,7 @@ fn check_output_padding(
     output_padding: [usize; 2],
     stride: [usize; 2],
     dilation: [usize; 2],
+    rank: Rank,
     errors: &mut Errors,
 ) -> [usize; 2] {
     let Some(param) = param else {
@@ -550,9 +552,13 @@ fn check_output_padding(
         if output_padding[axis] < limit {
             continue;
         }
+        let place = match rank {
+            Rank::Two => format!("on the {name} axis "),
+            Rank::One => String::new(),
+        };
         let message = format!(
-            "`output_padding` must be smaller than the stride or the dilation: on the \
-             {name} axis it is {}, with stride {} and dilation {}",
+            "`output_padding` must be smaller than the stride or the dilation: {place}it is \
+             {}, with stride {} and dilation {}",
             output_padding[axis], stride[axis], dilation[axis]
         );
         // At the offending element of a pair; a single value is one mistake, told once.

@@ -66,7 +66,10 @@
 //! # Ok::<(), ConvError>(())
 //! ```
 
-use ndarray::{Array1, ArrayD, ArrayView, ArrayView1, ArrayViewMut, ArrayViewMut1, Dimension, Zip};
+use ndarray::{
+    Array1, ArrayD, ArrayView, ArrayView1, ArrayViewD, ArrayViewMut, ArrayViewMut1, ArrayViewMutD,
+    Dimension, Zip,
+};
 
 use super::gradients::Gradients;
 use crate::shape::error::{ConvError, Parameter};
@@ -192,18 +195,53 @@ impl Optimizer for Sgd {
         gradients: &Gradients<L::Dim>,
     ) -> Result<(), ConvError> {
         check_gradients(layer, gradients)?;
-        let (lr, mu, wd) = (
-            self.learning_rate as f32,
-            self.momentum as f32,
-            self.weight_decay as f32,
-        );
-        let nesterov = self.nesterov;
-        let first = self.buffers.is_none();
+        let rule = SgdRule {
+            lr: self.learning_rate as f32,
+            mu: self.momentum as f32,
+            wd: self.weight_decay as f32,
+            nesterov: self.nesterov,
+            first: self.buffers.is_none(),
+        };
         let mut buffers = if self.momentum != 0.0 {
             Some(State::for_layer(&mut self.buffers, layer)?)
         } else {
             None
         };
+        let grad = (gradients.weight.view().into_dyn(), gradients.bias.as_ref());
+        layer.update_parameters(|weight, bias| {
+            rule.apply((weight.into_dyn(), bias), grad, buffers.as_deref_mut())
+        });
+        Ok(())
+    }
+}
+
+/// One SGD step's arithmetic, apart from the layer type: the generic `step` only gathers
+/// the views, so this code is compiled once, in this crate, not in every user's build for
+/// every layer type.
+#[derive(Clone, Copy)]
+struct SgdRule {
+    lr: f32,
+    mu: f32,
+    wd: f32,
+    nesterov: bool,
+    /// The momentum buffer starts as the first step's update.
+    first: bool,
+}
+
+impl SgdRule {
+    fn apply(
+        self,
+        (mut weight, bias): (ArrayViewMutD<'_, f32>, Option<ArrayViewMut1<'_, f32>>),
+        (weight_grad, bias_grad): (ArrayViewD<'_, f32>, Option<&Array1<f32>>),
+        buffers: Option<&mut State>,
+    ) {
+        let SgdRule {
+            lr,
+            mu,
+            wd,
+            nesterov,
+            first,
+        } = self;
         // One element: the parameter, its gradient and its momentum buffer.
         let update = |p: &mut f32, g: f32, b: Option<&mut f32>| {
             let mut d = if wd != 0.0 { g + wd * *p } else { g };
@@ -213,37 +251,30 @@ impl Optimizer for Sgd {
             }
             *p += -lr * d;
         };
-        // The state is stored without a fixed rank (see `State`), so the weight is walked as
-        // one too.
-        let weight_grad = gradients.weight.view().into_dyn();
-        layer.update_parameters(|weight, bias| {
-            let mut weight = weight.into_dyn();
-            let (weight_buffer, bias_buffer) = match buffers.as_mut() {
-                Some(state) => (Some(&mut state.weight), state.bias.as_mut()),
-                None => (None, None),
-            };
-            match weight_buffer {
-                Some(b) => Zip::from(&mut weight)
-                    .and(&weight_grad)
+        let (weight_buffer, bias_buffer) = match buffers {
+            Some(state) => (Some(&mut state.weight), state.bias.as_mut()),
+            None => (None, None),
+        };
+        match weight_buffer {
+            Some(b) => Zip::from(&mut weight)
+                .and(&weight_grad)
+                .and(b)
+                .for_each(|p, &g, b| update(p, g, Some(b))),
+            None => Zip::from(&mut weight)
+                .and(&weight_grad)
+                .for_each(|p, &g| update(p, g, None)),
+        }
+        if let (Some(mut bias), Some(grad)) = (bias, bias_grad) {
+            match bias_buffer {
+                Some(b) => Zip::from(&mut bias)
+                    .and(grad)
                     .and(b)
                     .for_each(|p, &g, b| update(p, g, Some(b))),
-                None => Zip::from(&mut weight)
-                    .and(&weight_grad)
+                None => Zip::from(&mut bias)
+                    .and(grad)
                     .for_each(|p, &g| update(p, g, None)),
             }
-            if let (Some(mut bias), Some(grad)) = (bias, gradients.bias.as_ref()) {
-                match bias_buffer {
-                    Some(b) => Zip::from(&mut bias)
-                        .and(grad)
-                        .and(b)
-                        .for_each(|p, &g, b| update(p, g, Some(b))),
-                    None => Zip::from(&mut bias)
-                        .and(grad)
-                        .for_each(|p, &g| update(p, g, None)),
-                }
-            }
-        });
-        Ok(())
+        }
     }
 }
 
@@ -333,34 +364,70 @@ impl Optimizer for Adam {
             self.beta2 as f32,
             (1.0 - self.beta2) as f32,
         );
-        let (eps, wd) = (self.eps as f32, self.weight_decay as f32);
+        let rule = AdamRule {
+            step_size,
+            correction2_sqrt,
+            one_minus_b1,
+            b2,
+            one_minus_b2,
+            eps: self.eps as f32,
+            wd: self.weight_decay as f32,
+        };
+        let grad = (gradients.weight.view().into_dyn(), gradients.bias.as_ref());
+        layer.update_parameters(|weight, bias| rule.apply((weight.into_dyn(), bias), grad, m, v));
+        Ok(())
+    }
+}
+
+/// One Adam step's arithmetic, apart from the layer type (see `SgdRule`).
+#[derive(Clone, Copy)]
+struct AdamRule {
+    step_size: f32,
+    correction2_sqrt: f32,
+    one_minus_b1: f32,
+    b2: f32,
+    one_minus_b2: f32,
+    eps: f32,
+    wd: f32,
+}
+
+impl AdamRule {
+    fn apply(
+        self,
+        (mut weight, bias): (ArrayViewMutD<'_, f32>, Option<ArrayViewMut1<'_, f32>>),
+        (weight_grad, bias_grad): (ArrayViewD<'_, f32>, Option<&Array1<f32>>),
+        m: &mut State,
+        v: &mut State,
+    ) {
+        let AdamRule {
+            step_size,
+            correction2_sqrt,
+            one_minus_b1,
+            b2,
+            one_minus_b2,
+            eps,
+            wd,
+        } = self;
         let update = |p: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
             let g = if wd != 0.0 { g + wd * *p } else { g };
             *m += one_minus_b1 * (g - *m);
             *v = *v * b2 + one_minus_b2 * (g * g);
             *p += -step_size * (*m / (v.sqrt() / correction2_sqrt + eps));
         };
-        let weight_grad = gradients.weight.view().into_dyn();
-        layer.update_parameters(|weight, bias| {
-            Zip::from(&mut weight.into_dyn())
-                .and(&weight_grad)
-                .and(&mut m.weight)
-                .and(&mut v.weight)
+        Zip::from(&mut weight)
+            .and(&weight_grad)
+            .and(&mut m.weight)
+            .and(&mut v.weight)
+            .for_each(|p, &g, m, v| update(p, g, m, v));
+        if let (Some(mut bias), Some(grad), Some(m), Some(v)) =
+            (bias, bias_grad, m.bias.as_mut(), v.bias.as_mut())
+        {
+            Zip::from(&mut bias)
+                .and(grad)
+                .and(m)
+                .and(v)
                 .for_each(|p, &g, m, v| update(p, g, m, v));
-            if let (Some(mut bias), Some(grad), Some(m), Some(v)) = (
-                bias,
-                gradients.bias.as_ref(),
-                m.bias.as_mut(),
-                v.bias.as_mut(),
-            ) {
-                Zip::from(&mut bias)
-                    .and(grad)
-                    .and(m)
-                    .and(v)
-                    .for_each(|p, &g, m, v| update(p, g, m, v));
-            }
-        });
-        Ok(())
+        }
     }
 }
 
