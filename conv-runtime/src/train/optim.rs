@@ -202,15 +202,14 @@ impl Optimizer for Sgd {
             nesterov: self.nesterov,
             first: self.buffers.is_none(),
         };
-        let mut buffers = if self.momentum != 0.0 {
+        let buffers = if self.momentum != 0.0 {
             Some(State::for_layer(&mut self.buffers, layer)?)
         } else {
             None
         };
         let grad = (gradients.weight.view().into_dyn(), gradients.bias.as_ref());
-        layer.update_parameters(|weight, bias| {
-            rule.apply((weight.into_dyn(), bias), grad, buffers.as_deref_mut())
-        });
+        layer
+            .update_parameters(|weight, bias| rule.apply((weight.into_dyn(), bias), grad, buffers));
         Ok(())
     }
 }
