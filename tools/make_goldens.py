@@ -42,6 +42,11 @@ The 1-D layers' fixtures, `CASES_1D`, are written alike to `tests/fixtures/conv1
 0), `output_size` an integer or null, activations `[N, C, L]` and weights Conv1d
 `[out, in / groups, k]`, ConvTranspose1d `[in, out / groups, k]`.
 
+`BATCH_NORM_CASES` become `tests/fixtures/batch_norm/<case>.json`, checked by
+`tests/batch_norm.rs`: a convolution (its `weight`, `bias`, `groups`) followed by
+`nn.BatchNorm2d` in eval mode (`bn_weight`, `bn_bias`, `running_mean`, `running_var`,
+`eps`), with the `input`, the convolution's `conv_output` and the batch norm's `output`.
+
 Floats are written in the shortest form that reads back (as an f64, then cast to f32) to
 exactly the same f32; JSON has no NaN or infinity, so those are the strings "nan", "inf"
 and "-inf".
@@ -450,6 +455,57 @@ def make_upsample(name, mode, align_corners, scale_factor, shape):
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
+BATCH_NORM_FIXTURES = FIXTURES / "batch_norm"
+
+# (name, op, in_channels, out_channels, input_hw, conv keyword arguments): a convolution
+# followed by nn.BatchNorm2d in eval mode, with running statistics made by a few training
+# steps on random batches (so they are not the defaults), then a non-trivial affine.
+BATCH_NORM_CASES = [
+    ("conv_bn", "conv", 3, 4, (7, 9), dict(kernel_size=3, padding=1, bias=False)),
+    ("conv_bias_bn_dilated", "conv", 4, 5, (9, 8),
+     dict(kernel_size=3, padding=2, dilation=2, bias=True)),
+    ("convT_bn_groups", "convT", 4, 6, (5, 6),
+     dict(kernel_size=4, stride=2, padding=1, groups=2, bias=True)),
+]
+
+
+def make_batch_norm(name, op, in_channels, out_channels, input_hw, conv_args):
+    """One conv + BatchNorm2d fixture: the conv's weight and bias, the batch norm's weight,
+    bias, running_mean, running_var and eps, the input, the conv's output and the batch
+    norm's output (eval mode)."""
+    torch.manual_seed(seed_of(name))
+    cls = torch.nn.Conv2d if op == "conv" else torch.nn.ConvTranspose2d
+    layer = cls(in_channels, out_channels, **conv_args)
+    bn = torch.nn.BatchNorm2d(out_channels, eps=1e-3)
+    bn.train()
+    with torch.no_grad():
+        for _ in range(3):
+            bn(layer(torch.randn(2, in_channels, *input_hw)) * 3.0 + 1.0)
+        bn.weight.copy_(torch.rand(out_channels) + 0.5)
+        bn.bias.copy_(torch.randn(out_channels))
+    bn.eval()
+    x = torch.randn(2, in_channels, *input_hw)
+    with torch.no_grad():
+        y = layer(x)
+        z = bn(y)
+    fields = {
+        "case": json.dumps(name),
+        "op": json.dumps(op),
+        "groups": json.dumps(conv_args.get("groups", 1)),
+        "eps": json.dumps(bn.eps),
+        "input": tensor(x),
+        "weight": tensor(layer.weight),
+        "bias": tensor(layer.bias),
+        "bn_weight": tensor(bn.weight),
+        "bn_bias": tensor(bn.bias),
+        "running_mean": tensor(bn.running_mean),
+        "running_var": tensor(bn.running_var),
+        "conv_output": tensor(y),
+        "output": tensor(z),
+    }
+    return "{" + ",".join('"%s":%s' % item for item in fields.items()) + "}\n"
+
+
 def write_all(directory, texts):
     """Writes `texts` (file stem -> JSON text) to `directory`, deleting any other `*.json`
     there; returns the total size in bytes."""
@@ -528,6 +584,10 @@ def main():
     assert len(set(names_1d)) == len(names_1d), "duplicate 1-D case names"
     total = write_all(CONV1D_FIXTURES, {spec["name"]: make_1d(spec) for spec in CASES_1D})
     print("wrote %d fixtures to %s, %.1f kB" % (len(CASES_1D), CONV1D_FIXTURES, total / 1000))
+    total = write_all(BATCH_NORM_FIXTURES,
+                      {case[0]: make_batch_norm(*case) for case in BATCH_NORM_CASES})
+    print("wrote %d fixtures to %s, %.1f kB" % (len(BATCH_NORM_CASES), BATCH_NORM_FIXTURES,
+                                                 total / 1000))
     upsample_names = [case[0] for case in UPSAMPLE_CASES]
     assert len(set(upsample_names)) == len(upsample_names), "duplicate upsample case names"
     total = write_all(UPSAMPLE_FIXTURES, {case[0]: make_upsample(*case) for case in UPSAMPLE_CASES})

@@ -1,7 +1,9 @@
 //! The public faces: [`Conv2d`] and [`ConvTranspose2d`], each a name for the generic layer in
-//! one direction with that direction's rules, and [`Upsample`], the fixed upsampling they
-//! are compared with.
+//! one direction with that direction's rules; [`Conv1d`] and [`ConvTranspose1d`], the same
+//! layers on a one-row view; [`BatchNorm2d`], which folds into them; and [`Upsample`], the
+//! fixed upsampling they are compared with.
 
+pub mod batch_norm;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod one_dimensional;

@@ -96,6 +96,23 @@ pub enum ConvError {
     #[error("bias has {got} values, but the layer has {expected} output channels")]
     BiasShape { expected: usize, got: usize },
 
+    /// A [`BatchNorm2d`](crate::BatchNorm2d) tensor does not have one value per feature
+    /// (`weight`'s length).
+    #[error("batch norm {tensor} has {got} values, but its weight has {expected}")]
+    BatchNormShape {
+        tensor: &'static str,
+        expected: usize,
+        got: usize,
+    },
+
+    /// A [`BatchNorm2d`](crate::BatchNorm2d) folded into a layer normalises another number of
+    /// channels than the layer puts out.
+    #[error(
+        "batch norm has {got} features, but the layer it folds into has {expected} output \
+         channels"
+    )]
+    BatchNormFeatures { expected: usize, got: usize },
+
     /// `groups` is zero or does not divide both channel counts.
     #[error(
         "groups = {groups} must be at least 1 and divide both in_channels ({in_channels}) and \
