@@ -164,6 +164,7 @@ mod layers;
 mod memory;
 pub mod reference;
 mod shape;
+mod state_dict;
 mod train;
 
 pub use conv_macros::{conv, conv1d};
@@ -178,6 +179,7 @@ pub use layers::upsample::{ScaleFactor, Upsample, UpsampleMode};
 pub use ndarray;
 pub use shape::error::{ConvError, Operation, Parameter};
 pub use shape::geometry::{Geometry, Geometry1d, GeometrySpec, Padding, PaddingMode, ZeroPadded};
+pub use state_dict::{LoadError, StateDict};
 pub use train::gradients::Gradients;
 pub use train::optim;
 
