@@ -12,7 +12,7 @@
 
 use conv_runtime::ndarray::Array1;
 use conv_runtime::prelude::*;
-use conv_runtime::{GeometrySpec, Isa, Padding, PaddingMode};
+use conv_runtime::{GeometrySpec, Isa, Padding};
 use convgen::assert_close;
 use serde_json::Value;
 
@@ -250,15 +250,6 @@ fn load_fixture(case: &str) -> Fixture {
 
 /// What the layer tests read from a fixture, beyond the shared accessors.
 impl Fixture {
-    fn expect_op(&self, op: &str) {
-        assert_eq!(
-            self.str("op"),
-            op,
-            "{}: the fixture is for another layer",
-            self.case
-        );
-    }
-
     /// The fixture's geometry is exactly the `conv!` invocation's.
     fn expect_geometry(&self, spec: GeometrySpec) {
         let padding = match self.get("padding") {
@@ -269,16 +260,7 @@ impl Fixture {
                 Padding::Explicit(h, w)
             }
         };
-        let padding_mode = match self.get("padding_mode") {
-            Value::String(mode) => match mode.as_str() {
-                "zeros" => PaddingMode::Zeros,
-                "reflect" => PaddingMode::Reflect,
-                "replicate" => PaddingMode::Replicate,
-                "circular" => PaddingMode::Circular,
-                other => panic!("{}: unknown padding_mode {other:?}", self.case),
-            },
-            other => panic!("{}: padding_mode is {other}, not a string", self.case),
-        };
+        let padding_mode = self.padding_mode();
         let expected = GeometrySpec {
             kernel_size: self.pair("kernel_size"),
             stride: self.pair("stride"),

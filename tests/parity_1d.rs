@@ -18,7 +18,7 @@
 
 use conv_runtime::ndarray::{Array1, Array3, ArrayView3, ArrayViewMut3, Ix3, s};
 use conv_runtime::prelude::*;
-use conv_runtime::{GeometrySpec, Isa, Padding, PaddingMode};
+use conv_runtime::{GeometrySpec, Isa, Padding};
 use convgen::assert_close;
 use serde_json::Value;
 
@@ -273,15 +273,6 @@ fn load_fixture(case: &str) -> Fixture {
 
 /// What the 1-D layer tests read from a fixture, beyond the shared accessors.
 impl Fixture {
-    fn expect_op(&self, op: &str) {
-        assert_eq!(
-            self.str("op"),
-            op,
-            "{}: the fixture is for another layer",
-            self.case
-        );
-    }
-
     /// The fixture's 1-D geometry is exactly the `conv1d!` invocation's, whose 2-D spec is
     /// one row: kernel `(1, k)`, stride `(1, s)`, dilation `(1, d)`, output padding
     /// `(0, op)`, padding `Explicit(0, p)`, `Same` or `Causal`.
@@ -291,16 +282,7 @@ impl Fixture {
             Value::String(causal) if causal == "causal" => Padding::Causal,
             _ => Padding::Explicit(0, self.usize("padding")),
         };
-        let padding_mode = match self.get("padding_mode") {
-            Value::String(mode) => match mode.as_str() {
-                "zeros" => PaddingMode::Zeros,
-                "reflect" => PaddingMode::Reflect,
-                "replicate" => PaddingMode::Replicate,
-                "circular" => PaddingMode::Circular,
-                other => panic!("{}: unknown padding_mode {other:?}", self.case),
-            },
-            other => panic!("{}: padding_mode is {other}, not a string", self.case),
-        };
+        let padding_mode = self.padding_mode();
         let expected = GeometrySpec {
             kernel_size: (1, self.usize("kernel_size")),
             stride: (1, self.usize("stride")),

@@ -63,6 +63,10 @@ import subprocess
 import sys
 import time
 
+# The table's formatting, shared with the suite's script beside this one.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from peer_suite import fmt_ms, fmt_ratio  # noqa: E402
+
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -255,16 +259,8 @@ def time_torch_backward(torch, threads, quick):
     return ms
 
 
-def fmt_ms(value):
-    return "-" if value is None else f"{value:.3f}"
-
-
 def fmt_gflops(flops, value):
     return "-" if value is None else f"{flops / value / 1e6:.1f}"
-
-
-def fmt_ratio(peer, ours):
-    return "-" if peer is None or ours is None else f"{peer / ours:.2f}x"
 
 
 def main():

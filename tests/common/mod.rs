@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use conv_runtime::PaddingMode;
 use conv_runtime::ndarray::Array4;
 use serde_json::Value;
 
@@ -101,6 +102,30 @@ impl Fixture {
 
     pub fn pair(&self, key: &str) -> (usize, usize) {
         self.pair_of(self.get(key), key)
+    }
+
+    /// The fixture is for PyTorch layer `op` ("conv", "convT", "conv1d", "convT1d").
+    pub fn expect_op(&self, op: &str) {
+        assert_eq!(
+            self.str("op"),
+            op,
+            "{}: the fixture is for another layer",
+            self.case
+        );
+    }
+
+    /// `padding_mode`, PyTorch's name for what the padding holds.
+    pub fn padding_mode(&self) -> PaddingMode {
+        match self.get("padding_mode") {
+            Value::String(mode) => match mode.as_str() {
+                "zeros" => PaddingMode::Zeros,
+                "reflect" => PaddingMode::Reflect,
+                "replicate" => PaddingMode::Replicate,
+                "circular" => PaddingMode::Circular,
+                other => panic!("{}: unknown padding_mode {other:?}", self.case),
+            },
+            other => panic!("{}: padding_mode is {other}, not a string", self.case),
+        }
     }
 
     pub fn tensor4(&self, key: &str) -> Array4<f32> {

@@ -2,7 +2,7 @@
 //! `prefix` keeps `prefix.weight` and `prefix.bias` (and a batch norm its running
 //! statistics), as `model.state_dict()` names them.
 
-use ndarray::{Array1, ArrayViewD, Dimension, Ix1, Ix3, Ix4};
+use ndarray::{Array, Array1, ArrayViewD, Dimension, Ix1, Ix3, Ix4};
 
 use super::{LoadError, StateDict};
 use crate::layer_core::{Accepts, Direction, Layer};
@@ -10,9 +10,12 @@ use crate::layers::batch_norm::BatchNorm2d;
 use crate::layers::one_dimensional::Layer1d;
 use crate::shape::geometry::{Geometry, Geometry1d};
 
+/// A convolution's weight and optional bias.
+type LayerParameters<D> = (Array<f32, D>, Option<Array1<f32>>);
+
 impl StateDict {
     /// The tensor `key` with `D`'s number of axes.
-    fn array<D: Dimension>(&self, key: &str) -> Result<ndarray::Array<f32, D>, LoadError> {
+    fn array<D: Dimension>(&self, key: &str) -> Result<Array<f32, D>, LoadError> {
         let tensor = self.tensor(key)?;
         let shape = tensor.shape().to_vec();
         tensor
@@ -25,15 +28,20 @@ impl StateDict {
             })
     }
 
-    /// `prefix.bias` if the file has it: PyTorch leaves it out of a layer built with
-    /// `bias=False`.
-    fn optional_bias(&self, prefix: &str) -> Result<Option<Array1<f32>>, LoadError> {
+    /// A convolution's `prefix.weight` with `D`'s axes, and `prefix.bias` if the file has
+    /// it (PyTorch leaves it out of a layer built with `bias=False`).
+    fn layer_parameters<D: Dimension>(
+        &self,
+        prefix: &str,
+    ) -> Result<LayerParameters<D>, LoadError> {
+        let weight = self.array::<D>(&format!("{prefix}.weight"))?;
         let key = format!("{prefix}.bias");
-        if self.contains(&key) {
-            self.array::<Ix1>(&key).map(Some)
+        let bias = if self.contains(&key) {
+            Some(self.array::<Ix1>(&key)?)
         } else {
-            Ok(None)
-        }
+            None
+        };
+        Ok((weight, bias))
     }
 }
 
@@ -60,8 +68,7 @@ impl<G: Geometry, D: Direction + Accepts<G>> Layer<G, D> {
         geometry: G,
         groups: usize,
     ) -> Result<Self, LoadError> {
-        let weight = weights.array::<Ix4>(&format!("{prefix}.weight"))?;
-        let bias = weights.optional_bias(prefix)?;
+        let (weight, bias) = weights.layer_parameters::<Ix4>(prefix)?;
         Self::from_weights(geometry, weight, bias, groups).map_err(layer_error(prefix))
     }
 }
@@ -91,8 +98,7 @@ impl<G: Geometry1d, D: Direction + Accepts<G>> Layer1d<G, D> {
         geometry: G,
         groups: usize,
     ) -> Result<Self, LoadError> {
-        let weight = weights.array::<Ix3>(&format!("{prefix}.weight"))?;
-        let bias = weights.optional_bias(prefix)?;
+        let (weight, bias) = weights.layer_parameters::<Ix3>(prefix)?;
         Self::from_weights(geometry, weight, bias, groups).map_err(layer_error(prefix))
     }
 }
