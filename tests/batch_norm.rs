@@ -24,19 +24,13 @@ fn load(case: &str) -> Fixture {
     Fixture::load(&common::fixtures_dir("batch_norm"), case)
 }
 
-fn vector(fixture: &Fixture, key: &str) -> Array1<f32> {
-    let (shape, data) = fixture.tensor(key);
-    assert_eq!(shape.len(), 1, "{}: {key} is not 1-D", fixture.case);
-    Array1::from(data)
-}
-
 fn batch_norm(fixture: &Fixture) -> BatchNorm2d {
     let eps = fixture.float(fixture.get("eps"), "eps") as f64;
     BatchNorm2d::new(
-        vector(fixture, "bn_weight"),
-        vector(fixture, "bn_bias"),
-        vector(fixture, "running_mean"),
-        vector(fixture, "running_var"),
+        fixture.vector("bn_weight"),
+        fixture.vector("bn_bias"),
+        fixture.vector("running_mean"),
+        fixture.vector("running_var"),
         eps,
     )
     .unwrap()
@@ -45,7 +39,7 @@ fn batch_norm(fixture: &Fixture) -> BatchNorm2d {
 fn bias(fixture: &Fixture) -> Option<Array1<f32>> {
     match fixture.get("bias") {
         serde_json::Value::Null => None,
-        _ => Some(vector(fixture, "bias")),
+        _ => Some(fixture.vector("bias")),
     }
 }
 

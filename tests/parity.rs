@@ -324,27 +324,4 @@ impl Fixture {
             size => Some(self.pair_of(size, "output_size")),
         }
     }
-
-    /// The bias, checked against `has_bias`.
-    fn bias(&self) -> Option<Array1<f32>> {
-        let has_bias = self
-            .get("has_bias")
-            .as_bool()
-            .unwrap_or_else(|| panic!("{}: has_bias is not a bool", self.case));
-        let bias = match self.get("bias") {
-            Value::Null => None,
-            _ => {
-                let (shape, data) = self.tensor("bias");
-                assert_eq!(shape.len(), 1, "{}: bias is not 1-D", self.case);
-                Some(Array1::from(data))
-            }
-        };
-        assert_eq!(
-            bias.is_some(),
-            has_bias,
-            "{}: has_bias disagrees with bias",
-            self.case
-        );
-        bias
-    }
 }

@@ -371,29 +371,6 @@ impl Fixture {
         }
     }
 
-    /// The bias, checked against `has_bias`.
-    fn bias(&self) -> Option<Array1<f32>> {
-        let has_bias = self
-            .get("has_bias")
-            .as_bool()
-            .unwrap_or_else(|| panic!("{}: has_bias is not a bool", self.case));
-        let bias = match self.get("bias") {
-            Value::Null => None,
-            _ => {
-                let (shape, data) = self.tensor("bias");
-                assert_eq!(shape.len(), 1, "{}: bias is not 1-D", self.case);
-                Some(Array1::from(data))
-            }
-        };
-        assert_eq!(
-            bias.is_some(),
-            has_bias,
-            "{}: has_bias disagrees with bias",
-            self.case
-        );
-        bias
-    }
-
     /// An `[N, C, L]` activation or a 1-D layer's weight.
     fn tensor3(&self, key: &str) -> Array3<f32> {
         let (shape, data) = self.tensor(key);

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use conv_runtime::PaddingMode;
-use conv_runtime::ndarray::Array4;
+use conv_runtime::ndarray::{Array1, Array4};
 use serde_json::Value;
 
 /// The fixtures below `tests/fixtures`, in `subdirectory` (empty for the top level).
@@ -102,6 +102,32 @@ impl Fixture {
 
     pub fn pair(&self, key: &str) -> (usize, usize) {
         self.pair_of(self.get(key), key)
+    }
+
+    /// The 1-D tensor `key`.
+    pub fn vector(&self, key: &str) -> Array1<f32> {
+        let (shape, data) = self.tensor(key);
+        assert_eq!(shape.len(), 1, "{}: {key} is not 1-D", self.case);
+        Array1::from(data)
+    }
+
+    /// A layer fixture's bias, checked against `has_bias`.
+    pub fn bias(&self) -> Option<Array1<f32>> {
+        let has_bias = self
+            .get("has_bias")
+            .as_bool()
+            .unwrap_or_else(|| panic!("{}: has_bias is not a bool", self.case));
+        let bias = match self.get("bias") {
+            Value::Null => None,
+            _ => Some(self.vector("bias")),
+        };
+        assert_eq!(
+            bias.is_some(),
+            has_bias,
+            "{}: has_bias disagrees with bias",
+            self.case
+        );
+        bias
     }
 
     /// The fixture is for PyTorch layer `op` ("conv", "convT", "conv1d", "convT1d").
