@@ -18,8 +18,11 @@ mod common;
 use common::Fixture;
 
 /// As in `tests/parity.rs`: relative to the larger of 1 and the expected magnitude. Each
-/// output is at most four products summed, so the only differences from PyTorch are the
-/// order of those sums (none for nearest, which copies: it is checked exactly).
+/// output is a few products summed (four for bilinear, four sums of four for bicubic) in
+/// ATen's order, so the only differences left are where PyTorch's compiled kernels fuse
+/// multiplies and adds into FMAs (for bicubic: the source position, the outer weights and
+/// the sums), a few ulps: at most 1e-6 for bilinear and 1.7e-6 for bicubic in these
+/// fixtures. Nearest copies and is checked exactly.
 const TOLERANCE: f32 = 1e-5;
 
 /// One test per case: `name: Upsample::...;`, the name being the fixture's file stem. Also
@@ -51,6 +54,13 @@ golden! {
     bilinear_align_corners_per_axis: Upsample::bilinear((1, 4), true);
     bilinear_align_corners_one_row: Upsample::bilinear((1, 2), true);
     bilinear_nonfinite: Upsample::new(2, UpsampleMode::Bilinear { align_corners: false });
+    bicubic_x2: Upsample::bicubic(2, false);
+    bicubic_x3_batch2: Upsample::bicubic(3, false);
+    bicubic_per_axis: Upsample::bicubic((3, 2), false);
+    bicubic_1x1_input: Upsample::bicubic(2, false);
+    bicubic_align_corners_x2: Upsample::bicubic(2, true);
+    bicubic_align_corners_per_axis: Upsample::bicubic((1, 4), true);
+    bicubic_nonfinite: Upsample::new(2, UpsampleMode::Bicubic { align_corners: false });
 }
 
 /// The fixture `case` was made by `layer`'s PyTorch twin, and `layer` gives its output.
@@ -59,6 +69,7 @@ fn check(case: &str, layer: Upsample) {
     let (mode, align_corners) = match layer.mode() {
         UpsampleMode::Nearest => ("nearest", Value::Null),
         UpsampleMode::Bilinear { align_corners } => ("bilinear", Value::Bool(align_corners)),
+        UpsampleMode::Bicubic { align_corners } => ("bicubic", Value::Bool(align_corners)),
     };
     assert_eq!(fixture.get("op"), "upsample", "{case}: op");
     assert_eq!(fixture.get("mode"), mode, "{case}: mode");
@@ -82,7 +93,9 @@ fn check(case: &str, layer: Upsample) {
     assert!(output.is_standard_layout(), "{case}: output layout");
     match layer.mode() {
         UpsampleMode::Nearest => assert_close(&output, &expected, 0.0, case),
-        UpsampleMode::Bilinear { .. } => assert_close(&output, &expected, TOLERANCE, case),
+        UpsampleMode::Bilinear { .. } | UpsampleMode::Bicubic { .. } => {
+            assert_close(&output, &expected, TOLERANCE, case)
+        }
     }
     // The same numbers from a permuted view, and into a permuted output (NaN-filled, so that
     // a value left unwritten shows).
@@ -117,6 +130,12 @@ fn every_mode_accepts_views_with_steps_and_permuted_axes() {
         UpsampleMode::Bilinear {
             align_corners: true,
         },
+        UpsampleMode::Bicubic {
+            align_corners: false,
+        },
+        UpsampleMode::Bicubic {
+            align_corners: true,
+        },
     ] {
         for scale in [(1, 1), (2, 2), (3, 2), (1, 5)] {
             let layer = Upsample::new(scale, mode).unwrap();
@@ -136,6 +155,9 @@ fn scale_one_is_the_identity() {
         Upsample::nearest(1).unwrap(),
         Upsample::bilinear(1, false).unwrap(),
         Upsample::bilinear(1, true).unwrap(),
+        // The source lands on a pixel (t = 0), whose weight is exactly 1, the others 0.
+        Upsample::bicubic(1, false).unwrap(),
+        Upsample::bicubic(1, true).unwrap(),
     ] {
         assert_eq!(layer.forward(&x).unwrap(), x, "{layer:?}");
     }
@@ -149,6 +171,7 @@ fn parallel_planes_match_single_planes() {
         Upsample::nearest(3).unwrap(),
         Upsample::bilinear(3, false).unwrap(),
         Upsample::bilinear((2, 3), true).unwrap(),
+        Upsample::bicubic((3, 2), false).unwrap(),
     ] {
         let all = layer.forward(&x).unwrap();
         assert!(all.len() >= 1 << 16, "big enough to run in parallel");
@@ -190,6 +213,8 @@ fn zero_scale_factors_are_refused() {
         let error = Upsample::nearest(scale).unwrap_err();
         assert_eq!(error, ConvError::ScaleFactor { got: scale });
         let error = Upsample::bilinear(scale, true).unwrap_err();
+        assert_eq!(error, ConvError::ScaleFactor { got: scale });
+        let error = Upsample::bicubic(scale, false).unwrap_err();
         assert_eq!(error, ConvError::ScaleFactor { got: scale });
     }
     assert_eq!(
@@ -258,22 +283,27 @@ fn every_fixture_has_a_test() {
     common::assert_every_fixture_tested(&fixtures_dir(), CASES);
 }
 
-/// The nonfinite fixture really holds NaN and both infinities, in and out.
+/// The nonfinite fixtures really hold NaN and both infinities, in and out.
 #[test]
-fn nonfinite_fixture_holds_nan_and_infinities() {
-    let fixture = load_fixture("bilinear_nonfinite");
-    for key in ["input", "output"] {
-        let values = fixture.tensor4(key);
-        assert!(values.iter().any(|v| v.is_nan()), "{key}: no NaN");
-        assert!(values.iter().any(|&v| v == f32::INFINITY), "{key}: no +inf");
-        assert!(
-            values.iter().any(|&v| v == f32::NEG_INFINITY),
-            "{key}: no -inf"
-        );
+fn nonfinite_fixtures_hold_nan_and_infinities() {
+    for case in ["bilinear_nonfinite", "bicubic_nonfinite"] {
+        let fixture = load_fixture(case);
+        for key in ["input", "output"] {
+            let values = fixture.tensor4(key);
+            assert!(values.iter().any(|v| v.is_nan()), "{case} {key}: no NaN");
+            assert!(
+                values.iter().any(|&v| v == f32::INFINITY),
+                "{case} {key}: no +inf"
+            );
+            assert!(
+                values.iter().any(|&v| v == f32::NEG_INFINITY),
+                "{case} {key}: no -inf"
+            );
+        }
+        // The channel without non-finite values stays finite.
+        let output = fixture.tensor4("output");
+        assert!(output.index_axis(Axis(1), 1).iter().any(|v| v.is_finite()));
     }
-    // The channel without non-finite values stays finite.
-    let output = fixture.tensor4("output");
-    assert!(output.index_axis(Axis(1), 1).iter().any(|v| v.is_finite()));
 }
 
 fn fixtures_dir() -> PathBuf {

@@ -197,6 +197,14 @@ UPSAMPLE_CASES = [
     # One output row: align_corners' scale (in - 1) / (out - 1) is 0 there.
     ("bilinear_align_corners_one_row", "bilinear", True, (1, 2), (1, 1, 1, 3)),
     ("bilinear_nonfinite", "bilinear", False, 2, (1, 2, 6, 7)),
+    ("bicubic_x2", "bicubic", False, 2, (1, 2, 5, 7)),
+    ("bicubic_x3_batch2", "bicubic", False, 3, (2, 2, 7, 5)),
+    ("bicubic_per_axis", "bicubic", False, (3, 2), (1, 3, 4, 7)),
+    # Every tap is the one pixel, so each output is it times weights that sum to 1, rounded.
+    ("bicubic_1x1_input", "bicubic", False, 2, (1, 2, 1, 1)),
+    ("bicubic_align_corners_x2", "bicubic", True, 2, (1, 2, 5, 7)),
+    ("bicubic_align_corners_per_axis", "bicubic", True, (1, 4), (1, 2, 6, 3)),
+    ("bicubic_nonfinite", "bicubic", False, 2, (1, 2, 6, 7)),
 ]
 
 UPSAMPLE_FIXTURES = FIXTURES / "upsample"
@@ -433,6 +441,10 @@ def make_upsample(name, mode, align_corners, scale_factor, shape):
         x[0, 0, h // 2, w // 2] = math.inf
         x[0, 1, h - 1, w - 1] = -math.inf
     y = layer(x)
+    # The float32 output agrees with float64, NaN and infinities in the same places. For
+    # bicubic this also pins down where an infinity becomes NaN: the weights have negative
+    # lobes, so an infinity spreads as both signs, and next to the border, where the edge
+    # pixel is repeated with weights of both signs, as inf - inf = NaN, in float64 alike.
     with torch.no_grad():
         y64 = layer(x.double())
     assert torch.equal(torch.isnan(y), torch.isnan(y64)), name
@@ -440,6 +452,8 @@ def make_upsample(name, mode, align_corners, scale_factor, shape):
     assert torch.equal(y[~finite & ~torch.isnan(y64)].double(), y64[~finite & ~torch.isnan(y64)])
     difference = (y.double()[finite] - y64[finite]).abs() / y64[finite].abs().clamp(min=1)
     assert difference.numel() == 0 or difference.max() < 1e-5, (name, difference.max())
+    if name.endswith("nonfinite"):
+        assert torch.isnan(y).any() and torch.isposinf(y).any() and torch.isneginf(y).any(), name
     head = {
         "case": name,
         "op": "upsample",

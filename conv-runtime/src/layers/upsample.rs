@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use crate::shape::error::ConvError;
 
-/// How [`Upsample`] fills the new pixels: PyTorch's `mode` and, for bilinear, its
-/// `align_corners`.
+/// How [`Upsample`] fills the new pixels: PyTorch's `mode` and, for bilinear and bicubic,
+/// its `align_corners`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UpsampleMode {
     /// `mode='nearest'`: each output pixel copies the input pixel it falls in.
@@ -17,6 +17,15 @@ pub enum UpsampleMode {
         /// PyTorch's `align_corners`. `false` (PyTorch's default) treats pixels as squares
         /// and maps the output's edges onto the input's edges; `true` maps the centres of the
         /// corner pixels onto each other.
+        align_corners: bool,
+    },
+    /// `mode='bicubic'`: each output pixel mixes the sixteen input pixels around its centre
+    /// with PyTorch's cubic convolution weights (`A = -0.75`), the edge pixels repeated
+    /// beyond the border. Unlike bilinear, the weights can be negative, so the output can
+    /// overshoot the input's range (and an infinity next to a repeated edge pixel becomes
+    /// NaN, as in PyTorch).
+    Bicubic {
+        /// PyTorch's `align_corners`, as for [`Bilinear`](UpsampleMode::Bilinear).
         align_corners: bool,
     },
 }
@@ -47,8 +56,8 @@ impl From<(usize, usize)> for ScaleFactor {
 
 /// Fixed (not learned) upsampling of NCHW `f32` input by an integer factor per axis, with
 /// the numbers of PyTorch's `nn.Upsample(scale_factor=s, mode=...)` (and
-/// `F.interpolate`) in the modes `'nearest'` and `'bilinear'`, with `align_corners` false or
-/// true.
+/// `F.interpolate`) in the modes `'nearest'`, `'bilinear'` and `'bicubic'`, the last two
+/// with `align_corners` false or true.
 ///
 /// An input of shape `[n, c, h, w]` gives `[n, c, h * s_h, w * s_w]`. Like PyTorch, an input
 /// with no rows or no columns is refused ([`ConvError::EmptyInput`]); unlike PyTorch, an
@@ -76,6 +85,12 @@ impl From<(usize, usize)> for ScaleFactor {
 /// // The output's corner pixel lies over the input's corner pixel.
 /// assert_eq!(y[[0, 0, 0, 0]], 1.0);
 /// assert_eq!(y[[0, 0, 1, 0]], 1.5); // a quarter of the way from 1 down to 3
+///
+/// // PyTorch: nn.Upsample(scale_factor=2, mode='bicubic', align_corners=True)
+/// let bicubic = Upsample::bicubic(2, true)?;
+/// let y = bicubic.forward(&x)?;
+/// assert_eq!(y.shape(), &[1, 1, 4, 4]);
+/// assert_eq!(y[[0, 0, 3, 3]], 4.0); // the corners' centres coincide
 ///
 /// // Views of any layout are accepted: here the transposed image.
 /// let t = bilinear.forward(&x.view().permuted_axes([0, 1, 3, 2]))?;
@@ -121,6 +136,14 @@ impl Upsample {
         align_corners: bool,
     ) -> Result<Self, ConvError> {
         Self::new(scale_factor, UpsampleMode::Bilinear { align_corners })
+    }
+
+    /// `nn.Upsample(scale_factor, mode='bicubic', align_corners)`.
+    pub fn bicubic(
+        scale_factor: impl Into<ScaleFactor>,
+        align_corners: bool,
+    ) -> Result<Self, ConvError> {
+        Self::new(scale_factor, UpsampleMode::Bicubic { align_corners })
     }
 
     /// The factor per axis.
@@ -219,7 +242,7 @@ impl Upsample {
 }
 
 /// Where each output row and column reads the input: one source index per axis (nearest),
-/// or two with their weights (bilinear).
+/// or two (bilinear) or four (bicubic) with their weights.
 enum Tables {
     Nearest {
         rows: Vec<usize>,
@@ -228,6 +251,10 @@ enum Tables {
     Bilinear {
         rows: Vec<Taps>,
         columns: Vec<Taps>,
+    },
+    Bicubic {
+        rows: Vec<CubicTaps>,
+        columns: Vec<CubicTaps>,
     },
 }
 
@@ -238,6 +265,22 @@ struct Taps {
     second: usize,
     first_weight: f32,
     second_weight: f32,
+}
+
+/// Four source indices (the edge ones repeated beyond the border) and their weights along
+/// one axis.
+#[derive(Clone, Copy)]
+struct CubicTaps {
+    indices: [usize; 4],
+    weights: [f32; 4],
+}
+
+/// `v0 * w0 + v1 * w1 + v2 * w2 + v3 * w3`, summed left to right as in ATen's source. Rust
+/// never fuses these into FMAs; PyTorch's compiled kernels may, a few ulps apart.
+fn weighted_sum(values: [f32; 4], weights: [f32; 4]) -> f32 {
+    let [v0, v1, v2, v3] = values;
+    let [w0, w1, w2, w3] = weights;
+    v0 * w0 + v1 * w1 + v2 * w2 + v3 * w3
 }
 
 impl Tables {
@@ -255,6 +298,10 @@ impl Tables {
             UpsampleMode::Bilinear { align_corners } => Tables::Bilinear {
                 rows: linear_sources(input.0, output.0, factor.h, align_corners),
                 columns: linear_sources(input.1, output.1, factor.w, align_corners),
+            },
+            UpsampleMode::Bicubic { align_corners } => Tables::Bicubic {
+                rows: cubic_sources(input.0, output.0, factor.h, align_corners),
+                columns: cubic_sources(input.1, output.1, factor.w, align_corners),
             },
         }
     }
@@ -279,6 +326,19 @@ impl Tables {
                     for (o, c) in out_row.iter_mut().zip(columns) {
                         // PyTorch's order: along the width first, then the height.
                         *o = along(&top, c) * r.first_weight + along(&bottom, c) * r.second_weight;
+                    }
+                }
+            }
+            Tables::Bicubic { rows, columns } => {
+                for (mut out_row, r) in out.outer_iter_mut().zip(rows) {
+                    let source_rows = r.indices.map(|i| input.row(i));
+                    for (o, c) in out_row.iter_mut().zip(columns) {
+                        // ATen's order (`cpu_upsample_generic`): each of the four rows along
+                        // the width, then those four values along the height.
+                        let along_width = source_rows
+                            .each_ref()
+                            .map(|row| weighted_sum(c.indices.map(|k| row[k]), c.weights));
+                        *o = weighted_sum(along_width, r.weights);
                     }
                 }
             }
@@ -335,6 +395,63 @@ fn linear_sources(input: usize, output: usize, factor: usize, align_corners: boo
                 first_weight: 1.0 - second_weight,
                 second_weight,
             }
+        })
+        .collect()
+}
+
+/// PyTorch's bicubic constant (`get_cubic_upsample_coefficients`): -0.75 as in OpenCV, not
+/// the -0.5 of Keys (which PyTorch uses only with `antialias=True`).
+const CUBIC_A: f32 = -0.75;
+
+/// The cubic convolution kernel for `|x| <= 1` (ATen's `cubic_convolution1`).
+fn cubic_near(x: f32) -> f32 {
+    ((CUBIC_A + 2.0) * x - (CUBIC_A + 3.0)) * x * x + 1.0
+}
+
+/// The cubic convolution kernel for `1 < |x| < 2` (ATen's `cubic_convolution2`).
+fn cubic_far(x: f32) -> f32 {
+    ((CUBIC_A * x - 5.0 * CUBIC_A) * x + 8.0 * CUBIC_A) * x - 4.0 * CUBIC_A
+}
+
+/// The four input indices and weights each of `output` indices mixes, as ATen's
+/// `HelperInterpCubic::compute_indices_weights`, in `f32`.
+fn cubic_sources(
+    input: usize,
+    output: usize,
+    factor: usize,
+    align_corners: bool,
+) -> Vec<CubicTaps> {
+    let scale = if !align_corners {
+        reciprocal(factor)
+    } else if output > 1 {
+        (input - 1) as f32 / (output - 1) as f32
+    } else {
+        0.0
+    };
+    let last = input as i64 - 1;
+    (0..output)
+        .map(|i| {
+            // Unlike linear, ATen does not clamp the source at 0 for cubic: the taps then
+            // start at -1 (the edge pixel repeated) and the weights keep the true distance.
+            let source = if align_corners {
+                scale * i as f32
+            } else {
+                scale * (i as f32 + 0.5) - 0.5
+            };
+            // `guard_index_and_lambda`: the index at most the last, the fraction in [0, 1].
+            let floor = (source.floor() as i64).min(last);
+            let t = (source - floor as f32).clamp(0.0, 1.0);
+            // The distances to the four taps are t + 1, t, 1 - t and (1 - t) + 1, each
+            // rounded in f32 as ATen rounds them.
+            let u = 1.0 - t;
+            let weights = [
+                cubic_far(t + 1.0),
+                cubic_near(t),
+                cubic_near(u),
+                cubic_far(u + 1.0),
+            ];
+            let indices = [-1, 0, 1, 2].map(|j| (floor + j).clamp(0, last) as usize);
+            CubicTaps { indices, weights }
         })
         .collect()
 }
