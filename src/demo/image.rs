@@ -363,10 +363,18 @@ pub fn load(path: &Path, max_side: usize) -> Result<Array3<f32>, DemoError> {
 /// Halves each side by averaging 2x2 blocks (the low-resolution input the network learns
 /// to undo); an odd last row or column is dropped.
 pub fn downscale(picture: &ArrayView3<f32>) -> Array3<f32> {
+    box_downscale(picture, 2)
+}
+
+/// Divides each side by `factor` (at least 1) by averaging `factor x factor` blocks, as
+/// PyTorch's `avg_pool2d(x, factor)`; rows and columns past the last whole block are dropped.
+pub fn box_downscale(picture: &ArrayView3<f32>, factor: usize) -> Array3<f32> {
     let (channels, h, w) = picture.dim();
-    Array3::from_shape_fn((channels, h / 2, w / 2), |(c, y, x)| {
-        let block = picture.slice(s![c, 2 * y..2 * y + 2, 2 * x..2 * x + 2]);
-        block.sum() * 0.25
+    let f = factor.max(1);
+    let area = (f * f) as f32;
+    Array3::from_shape_fn((channels, h / f, w / f), |(c, y, x)| {
+        let block = picture.slice(s![c, f * y..f * y + f, f * x..f * x + f]);
+        block.sum() / area
     })
 }
 

@@ -14,8 +14,22 @@ use crate::shape::geometry::{Geometry, Geometry1d};
 type LayerParameters<D> = (Array<f32, D>, Option<Array1<f32>>);
 
 impl StateDict {
-    /// The tensor `key` with `D`'s number of axes.
-    fn array<D: Dimension>(&self, key: &str) -> Result<Array<f32, D>, LoadError> {
+    /// The tensor `key` as an `f32` array with `D`'s number of axes, for parameters of
+    /// modules other than this crate's layers (a PReLU's slopes, say); refused with
+    /// [`LoadError::Rank`] when it has another number of axes.
+    ///
+    /// ```
+    /// use conv_runtime::StateDict;
+    /// use conv_runtime::ndarray::{Ix1, arr1};
+    ///
+    /// let slopes = arr1(&[0.25f32, 0.1]).into_dyn();
+    /// let bytes = StateDict::to_bytes([("act.weight".to_owned(), slopes.view())])?;
+    /// let weights = StateDict::from_bytes(bytes)?;
+    /// assert_eq!(weights.array::<Ix1>("act.weight")?, arr1(&[0.25, 0.1]));
+    /// assert!(weights.array::<conv_runtime::ndarray::Ix2>("act.weight").is_err());
+    /// # Ok::<(), conv_runtime::LoadError>(())
+    /// ```
+    pub fn array<D: Dimension>(&self, key: &str) -> Result<Array<f32, D>, LoadError> {
         let tensor = self.tensor(key)?;
         let shape = tensor.shape().to_vec();
         tensor

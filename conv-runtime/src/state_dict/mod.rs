@@ -78,6 +78,15 @@ pub enum LoadError {
         shape: Vec<usize>,
     },
 
+    /// The tensor has the right number of axes but another shape than the caller needs
+    /// (a per-channel parameter of another length, say).
+    #[error("`{key}` has shape {got:?}, but {expected:?} was expected")]
+    Shape {
+        key: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
     /// The tensor's element type cannot be read as `f32`.
     #[error(
         "`{key}` holds {dtype} values; only floating-point tensors (F32, F16, BF16, F64) \
