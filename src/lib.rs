@@ -8,6 +8,7 @@ use conv_runtime::ndarray::{Array, ArrayBase, Data, Dimension, IntoDimension};
 
 pub mod demo;
 pub mod lessons;
+pub mod side_by_side;
 
 /// An array of `shape` filled with values uniform in `[-1, 1)`, a fixed function of `seed`.
 pub fn random_array<D: Dimension>(shape: impl IntoDimension<Dim = D>, seed: u64) -> Array<f32, D> {
