@@ -79,8 +79,10 @@ fn a_state_dict_loads_by_name_in_every_float_dtype() {
 fn saved_weights_load_back_unchanged() {
     let weights = StateDict::open(path("model_f32.safetensors")).unwrap();
     let model = Model::load(&weights).unwrap();
+    let bn = BatchNorm2d::load(&weights, "encoder.bn", 1e-5).unwrap();
     let mut tensors = model.depthwise.state_dict("encoder.depthwise");
     tensors.extend(model.up.state_dict("decoder.up"));
+    tensors.extend(bn.state_dict("encoder.bn"));
     let bytes = StateDict::to_bytes(tensors).unwrap();
     let reread = StateDict::from_bytes(bytes).unwrap();
     assert_eq!(
@@ -88,9 +90,18 @@ fn saved_weights_load_back_unchanged() {
         [
             "decoder.up.bias",
             "decoder.up.weight",
+            "encoder.bn.bias",
+            "encoder.bn.running_mean",
+            "encoder.bn.running_var",
+            "encoder.bn.weight",
             "encoder.depthwise.bias",
             "encoder.depthwise.weight"
         ]
+    );
+    assert_eq!(
+        BatchNorm2d::load(&reread, "encoder.bn", 1e-5).unwrap(),
+        bn,
+        "the batch norm loads back"
     );
     for key in reread.keys() {
         assert_eq!(

@@ -83,6 +83,26 @@ impl BatchNorm2d {
         self.eps
     }
 
+    /// `bn.weight`, the learned scale per channel (PyTorch's gamma).
+    pub fn weight(&self) -> &Array1<f32> {
+        &self.weight
+    }
+
+    /// `bn.bias`, the learned shift per channel (PyTorch's beta).
+    pub fn bias(&self) -> &Array1<f32> {
+        &self.bias
+    }
+
+    /// `bn.running_mean`.
+    pub fn running_mean(&self) -> &Array1<f32> {
+        &self.running_mean
+    }
+
+    /// `bn.running_var`.
+    pub fn running_var(&self) -> &Array1<f32> {
+        &self.running_var
+    }
+
     /// The affine map per channel, `(scale, shift)`: `y = x * scale + shift`.
     pub fn scale_and_shift(&self) -> (Array1<f32>, Array1<f32>) {
         // PyTorch adds eps in the tensors' precision.

@@ -145,4 +145,20 @@ impl BatchNorm2d {
         )
         .map_err(layer_error(prefix))
     }
+
+    /// The batch norm under PyTorch's names for a module at `prefix`, for
+    /// [`StateDict::save`]: `prefix.weight`, `prefix.bias`, `prefix.running_mean` and
+    /// `prefix.running_var`. `num_batches_tracked` is left out: PyTorch's `load_state_dict`
+    /// fills it in when absent, and only training with `momentum=None` reads it.
+    pub fn state_dict(&self, prefix: &str) -> Vec<(String, ArrayViewD<'_, f32>)> {
+        [
+            ("weight", self.weight()),
+            ("bias", self.bias()),
+            ("running_mean", self.running_mean()),
+            ("running_var", self.running_var()),
+        ]
+        .into_iter()
+        .map(|(name, tensor)| (format!("{prefix}.{name}"), tensor.view().into_dyn()))
+        .collect()
+    }
 }
