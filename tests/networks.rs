@@ -4,7 +4,7 @@
 //! demo's picture and PyTorch's eval-mode output for it.
 
 #[path = "../examples/fsrcnn/network.rs"]
-#[allow(dead_code)] // `upscale_channels` and `parameter_count` serve the example.
+#[allow(dead_code)] // `upscale_channels` and `parameter_count` serve the example only.
 mod fsrcnn;
 #[path = "../examples/unet/network.rs"]
 mod unet;
@@ -88,6 +88,35 @@ fn networks_accept_inputs_of_any_layout() {
         fsrcnn.forward(&every_other).unwrap(),
         fsrcnn.forward(&every_other.to_owned()).unwrap()
     );
+}
+
+#[test]
+fn a_reused_workspace_gives_what_a_fresh_one_gives() {
+    let case = fixture("unet_case");
+    let x = case.array::<Ix4>("input").unwrap();
+    let network = DilatedUNet::load(&fixture("unet")).unwrap();
+    let mut workspace = unet::Workspace::default();
+    // Another image, then another size (the buffers are remade), then the first again.
+    let flipped = x.slice(s![.., .., ..;-1, ..]);
+    let smaller = x.slice(s![.., .., 8..40, 4..60]);
+    for input in [x.view(), flipped, smaller, x.view()] {
+        let reused = network
+            .forward_in(&input, &mut workspace)
+            .unwrap()
+            .to_owned();
+        assert_eq!(reused, network.forward(&input).unwrap());
+    }
+
+    let network = Fsrcnn::load(&fixture("fsrcnn")).unwrap();
+    let x = fixture("fsrcnn_case").array::<Ix4>("input").unwrap();
+    let mut workspace = fsrcnn::Workspace::default();
+    for input in [x.view(), x.slice(s![.., .., 1.., ..;2]), x.view()] {
+        let reused = network
+            .forward_in(&input, &mut workspace)
+            .unwrap()
+            .to_owned();
+        assert_eq!(reused, network.forward(&input).unwrap());
+    }
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! and loaded from its `state_dict` by PyTorch's key names. Shared by `examples/fsrcnn`
 //! and `tests/networks.rs`, so the test checks exactly the code the example runs.
 
-use conv_runtime::ndarray::{Array1, Array3, Array4, ArrayBase, ArrayView3, Axis, Data, Ix1, Ix4};
+use conv_runtime::ndarray::{
+    Array1, Array4, ArrayBase, ArrayView3, ArrayView4, Axis, Data, Ix1, Ix4,
+};
 use conv_runtime::prelude::*;
 use conv_runtime::{Accepts, Convolution, Direction, Layer, LoadError, StateDict};
 
@@ -81,13 +83,19 @@ where
         Ok(ConvPrelu { conv, prelu })
     }
 
-    fn forward<S: Data<Elem = f32>>(
+    fn out_channels(&self) -> usize {
+        self.conv.out_channels()
+    }
+
+    /// `prelu(conv(x))` into `out`.
+    fn forward_into<S: Data<Elem = f32>>(
         &self,
         x: &ArrayBase<S, Ix4>,
-    ) -> Result<Array4<f32>, ConvError> {
-        let mut y = self.conv.forward(x)?;
-        self.prelu.apply(&mut y);
-        Ok(y)
+        out: &mut Array4<f32>,
+    ) -> Result<(), ConvError> {
+        self.conv.forward_into(x, out)?;
+        self.prelu.apply(out);
+        Ok(())
     }
 
     fn parameter_count(&self) -> usize {
@@ -133,22 +141,69 @@ impl Fsrcnn {
         })
     }
 
-    /// The `[n, 1, 3h, 3w]` upscaling of `x`, `[n, 1, h, w]` (any layout).
+    /// The `[n, 1, 3h, 3w]` upscaling of `x`, `[n, 1, h, w]` (any layout). Allocates its
+    /// activations for the call; a program that upscales many pictures keeps a
+    /// [`Workspace`] and calls [`forward_in`](Self::forward_in).
     pub fn forward<S: Data<Elem = f32>>(
         &self,
         x: &ArrayBase<S, Ix4>,
     ) -> Result<Array4<f32>, ConvError> {
-        let mut y = self.shrink.forward(&self.feature.forward(x)?)?;
-        for layer in &self.mapping {
-            y = layer.forward(&y)?;
-        }
-        self.deconv.forward(&self.expand.forward(&y)?)
+        let mut workspace = Workspace::default();
+        self.forward_in(x, &mut workspace)?;
+        Ok(workspace.output)
     }
 
-    /// Upscales each channel of `picture`, `[c, h, w]`, as a one-channel image: `[c, 3h, 3w]`.
-    pub fn upscale_channels(&self, picture: &ArrayView3<f32>) -> Result<Array3<f32>, ConvError> {
+    /// As [`forward`](Self::forward), with the activations in `workspace`, (re)allocated
+    /// when the input's shape changes and otherwise reused (fresh memory is slow to fault
+    /// in on some machines, VMs above all). The output is a view into the workspace.
+    pub fn forward_in<'w, S: Data<Elem = f32>>(
+        &self,
+        x: &ArrayBase<S, Ix4>,
+        workspace: &'w mut Workspace,
+    ) -> Result<ArrayView4<'w, f32>, ConvError> {
+        let (n, _, h, w) = x.dim();
+        if workspace.input != Some((n, h, w)) {
+            *workspace = self.workspace(n, h, w);
+        }
+        let Workspace {
+            wide, thin, output, ..
+        } = workspace;
+        let [current, next] = thin;
+        let (mut current, mut next) = (current, next);
+        self.feature.forward_into(x, wide)?;
+        self.shrink.forward_into(wide, current)?;
+        for layer in &self.mapping {
+            layer.forward_into(current, next)?;
+            std::mem::swap(&mut current, &mut next);
+        }
+        self.expand.forward_into(current, wide)?;
+        self.deconv.forward_into(wide, output)?;
+        Ok(output.view())
+    }
+
+    /// Buffers for every activation of an `[n, 1, h, w]` input: `d` channels (the feature
+    /// extraction's output, later the expansion's), twice `s` channels (the shrink and
+    /// mapping layers, in turn), and the output.
+    fn workspace(&self, n: usize, h: usize, w: usize) -> Workspace {
+        let low = |channels: usize| Array4::zeros((n, channels, h, w));
+        let thin = self.shrink.out_channels();
+        Workspace {
+            input: Some((n, h, w)),
+            wide: low(self.feature.out_channels()),
+            thin: [low(thin), low(thin)],
+            output: Array4::zeros((n, self.deconv.out_channels(), SCALE * h, SCALE * w)),
+        }
+    }
+
+    /// Upscales each channel of `picture`, `[c, h, w]`, as a one-channel image, into
+    /// `workspace`: `[c, 3h, 3w]`.
+    pub fn upscale_channels<'w>(
+        &self,
+        picture: &ArrayView3<f32>,
+        workspace: &'w mut Workspace,
+    ) -> Result<ArrayView3<'w, f32>, ConvError> {
         let batch = picture.view().insert_axis(Axis(1));
-        Ok(self.forward(&batch)?.remove_axis(Axis(1)))
+        Ok(self.forward_in(&batch, workspace)?.remove_axis(Axis(1)))
     }
 
     /// The number of parameters (weights, biases and slopes).
@@ -163,4 +218,14 @@ impl Fsrcnn {
             + self.expand.parameter_count()
             + parameter_count(&self.deconv)
     }
+}
+
+/// The activations of one [`Fsrcnn::forward_in`] call, kept for the next.
+#[derive(Default)]
+pub struct Workspace {
+    /// The `(n, h, w)` of the input the buffers are for.
+    input: Option<(usize, usize, usize)>,
+    wide: Array4<f32>,
+    thin: [Array4<f32>; 2],
+    output: Array4<f32>,
 }
