@@ -20,6 +20,16 @@ pub enum Rank {
     One,
 }
 
+impl Rank {
+    /// The macro, as its messages name it.
+    pub fn macro_name(self) -> &'static str {
+        match self {
+            Rank::Two => "conv!",
+            Rank::One => "conv1d!",
+        }
+    }
+}
+
 /// The geometry a `conv!` invocation describes, every value resolved; `[h, w]` per axis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -177,30 +187,31 @@ pub fn validate(invocation: &Invocation, rank: Rank) -> (Geometry, Errors) {
             one_dimension::as_one_row(&invocation.params, |param, error| errors.at(param, error))
         }
     };
-    let collected = collect_keys(&params, &mut errors);
+    let collected = collect_keys(&params, rank, &mut errors);
 
     let kernel = match collected.kernel {
-        Some(param) => dim(param, Key::KernelSize, &mut errors).unwrap_or([1, 1]),
+        Some(param) => dim(param, Key::KernelSize, rank, &mut errors).unwrap_or([1, 1]),
         None => {
-            check_kernel_given(invocation, &mut errors);
+            check_kernel_given(invocation, rank, &mut errors);
             [1, 1]
         }
     };
     // `None` when the value given is wrong: the rules that combine parameters skip it, as
     // its default would stand in for what the user meant and could raise a false error.
-    let given_stride = optional_dim(collected.stride, Key::Stride, [1, 1], &mut errors);
-    let given_dilation = optional_dim(collected.dilation, Key::Dilation, [1, 1], &mut errors);
+    let given_stride = optional_dim(collected.stride, Key::Stride, [1, 1], rank, &mut errors);
+    let given_dilation = optional_dim(collected.dilation, Key::Dilation, [1, 1], rank, &mut errors);
     let output_padding = optional_dim(
         collected.output_padding,
         Key::OutputPadding,
         [0, 0],
+        rank,
         &mut errors,
     )
     .unwrap_or([0, 0]);
     let stride = given_stride.unwrap_or([1, 1]);
     let dilation = given_dilation.unwrap_or([1, 1]);
     let padding = match collected.padding {
-        Some(param) => padding_mode(param, &mut errors),
+        Some(param) => padding_mode(param, rank, &mut errors),
         None => PaddingMode::Explicit([0, 0]),
     };
 
@@ -257,21 +268,27 @@ pub fn validate(invocation: &Invocation, rank: Rank) -> (Geometry, Errors) {
 
 /// Rule: the kernel size is given. After a syntax error the parameters that follow it were
 /// not read, so a missing kernel size there is no mistake of its own.
-fn check_kernel_given(invocation: &Invocation, errors: &mut Errors) {
+fn check_kernel_given(invocation: &Invocation, rank: Rank, errors: &mut Errors) {
+    let full_form = match rank {
+        Rank::Two => "kernel_size = (3, 3)",
+        Rank::One => "kernel_size = 3",
+    };
     if invocation.syntax_error.is_none() {
         errors.push(
             Order::Invocation,
             syn::Error::new(
                 Span::call_site(),
-                "missing kernel size: add `k = 3` (or `kernel_size = (3, 3)`); \
-                 it is the only required parameter",
+                format!(
+                    "missing kernel size: add `k = 3` (or `{full_form}`); it is the only \
+                     required parameter"
+                ),
             ),
         );
     }
 }
 
 /// Rule: every key is known, and given at most once (`k` and `kernel_size` are the same key).
-fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
+fn collect_keys<'a>(params: &'a [Param], rank: Rank, errors: &mut Errors) -> Collected<'a> {
     let mut collected = Collected {
         kernel: None,
         stride: None,
@@ -282,7 +299,7 @@ fn collect_keys<'a>(params: &'a [Param], errors: &mut Errors) -> Collected<'a> {
     };
     for param in params {
         let Some(key) = Key::from_ident(&param.key) else {
-            errors.at(param, unknown_key(&param.key));
+            errors.at(param, unknown_key(&param.key, rank));
             continue;
         };
         let slot = match key {
@@ -319,7 +336,7 @@ fn duplicate_key(first: &Param, again: &Param) -> syn::Error {
 }
 
 /// The error for a key that is not a parameter, with the likely intended one if any.
-fn unknown_key(key: &Ident) -> syn::Error {
+fn unknown_key(key: &Ident, rank: Rank) -> syn::Error {
     let name = key.to_string();
     let hint = match name.as_str() {
         "kernel" | "ksize" | "kernel_shape" | "size" => " (did you mean `kernel_size`?)",
@@ -328,11 +345,15 @@ fn unknown_key(key: &Ident) -> syn::Error {
         "dilations" | "dilation_rate" | "rate" => " (did you mean `dilation`?)",
         "output_pad" | "out_padding" | "outpadding" => " (did you mean `output_padding`?)",
         "groups" | "in_channels" | "out_channels" | "bias" => {
+            let layer = match rank {
+                Rank::Two => "Conv2d",
+                Rank::One => "Conv1d",
+            };
             return syn::Error::new(
                 key.span(),
                 format!(
                     "`{name}` is not a geometry parameter: channels, groups and bias belong \
-                     to the layer, as in `Conv2d::builder(geometry, in_channels, \
+                     to the layer, as in `{layer}::builder(geometry, in_channels, \
                      out_channels).groups(n).bias(false)`; the geometry takes {KEYS}"
                 ),
             );
@@ -345,9 +366,18 @@ fn unknown_key(key: &Ident) -> syn::Error {
     )
 }
 
+/// How a dimension is written: `conv!` takes a pair `(h, w)` too, `conv1d!` a length.
+fn integer_or_pair(rank: Rank) -> &'static str {
+    match rank {
+        Rank::Two => "an integer or a pair `(h, w)`",
+        Rank::One => "an integer",
+    }
+}
+
 /// Rule: a dimension is an integer or an `(h, w)` pair of integers, each within
 /// `[minimum, MAX_VALUE]`.
-fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
+fn dim(param: &Param, key: Key, rank: Rank, errors: &mut Errors) -> Option<[usize; 2]> {
+    let expected = integer_or_pair(rank);
     match &param.value {
         Value::Scalar(scalar) => {
             let value = scalar_value(scalar, param, key, errors)?;
@@ -361,15 +391,16 @@ fn dim(param: &Param, key: Key, errors: &mut Errors) -> Option<[usize; 2]> {
         Value::Word(word) => {
             let message = if matches!(word.to_string().as_str(), "same" | "valid" | "causal") {
                 format!(
-                    "`{word}` is a value of `padding`; `{}` takes an integer or a pair `(h, w)`",
+                    "`{word}` is a value of `padding`; `{}` takes {expected}",
                     param.key
                 )
             } else {
                 // Most often a constant: the macro sees its name, never its value.
                 format!(
-                    "expected an integer or a pair `(h, w)` for `{}`, found `{word}` \
-                     (conv! reads literal numbers; it cannot see the value of a constant)",
-                    param.key
+                    "expected {expected} for `{}`, found `{word}` ({} reads literal numbers; \
+                     it cannot see the value of a constant)",
+                    param.key,
+                    rank.macro_name()
                 )
             };
             errors.at(param, syn::Error::new(word.span(), message));
@@ -383,10 +414,11 @@ fn optional_dim(
     param: Option<&Param>,
     key: Key,
     default: [usize; 2],
+    rank: Rank,
     errors: &mut Errors,
 ) -> Option<[usize; 2]> {
     match param {
-        Some(param) => dim(param, key, errors),
+        Some(param) => dim(param, key, rank, errors),
         None => Some(default),
     }
 }
@@ -425,7 +457,11 @@ fn scalar_value(scalar: &Scalar, param: &Param, key: Key, errors: &mut Errors) -
 
 /// Rule: `padding` is a dimension, `same`, `valid` (no padding) or `causal` (all of `same`'s
 /// amount before).
-fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
+fn padding_mode(param: &Param, rank: Rank, errors: &mut Errors) -> PaddingMode {
+    let numbers = match rank {
+        Rank::Two => "an integer, a pair `(h, w)`",
+        Rank::One => "an integer",
+    };
     match &param.value {
         Value::Word(word) if word == "same" => PaddingMode::Same,
         Value::Word(word) if word == "causal" => PaddingMode::Causal,
@@ -434,18 +470,22 @@ fn padding_mode(param: &Param, errors: &mut Errors) -> PaddingMode {
             let message = if BorderMode::from_word(&word.to_string()).is_some() {
                 format!(
                     "`{word}` is a `padding_mode`: write `padding_mode = {word}` beside \
-                     `padding = 1` (or a pair `(h, w)`, or `same`)"
+                     `padding = 1` (or {}`same`)",
+                    match rank {
+                        Rank::Two => "a pair `(h, w)`, or ",
+                        Rank::One => "",
+                    }
                 )
             } else {
                 format!(
-                    "unknown padding `{word}`; expected an integer, a pair `(h, w)`, `same`, \
-                     `valid` or `causal`"
+                    "unknown padding `{word}`; expected {numbers}, `same`, `valid` or \
+                     `causal`"
                 )
             };
             errors.at(param, syn::Error::new(word.span(), message));
             PaddingMode::Explicit([0, 0])
         }
-        _ => PaddingMode::Explicit(dim(param, Key::Padding, errors).unwrap_or([0, 0])),
+        _ => PaddingMode::Explicit(dim(param, Key::Padding, rank, errors).unwrap_or([0, 0])),
     }
 }
 
