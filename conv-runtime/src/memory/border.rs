@@ -8,6 +8,7 @@
 
 use ndarray::{Array4, ArrayView4, s};
 
+use super::layout::contiguous;
 use super::scratch::with_scratch;
 
 use crate::shape::geometry::GeometrySpec;
@@ -53,14 +54,7 @@ fn pad_into(spec: &GeometrySpec, x: &ArrayView4<f32>, padded: (usize, usize), ta
                 continue;
             };
             let source_row = source.row(row);
-            let source_row = match source_row.as_slice() {
-                Some(row) => row,
-                None => {
-                    gathered.clear();
-                    gathered.extend(source_row.iter().copied());
-                    &gathered
-                }
-            };
+            let source_row = contiguous(&source_row, &mut gathered);
             let (left_part, rest) = target_row.split_at_mut(left);
             let (interior, right_part) = rest.split_at_mut(w);
             interior.copy_from_slice(source_row);

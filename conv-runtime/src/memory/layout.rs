@@ -92,7 +92,10 @@ pub(crate) fn lay_out_plane(
 
 /// `row` as a slice: itself when contiguous, else its values gathered into `gathered` (one
 /// buffer a caller reuses for all its rows).
-fn contiguous<'a>(row: &'a ArrayView1<'_, f32>, gathered: &'a mut Vec<f32>) -> &'a [f32] {
+pub(crate) fn contiguous<'a>(
+    row: &'a ArrayView1<'_, f32>,
+    gathered: &'a mut Vec<f32>,
+) -> &'a [f32] {
     match row.as_slice() {
         Some(row) => row,
         None => {
