@@ -97,6 +97,21 @@ pub fn run_torch(
     })
 }
 
+impl TorchRun {
+    /// Prints PyTorch's time beside ours (`time`, measured by the caller), and the largest
+    /// difference between the outputs (`convgen::max_difference`).
+    pub fn print_beside(&self, time: Duration, difference: f32) {
+        println!(
+            "  PyTorch {:<8}       {} ({} threads): convgen {:.2}x as fast",
+            self.version,
+            milliseconds(self.time),
+            self.threads,
+            self.time.as_secs_f64() / time.as_secs_f64()
+        );
+        println!("  largest difference from PyTorch's output: {difference:.1e}");
+    }
+}
+
 /// Milliseconds with three significant figures or more.
 pub fn milliseconds(time: Duration) -> String {
     let ms = time.as_secs_f64() * 1e3;

@@ -135,14 +135,7 @@ fn main() -> Result<(), DemoError> {
             &options.out,
         )?;
         let (difference, _) = max_difference(&learned, &torch.output.remove_axis(Axis(1)));
-        println!(
-            "  PyTorch {:<8}       {} ({} threads): convgen {:.2}x as fast",
-            torch.version,
-            milliseconds(torch.time),
-            torch.threads,
-            torch.time.as_secs_f64() / time.as_secs_f64()
-        );
-        println!("  largest difference from PyTorch's output: {difference:.1e}");
+        torch.print_beside(time, difference);
     }
 
     std::fs::create_dir_all(&options.out)?;

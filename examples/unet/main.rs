@@ -84,14 +84,7 @@ fn main() -> Result<(), DemoError> {
     if let Some(python) = &python {
         let torch = run_torch(python, "unet", &weights_path, x.view(), threads, runs, &out)?;
         let (difference, _) = max_difference(&logits, &torch.output);
-        println!(
-            "  PyTorch {:<8}       {} ({} threads): convgen {:.2}x as fast",
-            torch.version,
-            milliseconds(torch.time),
-            torch.threads,
-            torch.time.as_secs_f64() / time.as_secs_f64()
-        );
-        println!("  largest difference from PyTorch's output: {difference:.1e}");
+        torch.print_beside(time, difference);
     }
     Ok(())
 }

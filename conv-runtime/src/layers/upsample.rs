@@ -369,16 +369,23 @@ fn nearest_sources(input: usize, output: usize, factor: usize) -> Vec<usize> {
         .collect()
 }
 
-/// The two input indices and weights each of `output` indices mixes, as ATen's
-/// `area_pixel_compute_source_index` and `guard_index_and_lambda`, in `f32`.
-fn linear_sources(input: usize, output: usize, factor: usize, align_corners: bool) -> Vec<Taps> {
-    let scale = if !align_corners {
+/// Input pixels per output pixel along one axis, as ATen's `area_pixel_compute_scale`:
+/// the reciprocal of the factor, or with `align_corners` the ratio of the spans between the
+/// corner pixels' centres (0 for a single output pixel).
+fn source_scale(input: usize, output: usize, factor: usize, align_corners: bool) -> f32 {
+    if !align_corners {
         reciprocal(factor)
     } else if output > 1 {
         (input - 1) as f32 / (output - 1) as f32
     } else {
         0.0
-    };
+    }
+}
+
+/// The two input indices and weights each of `output` indices mixes, as ATen's
+/// `area_pixel_compute_source_index` and `guard_index_and_lambda`, in `f32`.
+fn linear_sources(input: usize, output: usize, factor: usize, align_corners: bool) -> Vec<Taps> {
+    let scale = source_scale(input, output, factor, align_corners);
     (0..output)
         .map(|i| {
             let source = if align_corners {
@@ -421,13 +428,7 @@ fn cubic_sources(
     factor: usize,
     align_corners: bool,
 ) -> Vec<CubicTaps> {
-    let scale = if !align_corners {
-        reciprocal(factor)
-    } else if output > 1 {
-        (input - 1) as f32 / (output - 1) as f32
-    } else {
-        0.0
-    };
+    let scale = source_scale(input, output, factor, align_corners);
     let last = input as i64 - 1;
     (0..output)
         .map(|i| {
