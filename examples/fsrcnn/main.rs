@@ -134,7 +134,7 @@ fn main() -> Result<(), DemoError> {
             options.runs,
             &options.out,
         )?;
-        let (difference, _) = max_difference(&learned, &torch.output.remove_axis(Axis(1)));
+        let (difference, _) = max_difference(&learned, &torch.output.index_axis(Axis(1), 0));
         torch.print_beside(time, difference);
     }
 
