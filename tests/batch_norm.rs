@@ -5,7 +5,7 @@
 
 use conv_runtime::ndarray::{Array1, Array4};
 use conv_runtime::prelude::*;
-use conv_runtime::{Accepts, BatchNorm2d, Direction, Isa, Layer};
+use conv_runtime::{Accepts, BatchNorm1d, BatchNorm2d, Direction, Isa, Layer};
 use convgen::assert_close;
 
 mod common;
@@ -18,7 +18,12 @@ use common::Fixture;
 const TOLERANCE: f32 = 1e-5;
 const FOLDED_TOLERANCE: f32 = 1e-4;
 
-const CASES: &[&str] = &["conv_bn", "conv_bias_bn_dilated", "convT_bn_groups"];
+const CASES: &[&str] = &[
+    "conv_bn",
+    "conv_bias_bn_dilated",
+    "convT_bn_groups",
+    "conv1d_bn_dilated",
+];
 
 fn load(case: &str) -> Fixture {
     Fixture::load(&common::fixtures_dir("batch_norm"), case)
@@ -99,6 +104,50 @@ fn convT_bn_groups() {
     let layer =
         ConvTranspose2d::from_weights(geometry, fixture.tensor4("weight"), bias(&fixture), groups);
     check(&fixture, layer.unwrap());
+}
+
+/// `nn.Conv1d` then `nn.BatchNorm1d`: the batch norm alone and folded into the `Conv1d`.
+#[test]
+fn conv1d_bn_dilated() {
+    let fixture = load("conv1d_bn_dilated");
+    fixture.expect_op("conv1d");
+    let case = &fixture.case;
+    let x = fixture.tensor3("input");
+    let conv_output = fixture.tensor3("conv_output");
+    let expected = fixture.tensor3("output");
+    let bn = BatchNorm1d::from(batch_norm(&fixture));
+    let normalised = bn.forward(&conv_output).unwrap();
+    assert_close(&normalised, &expected, TOLERANCE, &format!("{case}: bn"));
+    let geometry = conv1d!(k = 3, padding = 2, dilation = 2);
+    let layer = Conv1d::from_weights(geometry, fixture.tensor3("weight"), bias(&fixture), 1);
+    for isa in Isa::available() {
+        let layer = layer.clone().unwrap().with_isa(isa).unwrap();
+        let y = layer.forward(&x).unwrap();
+        assert_close(
+            &y,
+            &conv_output,
+            TOLERANCE,
+            &format!("{case}: conv ({isa})"),
+        );
+        let folded = layer.fold_batch_norm(&bn).unwrap();
+        let z = folded.forward(&x).unwrap();
+        assert_close(
+            &z,
+            &expected,
+            FOLDED_TOLERANCE,
+            &format!("{case}: folded ({isa})"),
+        );
+    }
+    // A batch norm of another width is refused, as for the 2-D layers.
+    let ones = Array1::<f32>::ones(2);
+    let narrow = BatchNorm1d::new(ones.clone(), ones.clone(), ones.clone(), ones, 1e-5).unwrap();
+    assert_eq!(
+        layer.unwrap().fold_batch_norm(&narrow).unwrap_err(),
+        ConvError::BatchNormFeatures {
+            expected: 5,
+            got: 2
+        }
+    );
 }
 
 #[test]

@@ -370,14 +370,4 @@ impl Fixture {
             size => Some(self.as_usize(size, "output_size")),
         }
     }
-
-    /// An `[N, C, L]` activation or a 1-D layer's weight.
-    fn tensor3(&self, key: &str) -> Array3<f32> {
-        let (shape, data) = self.tensor(key);
-        let shape: [usize; 3] = shape
-            .try_into()
-            .unwrap_or_else(|shape| panic!("{}: {key} is not 3-D: {shape:?}", self.case));
-        Array3::from_shape_vec(shape, data)
-            .unwrap_or_else(|error| panic!("{}: {key}: {error}", self.case))
-    }
 }

@@ -4,7 +4,7 @@
 
 use conv_runtime::ndarray::Array4;
 use conv_runtime::prelude::*;
-use conv_runtime::{BatchNorm2d, LoadError, StateDict};
+use conv_runtime::{BatchNorm1d, BatchNorm2d, LoadError, StateDict};
 use convgen::assert_close;
 
 mod common;
@@ -103,6 +103,10 @@ fn saved_weights_load_back_unchanged() {
         bn,
         "the batch norm loads back"
     );
+    // A `BatchNorm1d` reads and writes the same names.
+    let bn1d = BatchNorm1d::load(&reread, "encoder.bn", 1e-5).unwrap();
+    assert_eq!(bn1d.as_2d(), &bn);
+    assert_eq!(bn1d.state_dict("encoder.bn").len(), 4);
     for key in reread.keys() {
         assert_eq!(
             reread.tensor(&key).unwrap(),

@@ -44,7 +44,7 @@ The 1-D layers' fixtures, `CASES_1D`, are written alike to `tests/fixtures/conv1
 
 `BATCH_NORM_CASES` become `tests/fixtures/batch_norm/<case>.json`, checked by
 `tests/batch_norm.rs`: a convolution (its `weight`, `bias`, `groups`) followed by
-`nn.BatchNorm2d` in eval mode (`bn_weight`, `bn_bias`, `running_mean`, `running_var`,
+`nn.BatchNorm2d` (or, after an `nn.Conv1d`, `nn.BatchNorm1d`) in eval mode (`bn_weight`, `bn_bias`, `running_mean`, `running_var`,
 `eps`), with the `input`, the convolution's `conv_output` and the batch norm's `output`.
 
 Floats are written in the shortest form that reads back (as an f64, then cast to f32) to
@@ -480,6 +480,9 @@ BATCH_NORM_CASES = [
      dict(kernel_size=3, padding=2, dilation=2, bias=True)),
     ("convT_bn_groups", "convT", 4, 6, (5, 6),
      dict(kernel_size=4, stride=2, padding=1, groups=2, bias=True)),
+    # nn.Conv1d then nn.BatchNorm1d: `input_hw` is the length.
+    ("conv1d_bn_dilated", "conv1d", 3, 5, 19,
+     dict(kernel_size=3, padding=2, dilation=2, bias=True)),
 ]
 
 
@@ -488,17 +491,20 @@ def make_batch_norm(name, op, in_channels, out_channels, input_hw, conv_args):
     bias, running_mean, running_var and eps, the input, the conv's output and the batch
     norm's output (eval mode)."""
     torch.manual_seed(seed_of(name))
-    cls = torch.nn.Conv2d if op == "conv" else torch.nn.ConvTranspose2d
+    cls = {"conv": torch.nn.Conv2d, "convT": torch.nn.ConvTranspose2d,
+           "conv1d": torch.nn.Conv1d}[op]
     layer = cls(in_channels, out_channels, **conv_args)
-    bn = torch.nn.BatchNorm2d(out_channels, eps=1e-3)
+    norm = torch.nn.BatchNorm1d if op == "conv1d" else torch.nn.BatchNorm2d
+    bn = norm(out_channels, eps=1e-3)
+    size = (input_hw,) if op == "conv1d" else input_hw
     bn.train()
     with torch.no_grad():
         for _ in range(3):
-            bn(layer(torch.randn(2, in_channels, *input_hw)) * 3.0 + 1.0)
+            bn(layer(torch.randn(2, in_channels, *size)) * 3.0 + 1.0)
         bn.weight.copy_(torch.rand(out_channels) + 0.5)
         bn.bias.copy_(torch.randn(out_channels))
     bn.eval()
-    x = torch.randn(2, in_channels, *input_hw)
+    x = torch.randn(2, in_channels, *size)
     with torch.no_grad():
         y = layer(x)
         z = bn(y)

@@ -170,7 +170,7 @@ mod train;
 pub use conv_macros::{conv, conv1d};
 pub use isa::Isa;
 pub use layer_core::{Accepts, Builder, Direction, Layer, SplitMix64};
-pub use layers::batch_norm::BatchNorm2d;
+pub use layers::batch_norm::{BatchNorm1d, BatchNorm2d};
 pub use layers::conv_transpose2d::{ConvTranspose2d, Transposed};
 pub use layers::conv2d::{Conv2d, Convolution};
 pub use layers::one_dimensional::{Conv1d, ConvTranspose1d, Layer1d};

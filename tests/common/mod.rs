@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use conv_runtime::PaddingMode;
-use conv_runtime::ndarray::{Array1, Array4};
+use conv_runtime::ndarray::{Array1, Array3, Array4};
 use serde_json::Value;
 
 /// The fixtures below `tests/fixtures`, in `subdirectory` (empty for the top level).
@@ -152,6 +152,16 @@ impl Fixture {
             },
             other => panic!("{}: padding_mode is {other}, not a string", self.case),
         }
+    }
+
+    /// An `[N, C, L]` activation or a 1-D layer's weight.
+    pub fn tensor3(&self, key: &str) -> Array3<f32> {
+        let (shape, data) = self.tensor(key);
+        let shape: [usize; 3] = shape
+            .try_into()
+            .unwrap_or_else(|shape| panic!("{}: {key} is not 3-D: {shape:?}", self.case));
+        Array3::from_shape_vec(shape, data)
+            .unwrap_or_else(|error| panic!("{}: {key}: {error}", self.case))
     }
 
     pub fn tensor4(&self, key: &str) -> Array4<f32> {

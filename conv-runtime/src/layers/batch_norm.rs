@@ -1,9 +1,11 @@
-//! `BatchNorm2d` for inference (PyTorch's `nn.BatchNorm2d` in `eval()` mode), and folding it
-//! into the convolution before it, as onnxruntime and tract do when they load a model: the
+//! `BatchNorm2d` and `BatchNorm1d` for inference (PyTorch's modules in `eval()` mode), and
+//! folding them into the convolution before them, as onnxruntime and tract do when they load a model: the
 //! normalisation is an affine map per channel, so it becomes part of that layer's weight and
 //! bias and costs nothing at run time.
 
-use ndarray::{Array1, Array4, ArrayBase, ArrayViewMut, Axis, Data, Dimension, Ix4, Zip, s};
+use ndarray::{
+    Array1, Array3, Array4, ArrayBase, ArrayViewMut, Axis, Data, Dimension, Ix3, Ix4, Zip, s,
+};
 
 use crate::layer_core::{Accepts, Direction, Layer};
 use crate::shape::error::{ConvError, Operation};
@@ -211,4 +213,64 @@ impl<G: Geometry, D: Direction + Accepts<G>> Layer<G, D> {
 
 fn scale_in_place<D: Dimension>(mut filter: ArrayViewMut<'_, f32, D>, scale: f32) {
     filter.mapv_inplace(|w| w * scale);
+}
+
+/// PyTorch's `nn.BatchNorm1d` in `eval()` mode, on `[n, c, l]` inputs (the layout of
+/// [`Conv1d`](crate::Conv1d)): the same per-channel map as [`BatchNorm2d`], which it holds,
+/// and which [`Layer1d::fold_batch_norm`](crate::Layer1d::fold_batch_norm) folds into the
+/// 1-D convolution before it.
+///
+/// ```
+/// use conv_runtime::BatchNorm1d;
+/// use conv_runtime::ndarray::{Array1, Array3};
+///
+/// // PyTorch: bn = nn.BatchNorm1d(2, eps=0.0); bn.eval(), with its statistics set.
+/// let bn = BatchNorm1d::new(
+///     Array1::from(vec![1.0, 2.0]),  // weight
+///     Array1::from(vec![0.0, 0.5]),  // bias
+///     Array1::from(vec![1.0, -1.0]), // running_mean
+///     Array1::from(vec![4.0, 1.0]),  // running_var
+///     0.0,                           // eps
+/// )?;
+/// let y = bn.forward(&Array3::<f32>::ones((1, 2, 3)))?;
+/// assert_eq!(y.into_raw_vec_and_offset().0, vec![0.0, 0.0, 0.0, 4.5, 4.5, 4.5]);
+/// # Ok::<(), conv_runtime::ConvError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNorm1d {
+    planes: BatchNorm2d,
+}
+
+impl BatchNorm1d {
+    /// From PyTorch's tensors of the same names, as [`BatchNorm2d::new`].
+    pub fn new(
+        weight: Array1<f32>,
+        bias: Array1<f32>,
+        running_mean: Array1<f32>,
+        running_var: Array1<f32>,
+        eps: f64,
+    ) -> Result<Self, ConvError> {
+        BatchNorm2d::new(weight, bias, running_mean, running_var, eps).map(Self::from)
+    }
+
+    /// The same statistics as a [`BatchNorm2d`], whose getters and affine map this shares.
+    pub fn as_2d(&self) -> &BatchNorm2d {
+        &self.planes
+    }
+
+    /// Normalises `x`, `[n, c, l]`, any layout, into a new standard-layout array.
+    pub fn forward<S: Data<Elem = f32>>(
+        &self,
+        x: &ArrayBase<S, Ix3>,
+    ) -> Result<Array3<f32>, ConvError> {
+        let y = self.planes.forward(&x.view().insert_axis(Axis(2)))?;
+        Ok(y.remove_axis(Axis(2)))
+    }
+}
+
+impl From<BatchNorm2d> for BatchNorm1d {
+    /// The same statistics, for `[n, c, l]` inputs.
+    fn from(planes: BatchNorm2d) -> Self {
+        BatchNorm1d { planes }
+    }
 }

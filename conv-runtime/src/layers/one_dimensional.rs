@@ -14,6 +14,7 @@ use ndarray::{
 
 use crate::isa::Isa;
 use crate::layer_core::{Accepts, Builder, Direction, Layer};
+use crate::layers::batch_norm::BatchNorm1d;
 use crate::layers::conv_transpose2d::Transposed;
 use crate::layers::conv2d::Convolution;
 use crate::shape::error::{ConvError, Operation};
@@ -238,6 +239,16 @@ impl<G: Geometry, D: Direction> Layer1d<G, D> {
             .backward(&one_row(x), &one_row(grad_output))
             .map_err(in_lengths)?;
         Ok(gradients.without_rows())
+    }
+}
+
+impl<G: Geometry, D: Direction + Accepts<G>> Layer1d<G, D> {
+    /// This layer followed by `bn`, as one layer: see [`Layer::fold_batch_norm`]. Refused
+    /// when `bn` has another number of features than the layer has output channels.
+    pub fn fold_batch_norm(&self, bn: &BatchNorm1d) -> Result<Self, ConvError> {
+        Ok(Layer1d {
+            rows: self.rows.fold_batch_norm(bn.as_2d())?,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use ndarray::{Array, Array1, ArrayViewD, Dimension, Ix1, Ix3, Ix4};
 
 use super::{LoadError, StateDict};
 use crate::layer_core::{Accepts, Direction, Layer};
-use crate::layers::batch_norm::BatchNorm2d;
+use crate::layers::batch_norm::{BatchNorm1d, BatchNorm2d};
 use crate::layers::one_dimensional::Layer1d;
 use crate::shape::geometry::{Geometry, Geometry1d};
 
@@ -160,5 +160,17 @@ impl BatchNorm2d {
         .into_iter()
         .map(|(name, tensor)| (format!("{prefix}.{name}"), tensor.view().into_dyn()))
         .collect()
+    }
+}
+
+impl BatchNorm1d {
+    /// The batch norm saved at `prefix`, under the names [`BatchNorm2d::load`] reads.
+    pub fn load(weights: &StateDict, prefix: &str, eps: f64) -> Result<Self, LoadError> {
+        BatchNorm2d::load(weights, prefix, eps).map(Self::from)
+    }
+
+    /// Its tensors under PyTorch's names, as [`BatchNorm2d::state_dict`].
+    pub fn state_dict(&self, prefix: &str) -> Vec<(String, ArrayViewD<'_, f32>)> {
+        self.as_2d().state_dict(prefix)
     }
 }
