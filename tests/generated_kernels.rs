@@ -256,8 +256,10 @@ fn every_blocking_on_every_instruction_set() {
 }
 
 /// Large layers are split among threads by group, by runs of output rows and, where a group
-/// has fewer rows than pieces of work wanted, by blocks of output channels as well: every
-/// split gives the reference's numbers, on every instruction set.
+/// has fewer rows than pieces of work wanted, by blocks of output channels as well; a layer
+/// whose weights outweigh its input is split by blocks first and runs each block's rows
+/// before the next block: every split and order gives the reference's numbers, on every
+/// instruction set.
 #[test]
 fn every_work_split_matches_the_reference() {
     fn spec_of<G: Geometry>(_: G) -> GeometrySpec {
@@ -266,9 +268,14 @@ fn every_work_split_matches_the_reference() {
     let geometry = conv!(k = 3);
     // Output heights 1 and 2 (fewer rows than pieces of work: blocks are split too) and 37
     // (rows split unevenly); enough channels and columns that every layer runs in parallel.
-    let sizes = [(0u64, (3, 800)), (1, (4, 1800)), (2, (39, 40))];
-    for ((case, (h, w)), groups) in sizes.into_iter().zip([1, 3, 2]) {
-        let (in_channels, out_channels) = (24, 36);
+    // The last has 37K weights and a 15K-float input: blocks outermost.
+    let sizes = [
+        (0u64, (3, 800), 1, (24, 36)),
+        (1, (4, 1800), 3, (24, 36)),
+        (2, (39, 40), 2, (24, 36)),
+        (3, (8, 12), 1, (64, 64)),
+    ];
+    for (case, (h, w), groups, (in_channels, out_channels)) in sizes {
         let x = random_array((1, in_channels, h, w), case);
         let weight = random_array((out_channels, in_channels / groups, 3, 3), case ^ 7);
         let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));

@@ -220,18 +220,38 @@ fn run(
     } else {
         rayon::current_num_threads()
     };
-    // Groups share no input, so they are taken one after another. Within a group, tasks are
-    // runs of output rows, each computing every channel block of its rows before the next
-    // row: the input rows under a row's windows are read by every block while they are in
-    // cache. (Blocks outermost, each sweeping the whole image, read a 128x128x64 input
-    // sixteen times from L3 or memory, and ran unet-enc at half speed when another tenant of
-    // the machine held the L3.) Only when a group has fewer rows than tasks wanted are its
-    // blocks split among tasks too.
+    // Groups share no input, so they are taken one after another. Within a group, the loop
+    // order keeps the larger operand in cache and streams the smaller one:
+    //
+    // - Where the input is larger (most layers), tasks are runs of output rows, each
+    //   computing every channel block of its rows before the next row: the input rows under
+    //   a row's windows are read by every block while they are in cache. (Blocks outermost,
+    //   each sweeping the whole image, read a 128x128x64 input sixteen times from L3 or
+    //   memory, and ran unet-enc at half speed when another tenant held the L3.) Only when a
+    //   group has fewer rows than tasks wanted are its blocks split among tasks too.
+    // - Where the weights are larger (dcgan-up: 2 MB of weights, 0.3 MB of input), rows
+    //   outermost streamed every block's weights once per output row, 64 MB per call; so
+    //   there tasks are sets of blocks, each computing all its rows before the next block,
+    //   whose weights stay in L2 while the input is read once per block.
     let per_group = packed.blocks_per_group;
+    let group_weights = packed.group_len();
+    let group_input = packed.in_per_group * layout.channel_stride();
+    let blocks_outer = group_weights > group_input;
     let wanted = (threads * TASKS_PER_THREAD).div_ceil(engine.groups);
-    let row_chunks = wanted.clamp(1, out_h.max(1));
+    let (row_chunks, block_parts) = if blocks_outer {
+        let block_parts = wanted.clamp(1, per_group.max(1));
+        (
+            wanted.div_ceil(block_parts).clamp(1, out_h.max(1)),
+            block_parts,
+        )
+    } else {
+        let row_chunks = wanted.clamp(1, out_h.max(1));
+        (
+            row_chunks,
+            wanted.div_ceil(row_chunks).clamp(1, per_group.max(1)),
+        )
+    };
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
-    let block_parts = wanted.div_ceil(row_chunks).clamp(1, per_group.max(1));
     let part_blocks = per_group.div_ceil(block_parts).max(1);
     let rows_per_job = if engine.kernel.multi_row {
         let per_row = out_w * packed.in_per_group * engine.taps.phases[0].taps.len();
@@ -322,10 +342,19 @@ fn run(
             let task = |(group, chunk, part): (usize, usize, usize)| {
                 let rows_here = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(out_h);
                 let blocks_here = part * part_blocks..((part + 1) * part_blocks).min(per_group);
-                for y in rows_here.clone().step_by(rows_per_job) {
-                    let job_rows = rows_per_job.min(rows_here.end - y);
-                    for b in blocks_here.clone() {
-                        rows_of_block(y, job_rows, group, b);
+                let jobs = |b: usize| {
+                    for y in rows_here.clone().step_by(rows_per_job) {
+                        rows_of_block(y, rows_per_job.min(rows_here.end - y), group, b);
+                    }
+                };
+                if blocks_outer {
+                    blocks_here.for_each(jobs);
+                } else {
+                    for y in rows_here.clone().step_by(rows_per_job) {
+                        let job_rows = rows_per_job.min(rows_here.end - y);
+                        for b in blocks_here.clone() {
+                            rows_of_block(y, job_rows, group, b);
+                        }
                     }
                 }
             };

@@ -83,6 +83,11 @@ impl PackedWeights {
         }
     }
 
+    /// Floats of one group's weights, all its blocks.
+    pub fn group_len(&self) -> usize {
+        self.blocks_per_group * self.block_len
+    }
+
     /// The weights of block `b` of group `g`.
     pub fn block(&self, g: usize, b: usize) -> &[f32] {
         let start = (g * self.blocks_per_group + b) * self.block_len;
