@@ -230,9 +230,10 @@ fn run(
     //   memory, and ran unet-enc at half speed when another tenant held the L3.) Only when a
     //   group has fewer rows than tasks wanted are its blocks split among tasks too.
     // - Where the weights are larger (dcgan-up: 2 MB of weights, 0.3 MB of input), rows
-    //   outermost streamed every block's weights once per output row, 64 MB per call; so
-    //   there tasks are sets of blocks, each computing all its rows before the next block,
-    //   whose weights stay in L2 while the input is read once per block.
+    //   outermost streamed half of every block's weights (its row phase's taps) once per
+    //   output row, 32 MB per call; so there tasks are sets of blocks, each computing all
+    //   its rows before the next block, whose weights stay in L2 while the input is read
+    //   once per block.
     let per_group = packed.blocks_per_group;
     let group_weights = packed.group_len();
     let group_input = packed.in_per_group * layout.channel_stride();
