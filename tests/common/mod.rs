@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use conv_runtime::PaddingMode;
-use conv_runtime::ndarray::{Array1, Array3, Array4};
+use conv_runtime::ndarray::{Array, Array1, Array3, Array4, ArrayD, Dimension};
 use serde_json::Value;
 
 /// The fixtures below `tests/fixtures`, in `subdirectory` (empty for the top level).
@@ -156,21 +156,23 @@ impl Fixture {
 
     /// An `[N, C, L]` activation or a 1-D layer's weight.
     pub fn tensor3(&self, key: &str) -> Array3<f32> {
-        let (shape, data) = self.tensor(key);
-        let shape: [usize; 3] = shape
-            .try_into()
-            .unwrap_or_else(|shape| panic!("{}: {key} is not 3-D: {shape:?}", self.case));
-        Array3::from_shape_vec(shape, data)
-            .unwrap_or_else(|error| panic!("{}: {key}: {error}", self.case))
+        self.array(key)
     }
 
+    /// An `[N, C, H, W]` activation or a 2-D layer's weight.
     pub fn tensor4(&self, key: &str) -> Array4<f32> {
+        self.array(key)
+    }
+
+    /// The tensor `key` with `D`'s number of axes; panics, naming the case and key, if it
+    /// has another.
+    fn array<D: Dimension>(&self, key: &str) -> Array<f32, D> {
         let (shape, data) = self.tensor(key);
-        let shape: [usize; 4] = shape
-            .try_into()
-            .unwrap_or_else(|shape| panic!("{}: {key} is not 4-D: {shape:?}", self.case));
-        Array4::from_shape_vec(shape, data)
+        let axes = shape.len();
+        ArrayD::from_shape_vec(shape, data)
             .unwrap_or_else(|error| panic!("{}: {key}: {error}", self.case))
+            .into_dimensionality::<D>()
+            .unwrap_or_else(|_| panic!("{}: {key} has {axes} axes, not {:?}", self.case, D::NDIM))
     }
 
     /// `{"shape": [...], "data": [...]}`: the shape and the flat, row-major data, checked
