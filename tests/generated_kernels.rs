@@ -226,7 +226,8 @@ grid! {
 /// three, wide, the widest, the kernels vectorised along output channels with full and
 /// partial blocks), for a convolution, stride-2 transposed convolutions with several taps
 /// per phase and with one (the paired and channel-vectorised kernels), and an unpaired
-/// stride-3 one, at widths around whole tiles.
+/// stride-3 one, at widths around whole tiles; the stride-2 and stride-3 convolutions reach
+/// the blocking of strided convolutions.
 #[test]
 fn every_blocking_on_every_instruction_set() {
     fn check<G: ZeroPadded>(geometry: G) {

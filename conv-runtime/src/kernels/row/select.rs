@@ -55,6 +55,15 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
     fn single(self) -> Selected {
         let out = self.out_per_group;
         let wide = out >= 4;
+        // A strided convolution reads `stride` input columns per output column, so its rows
+        // are short (32 outputs in down-s2: two tiles) and every channel block re-reads an
+        // output row's input (61 KB there) from L2; on AVX2 a block of six channels (12
+        // accumulators, one input load per three broadcast weights) ran down-s2 1.19x faster
+        // than one of four (Zen 3, one thread, 2.216 -> 1.855 ms). Not for the others: where
+        // two taps of a filter row read the same vector (dilation 4: taps 8 columns apart),
+        // LLVM keeps the shared load live, spills an accumulator, and context-d4 ran 2.2x
+        // slower. A constant: where it is false, the six-channel kernel is not compiled.
+        let strided = const { T::COL_STRIDE > 1 };
         match self.detected {
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 2, 1>(simd),
@@ -64,6 +73,8 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
             Detected::Avx512(simd) if out == 3 => specialised::<T, _, 3, 4, 1>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) => specialised::<T, _, 1, 4, 1>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) if wide && strided => specialised::<T, _, 6, 2, 1>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) if wide => specialised::<T, _, 4, 2, 1>(simd),
             #[cfg(target_arch = "x86_64")]
