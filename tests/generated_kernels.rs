@@ -14,7 +14,7 @@
 //!
 //! on every instruction set the machine supports (`Isa::available`).
 
-use conv_runtime::ndarray::{Array1, Array4, ArrayView4, Zip};
+use conv_runtime::ndarray::{Array1, Array4, ArrayView4, Zip, s};
 use conv_runtime::prelude::*;
 use conv_runtime::{Isa, reference};
 use convgen::{assert_close, random_array};
@@ -303,13 +303,80 @@ fn every_work_split_matches_the_reference() {
     }
 }
 
-/// Depthwise layers run several output rows per kernel call where a row is little work: at
-/// every height (one row, a few, more rows than a call takes, rows split unevenly among
-/// threads), stride 1 and 2, with and without padding rows, every call's rows give the
-/// reference's numbers, on every instruction set.
+/// Depthwise convolutions of stride 1 run the plane kernel: widths around whole vectors and
+/// whole chunks of every instruction set (8 and 16 lanes, chunks of 64 and 128 columns),
+/// one row and many, symmetric, asymmetric (`same` of an even kernel) and wider-than-kernel
+/// padding, a padding mode, batches, a strided input, one thread and three: the reference's
+/// numbers, on every instruction set.
+#[test]
+fn depthwise_planes_match_the_reference() {
+    fn check<G: Geometry>(geometry: G) {
+        let spec = G::SPEC;
+        let (kh, kw) = spec.kernel_size;
+        let channels = 3;
+        // Reflection needs more input than the padding.
+        let (min, reflect) = (spec.min_input_size(), spec.padding_min_input());
+        let min = (min.0.max(reflect.0), min.1.max(reflect.1));
+        for (case, (h, w)) in [
+            (0, 0),
+            (1, 7),
+            (4, 8),
+            (0, 57),
+            (9, 63),
+            (2, 64),
+            (3, 65),
+            (1, 130),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (h, w) = (min.0 + h, min.1 + w);
+            let case = case as u64;
+            // Every other case reads a strided view (rows of `w` in rows of `w + 3`).
+            let wide = random_array((2, channels, h, w + 3), case);
+            let view = wide.slice(s![.., .., .., 3..]);
+            let x = view.to_owned();
+            let weight = random_array((channels, 1, kh, kw), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
+            let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
+            for isa in Isa::available() {
+                let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), channels)
+                    .and_then(|layer| layer.with_isa(isa))
+                    .unwrap();
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let y = if case.is_multiple_of(2) {
+                        pool.install(|| conv.forward(&x).unwrap())
+                    } else {
+                        pool.install(|| conv.forward(&view).unwrap())
+                    };
+                    assert_close(
+                        &y,
+                        &expected,
+                        TOLERANCE,
+                        &format!("{spec}, {isa}, {threads} threads, input {h}x{w}"),
+                    );
+                }
+            }
+        }
+    }
+    check(conv!(k = 3, dilation = 2, padding = 2));
+    check(conv!(k = 4, padding = same, dilation = 2));
+    check(conv!(k = (1, 5), padding = (3, 6)));
+    check(conv!(k = 3, padding = 1, padding_mode = reflect));
+}
+
+/// Convolutions with one output channel per group run several output rows per kernel call
+/// where a row is little work: at every height (one row, a few, more rows than a call takes,
+/// rows split unevenly among threads), stride 1 (two input channels per group; with one,
+/// the plane kernel runs it) and 2, with and without padding rows, every call's rows give
+/// the reference's numbers, on every instruction set.
 #[test]
 fn multi_row_calls_match_the_reference() {
-    fn check<G: Geometry>(geometry: G) {
+    fn check<G: Geometry>(geometry: G, in_per_group: usize) {
         let spec = G::SPEC;
         let channels = 5;
         for (case, (h, w)) in [(1, 1), (2, 9), (37, 17), (70, 3), (41, 40)]
@@ -321,8 +388,8 @@ fn multi_row_calls_match_the_reference() {
                 w + spec.min_input_size().1 - 1,
             );
             let case = case as u64;
-            let x = random_array((2, channels, h, w), case);
-            let weight = random_array((channels, 1, 3, 3), case ^ 7);
+            let x = random_array((2, channels * in_per_group, h, w), case);
+            let weight = random_array((channels, in_per_group, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
             let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
             for isa in Isa::available() {
@@ -345,6 +412,6 @@ fn multi_row_calls_match_the_reference() {
             }
         }
     }
-    check(conv!(k = 3, dilation = 2, padding = 2));
-    check(conv!(k = 3, stride = 2, padding = 1));
+    check(conv!(k = 3, dilation = 2, padding = 2), 2);
+    check(conv!(k = 3, stride = 2, padding = 1), 1);
 }

@@ -1,5 +1,7 @@
 //! The kernel families, each a module with its own selection, layout and driver: the forward
-//! row kernel, which runs both directions of a layer, and the weight-gradient correlation.
+//! row kernel, which runs both directions of a layer, the plane kernel of depthwise
+//! convolutions, and the weight-gradient correlation.
 
+pub(crate) mod depthwise;
 pub(crate) mod row;
 pub(crate) mod weight_grad;

@@ -1,5 +1,6 @@
 //! A layer's operation, ready to run: the row kernel chosen for its geometry and instruction
-//! set, the weights packed for that kernel, and the bias.
+//! set, the weights packed for that kernel, and the bias; for a depthwise convolution of
+//! stride 1, the plane kernel's packing, which runs it instead.
 
 use std::mem::MaybeUninit;
 
@@ -10,6 +11,7 @@ use super::packed::PackedWeights;
 use super::select::{Selected, select};
 use super::{Forward, RunTimeTaps, TapList, Transposed};
 use crate::isa::Isa;
+use crate::kernels::depthwise::Depthwise;
 use crate::shape::geometry::{Geometry, GeometrySpec};
 
 /// One direction of a layer, packed for its kernels. Everything a call needs besides the
@@ -27,6 +29,9 @@ pub(crate) struct Engine {
     pub(super) bias: Vec<f32>,
     pub(super) groups: usize,
     pub(super) transposed: bool,
+    /// Runs the operation in place of the row kernel where it is a depthwise convolution
+    /// of stride 1.
+    depthwise: Option<Depthwise>,
 }
 
 impl Engine {
@@ -41,7 +46,10 @@ impl Engine {
         let out_channels = weight.dim().0;
         let kernel = select::<Forward<G>>(isa, out_channels / groups);
         let packed = PackedWeights::conv(weight.view(), groups, kernel.block);
-        Engine::new::<Forward<G>>(kernel, packed, bias, out_channels, groups, false)
+        Engine {
+            depthwise: Depthwise::plan(isa, Forward::<G>::SPEC, weight, groups),
+            ..Engine::new::<Forward<G>>(kernel, packed, bias, out_channels, groups, false)
+        }
     }
 
     /// The transposed convolution of geometry `G` with `weight` (`[in, out / groups, kh,
@@ -78,6 +86,7 @@ impl Engine {
             },
             groups,
             transposed,
+            depthwise: None,
         }
     }
 
@@ -138,7 +147,9 @@ impl Engine {
         if out.is_empty() {
             return;
         }
-        if self.transposed {
+        if let Some(depthwise) = &self.depthwise {
+            depthwise.run(&self.bias, input, out);
+        } else if self.transposed {
             driver::convolve_transposed(self, input, out);
         } else {
             driver::convolve(self, input, out);
