@@ -369,6 +369,72 @@ fn depthwise_planes_match_the_reference() {
     check(conv!(k = 3, padding = 1, padding_mode = reflect));
 }
 
+/// 3x3 convolutions of stride 1 with many channels run the Winograd kernel (2x2 output
+/// tiles): odd and even output sizes (a last tile half outside the output), widths around
+/// whole blocks of tiles on every instruction set (16 and 32 tiles), no padding, padding 1
+/// and padding wider than the kernel, a padding mode, output channels not a multiple of the
+/// kernel's step, batches, a strided input, one thread and three: the reference's numbers,
+/// on every instruction set.
+#[test]
+fn winograd_tiles_match_the_reference() {
+    fn check<G: Geometry>(geometry: G) {
+        let spec = G::SPEC;
+        let (min, reflect) = (spec.min_input_size(), spec.padding_min_input());
+        let min = (min.0.max(reflect.0), min.1.max(reflect.1));
+        let sizes = [
+            (0, 0),
+            (1, 6),
+            (2, 29),
+            (5, 30),
+            (4, 31),
+            (3, 62),
+            (0, 64),
+            (1, 65),
+        ];
+        for (case, (h, w)) in sizes.into_iter().enumerate() {
+            let (h, w) = (min.0 + h, min.1 + w);
+            let case = case as u64;
+            let (in_channels, out_channels) = if case.is_multiple_of(3) {
+                (16, 18)
+            } else {
+                (19, 16)
+            };
+            let wide = random_array((2, in_channels, h, w + 2), case);
+            let view = wide.slice(s![.., .., .., 2..]);
+            let x = view.to_owned();
+            let weight = random_array((out_channels, in_channels, 3, 3), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
+            let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, 1).unwrap();
+            for isa in Isa::available() {
+                let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
+                    .and_then(|layer| layer.with_isa(isa))
+                    .unwrap();
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let y = if case.is_multiple_of(2) {
+                        pool.install(|| conv.forward(&x).unwrap())
+                    } else {
+                        pool.install(|| conv.forward(&view).unwrap())
+                    };
+                    assert_close(
+                        &y,
+                        &expected,
+                        TOLERANCE,
+                        &format!("{spec}, {isa}, {threads} threads, input {h}x{w}"),
+                    );
+                }
+            }
+        }
+    }
+    check(conv!(k = 3, padding = 1));
+    check(conv!(k = 3));
+    check(conv!(k = 3, padding = 4));
+    check(conv!(k = 3, padding = 1, padding_mode = reflect));
+}
+
 /// Convolutions with one output channel per group run several output rows per kernel call
 /// where a row is little work: at every height (one row, a few, more rows than a call takes,
 /// rows split unevenly among threads), stride 1 (two input channels per group; with one,

@@ -4,3 +4,4 @@
 pub(crate) mod border;
 pub(crate) mod layout;
 pub(crate) mod scratch;
+pub(crate) mod shared_output;

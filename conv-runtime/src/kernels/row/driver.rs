@@ -14,6 +14,7 @@ use super::prepare::prepare;
 use super::{Engine, Prepared, RowJob};
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
+use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
 
 /// Enough independent pieces of work per thread that uneven pieces still balance.
@@ -383,25 +384,3 @@ const JOB_WORK: usize = 1 << 16;
 
 /// The largest output-channel block any kernel uses.
 const MAX_BLOCK: usize = super::channel_vectors::MAX_CHANNELS;
-
-/// The output of one image, written by several tasks at once, each to its own rows.
-#[derive(Clone, Copy)]
-struct SharedOutput(*mut MaybeUninit<f32>);
-
-// SAFETY: tasks write through the pointer only to disjoint ranges (see `run`), and the
-// output outlives the parallel section.
-unsafe impl Send for SharedOutput {}
-// SAFETY: as for `Send`: shared between tasks, the pointer is only ever used to make slices
-// of disjoint ranges.
-unsafe impl Sync for SharedOutput {}
-
-impl SharedOutput {
-    /// # Safety
-    ///
-    /// `start..start + len` must be inside the output, and no other live slice may overlap it.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [MaybeUninit<f32>] {
-        // SAFETY: guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-}

@@ -1,6 +1,7 @@
 //! A layer's operation, ready to run: the row kernel chosen for its geometry and instruction
 //! set, the weights packed for that kernel, and the bias; for a depthwise convolution of
-//! stride 1, the plane kernel's packing, which runs it instead.
+//! stride 1, the plane kernel's packing, and for a 3x3 convolution with many channels, the
+//! Winograd kernel's, which run it instead.
 
 use std::mem::MaybeUninit;
 
@@ -12,6 +13,7 @@ use super::select::{Selected, select};
 use super::{Forward, RunTimeTaps, TapList, Transposed};
 use crate::isa::Isa;
 use crate::kernels::depthwise::Depthwise;
+use crate::kernels::winograd::Winograd;
 use crate::shape::geometry::{Geometry, GeometrySpec};
 
 /// One direction of a layer, packed for its kernels. Everything a call needs besides the
@@ -32,6 +34,9 @@ pub(crate) struct Engine {
     /// Runs the operation in place of the row kernel where it is a depthwise convolution
     /// of stride 1.
     depthwise: Option<Depthwise>,
+    /// Runs the operation in place of the row kernel where it is a 3x3 convolution of
+    /// stride 1 with many channels.
+    winograd: Option<Winograd>,
 }
 
 impl Engine {
@@ -48,6 +53,7 @@ impl Engine {
         let packed = PackedWeights::conv(weight.view(), groups, kernel.block);
         Engine {
             depthwise: Depthwise::plan(isa, Forward::<G>::SPEC, weight, groups),
+            winograd: Winograd::plan(isa, Forward::<G>::SPEC, weight, groups),
             ..Engine::new::<Forward<G>>(kernel, packed, bias, out_channels, groups, false)
         }
     }
@@ -87,6 +93,7 @@ impl Engine {
             groups,
             transposed,
             depthwise: None,
+            winograd: None,
         }
     }
 
@@ -149,6 +156,8 @@ impl Engine {
         }
         if let Some(depthwise) = &self.depthwise {
             depthwise.run(&self.bias, input, out);
+        } else if let Some(winograd) = &self.winograd {
+            winograd.run(&self.bias, input, out);
         } else if self.transposed {
             driver::convolve_transposed(self, input, out);
         } else {

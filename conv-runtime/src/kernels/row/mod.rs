@@ -31,7 +31,7 @@ mod channel_vectors;
 mod driver;
 mod engine;
 mod packed;
-mod prepare;
+pub(crate) mod prepare;
 mod run_time;
 mod select;
 mod specialised;

@@ -12,7 +12,7 @@ const PARALLEL_PREPARE: usize = 1 << 16;
 /// Copies one image into the kernels' layout: zeros around it (`above` rows of them on
 /// top), columns split into `layout.col_phases` phases. Reads any strides, so non-contiguous
 /// inputs cost nothing extra.
-pub(super) fn prepare(
+pub(crate) fn prepare(
     image: &ArrayView3<f32>,
     input_shift: usize,
     layout: PlaneLayout,

@@ -1,0 +1,225 @@
+//! The Winograd kernel: one row of 2x2 output tiles, every output channel, in blocks of
+//! `TILES` tiles: the input tiles transformed, sixteen products with the transformed
+//! weights, the output tiles transformed back. See the [family documentation](super).
+
+use std::mem::MaybeUninit;
+
+use crate::isa::{Family, Kernel, Simd};
+use crate::memory::layout::PlaneLayout;
+
+/// The Winograd kernels' family: every kernel computes one [`TileRowJob`].
+pub(crate) struct WinogradFamily;
+
+impl Family for WinogradFamily {
+    type Job<'a> = TileRowJob<'a>;
+}
+
+/// Output channels per step of the products: four broadcast weights times two vectors of
+/// tiles, eight accumulators, the row kernel's blocking.
+pub(super) const CHANNEL_STEP: usize = 4;
+
+/// The most tiles a block has: two vectors of the widest set (AVX-512's 16 lanes).
+pub(super) const MAX_TILES: usize = 32;
+
+/// One row of output tiles: output rows `2 * tile_row` and the next, all channels.
+pub(crate) struct TileRowJob<'a> {
+    /// The image laid out in two column phases (even and odd padded columns), with its
+    /// padding: padded row `r`, column `c` is input row `r - pad_top`, column `c - pad_left`.
+    pub input: &'a [f32],
+    pub layout: PlaneLayout,
+    pub tile_row: usize,
+    /// Tiles in the row: the output width over two, rounded up.
+    pub tiles: usize,
+    /// The transformed weights, `[16][in_channels][out_channels rounded up to CHANNEL_STEP]`.
+    pub weights: &'a [f32],
+    pub out_channels: usize,
+    pub bias: &'a [f32],
+    /// Scratch: the block's transformed input, `[16][in_channels][MAX_TILES]`, and products,
+    /// `[16][out_channels rounded up][MAX_TILES]`.
+    pub transformed: &'a mut [f32],
+    pub products: &'a mut [f32],
+    /// The two output rows of each channel, `[channel][row]`; the second is empty where the
+    /// output has an odd number of rows and this is the last tile row.
+    pub out: &'a mut [&'a mut [MaybeUninit<f32>]],
+}
+
+/// The kernel: written once, compiled for each instruction set.
+pub(crate) struct Tiles;
+
+impl Kernel<WinogradFamily> for Tiles {
+    #[inline(always)]
+    fn run<S: Simd>(simd: S, job: &mut TileRowJob<'_>) {
+        let block = 2 * S::LANES;
+        const { assert!(2 * S::LANES <= MAX_TILES) };
+        let channels = job.layout.channels;
+        let padded_out = job.out_channels.next_multiple_of(CHANNEL_STEP);
+        assert_eq!(job.weights.len(), 16 * channels * padded_out);
+        assert!(job.transformed.len() >= 16 * channels * block);
+        assert!(job.products.len() >= 16 * padded_out * block);
+        assert_eq!(job.out.len(), 2 * job.out_channels);
+        assert_eq!(job.bias.len(), job.out_channels);
+        // The four padded rows under the tile row, and the block's columns (tile `t` reads
+        // phase columns `t` and `t + 1`), are inside the layout.
+        assert!(2 * job.tile_row + 4 <= job.layout.rows);
+        assert!(job.tiles.next_multiple_of(block) < job.layout.phase_len);
+        for first in (0..job.tiles).step_by(block) {
+            transform_input(simd, job, first);
+            multiply(simd, job, channels, padded_out);
+            transform_output(simd, job, first, padded_out);
+        }
+    }
+}
+
+/// `B^T d B` for every input channel of the block's tiles, two vectors of tiles at a time:
+/// `[16][channel][tile]`.
+// Indices, as in the matrices the transforms apply.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
+    let layout = job.layout;
+    let block = 2 * S::LANES;
+    let (row_stride, phase_len) = (layout.row_stride(), layout.phase_len);
+    let channels = layout.channels;
+    for channel in 0..channels {
+        let plane = channel * layout.channel_stride() + 2 * job.tile_row * row_stride;
+        for half in 0..2 {
+            let column = first + half * S::LANES;
+            // d[i][j]: padded row 2 * tile_row + i, column 2 * tile + j: even columns are
+            // phase 0 at `tile + j / 2`, odd ones phase 1. (Loops, not `array::from_fn`:
+            // a closure is compiled without the set's features, and its intrinsics were
+            // calls.)
+            let mut d = [[simd.splat(0.0); 4]; 4];
+            for (i, d) in d.iter_mut().enumerate() {
+                for (j, d) in d.iter_mut().enumerate() {
+                    let at = plane + i * row_stride + j % 2 * phase_len + column + j / 2;
+                    let lanes = &job.input[at..at + S::LANES];
+                    // SAFETY: `lanes` holds `LANES` floats.
+                    *d = unsafe { simd.load(lanes.as_ptr()) };
+                }
+            }
+            // B^T d: along the rows of the tile...
+            let mut t = [[simd.splat(0.0); 4]; 4];
+            for (j, t) in t.iter_mut().enumerate() {
+                *t = [
+                    sub(simd, d[0][j], d[2][j]),
+                    simd.add(d[1][j], d[2][j]),
+                    sub(simd, d[2][j], d[1][j]),
+                    sub(simd, d[1][j], d[3][j]),
+                ];
+            }
+            // ... then along its columns.
+            for i in 0..4 {
+                let v = [
+                    sub(simd, t[0][i], t[2][i]),
+                    simd.add(t[1][i], t[2][i]),
+                    sub(simd, t[2][i], t[1][i]),
+                    sub(simd, t[1][i], t[3][i]),
+                ];
+                for (j, &v) in v.iter().enumerate() {
+                    let at = ((i * 4 + j) * channels + channel) * block + half * S::LANES;
+                    simd.store(&mut job.transformed[at..], v);
+                }
+            }
+        }
+    }
+}
+
+/// For each of the 16 positions, products = weights^T x transformed input:
+/// `[16][out_channel][tile]`, four output channels by two vectors of tiles at a time.
+#[inline(always)]
+fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_out: usize) {
+    let block = 2 * S::LANES;
+    for position in 0..16 {
+        let input = &job.transformed[position * channels * block..][..channels * block];
+        let weights = &job.weights[position * channels * padded_out..][..channels * padded_out];
+        for k in (0..padded_out).step_by(CHANNEL_STEP) {
+            let mut acc = [[simd.splat(0.0); 2]; CHANNEL_STEP];
+            for (x, w) in input
+                .chunks_exact(block)
+                .zip(weights.chunks_exact(padded_out))
+            {
+                // SAFETY: `x` holds `2 * LANES` floats.
+                let x = unsafe { [simd.load(x.as_ptr()), simd.load(x.as_ptr().add(S::LANES))] };
+                let w = &w[k..k + CHANNEL_STEP];
+                for (acc, &w) in acc.iter_mut().zip(w) {
+                    let w = simd.splat(w);
+                    acc[0] = simd.mul_add(w, x[0], acc[0]);
+                    acc[1] = simd.mul_add(w, x[1], acc[1]);
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                let at = (position * padded_out + k + j) * block;
+                simd.store(&mut job.products[at..], acc[0]);
+                simd.store(&mut job.products[at + S::LANES..], acc[1]);
+            }
+        }
+    }
+}
+
+/// `A^T m A` plus the bias for every output channel of the block's tiles, into the two
+/// output rows: each tile's two columns interleaved, a vector of tiles at a time.
+#[inline(always)]
+fn transform_output<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize, padded_out: usize) {
+    let block = 2 * S::LANES;
+    for channel in 0..job.out_channels {
+        let bias = simd.splat(job.bias[channel]);
+        for half in 0..2 {
+            let tile = first + half * S::LANES;
+            if tile >= job.tiles {
+                break;
+            }
+            let mut m = [[simd.splat(0.0); 4]; 4];
+            for (i, m) in m.iter_mut().enumerate() {
+                for (j, m) in m.iter_mut().enumerate() {
+                    let at = ((i * 4 + j) * padded_out + channel) * block + half * S::LANES;
+                    let lanes = &job.products[at..at + S::LANES];
+                    // SAFETY: `lanes` holds `LANES` floats.
+                    *m = unsafe { simd.load(lanes.as_ptr()) };
+                }
+            }
+            // A^T m: two rows...
+            let mut s = [[simd.splat(0.0); 4]; 2];
+            for j in 0..4 {
+                s[0][j] = simd.add(simd.add(m[0][j], m[1][j]), m[2][j]);
+                s[1][j] = sub(simd, sub(simd, m[1][j], m[2][j]), m[3][j]);
+            }
+            for (row, s) in s.iter().enumerate() {
+                // ... then two columns.
+                let even = simd.add(simd.add(simd.add(s[0], s[1]), s[2]), bias);
+                let odd = simd.add(sub(simd, sub(simd, s[1], s[2]), s[3]), bias);
+                let out = &mut *job.out[2 * channel + row];
+                store_pairs(simd, even, odd, out, 2 * tile);
+            }
+        }
+    }
+}
+
+/// Interleaves `even` and `odd` (each tile's two columns) into `out` from column `start`,
+/// dropping what falls past the row's end.
+#[inline(always)]
+fn store_pairs<S: Simd>(
+    simd: S,
+    even: S::Vector,
+    odd: S::Vector,
+    out: &mut [MaybeUninit<f32>],
+    start: usize,
+) {
+    let (low, high) = simd.interleave(even, odd);
+    if start + 2 * S::LANES <= out.len() {
+        simd.store_uninit(&mut out[start..], low);
+        simd.store_uninit(&mut out[start + S::LANES..], high);
+    } else if start < out.len() {
+        let mut buffer = [0.0f32; 2 * MAX_TILES];
+        simd.store(&mut buffer, low);
+        simd.store(&mut buffer[S::LANES..], high);
+        for (slot, &value) in out[start..].iter_mut().zip(&buffer) {
+            slot.write(value);
+        }
+    }
+}
+
+/// `a - b`.
+#[inline(always)]
+fn sub<S: Simd>(simd: S, a: S::Vector, b: S::Vector) -> S::Vector {
+    simd.mul_add(simd.splat(-1.0), b, a)
+}

@@ -1,0 +1,203 @@
+//! The Winograd family: 3x3 convolutions of stride 1 and dilation 1 with many channels
+//! (U-Net's encoder, VGG-style layers), by Lavin and Gray's F(2x2, 3x3): each 2x2 tile of
+//! outputs takes 16 multiply-adds per input and output channel instead of 36.
+//!
+//! The input is laid out as for the row kernels' stride 2 (even and odd columns apart, with
+//! the padding), so that the 4x4 input tiles of consecutive output tiles are contiguous
+//! vectors. For each row of tiles, a block of `2 * LANES` tiles at a time (whose data stays
+//! in L1 and L2): every input tile is transformed (`B^T d B`, additions only), each of the 16
+//! positions is one small matrix product with the weights transformed at construction
+//! (`G g G^T`), and each output tile is transformed back (`A^T m A`) and written with the
+//! bias. The products are the row kernel's blocking turned on tiles: four broadcast weights
+//! by two vectors of tiles.
+//!
+//! The sums are not the direct convolution's: the transforms add and subtract before and
+//! after the products, which costs a few units in the last place (the tests hold it to the
+//! same tolerance against PyTorch as every other kernel). Compiled once, in this crate,
+//! for every instruction set: no build cost per geometry.
+
+mod kernel;
+
+use std::mem::MaybeUninit;
+
+use ndarray::{Array4, ArrayView4, ArrayViewMut4};
+use rayon::prelude::*;
+
+use self::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob, Tiles, WinogradFamily};
+use crate::isa::{Compiled, Detected, Isa};
+use crate::kernels::row::prepare::prepare;
+use crate::memory::layout::PlaneLayout;
+use crate::memory::scratch::with_scratch;
+use crate::memory::shared_output::SharedOutput;
+use crate::shape::geometry::GeometrySpec;
+
+/// The fewest input and output channels for which the transforms pay for themselves.
+const MIN_CHANNELS: usize = 16;
+
+/// Below this many multiply-adds (of the direct convolution) an image runs on the calling
+/// thread (as the row driver's threshold).
+const PARALLEL_THRESHOLD: usize = 1 << 19;
+
+/// A 3x3 convolution packed for the Winograd kernel.
+#[derive(Clone)]
+pub(crate) struct Winograd {
+    kernel: Compiled<WinogradFamily>,
+    spec: GeometrySpec,
+    /// `G g G^T` of every filter, `[16][in_channels][out_channels rounded up]`.
+    weights: Vec<f32>,
+    out_channels: usize,
+}
+
+impl Winograd {
+    /// The Winograd packing of a convolution of `spec` with `weight` (`[out_channels,
+    /// in_channels / groups, kh, kw]`), on `isa` (the portable set where `isa` is not
+    /// available), if the convolution is one the family runs: 3x3, stride 1, dilation 1, one
+    /// group, at least `MIN_CHANNELS` channels in and out.
+    pub fn plan(
+        isa: Isa,
+        spec: GeometrySpec,
+        weight: &Array4<f32>,
+        groups: usize,
+    ) -> Option<Winograd> {
+        let (out_channels, in_channels, kh, kw) = weight.dim();
+        let fits = (kh, kw) == (3, 3)
+            && spec.stride == (1, 1)
+            && spec.dilation == (1, 1)
+            && groups == 1
+            && in_channels >= MIN_CHANNELS
+            && out_channels >= MIN_CHANNELS;
+        if !fits {
+            return None;
+        }
+        let kernel = match Detected::or_portable(isa) {
+            Detected::Portable(simd) => Compiled::new::<Tiles, _>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) => Compiled::new::<Tiles, _>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) => Compiled::new::<Tiles, _>(simd),
+            #[cfg(target_arch = "aarch64")]
+            Detected::Neon(simd) => Compiled::new::<Tiles, _>(simd),
+        };
+        Some(Winograd {
+            kernel,
+            spec,
+            weights: transform_weights(weight),
+            out_channels,
+        })
+    }
+
+    /// The convolution of a checked `input` into `output` (standard layout, of the checked
+    /// shape), adding `bias` (one per channel).
+    pub fn run(
+        &self,
+        bias: &[f32],
+        input: &ArrayView4<f32>,
+        output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+    ) {
+        let (_, channels, in_h, in_w) = input.dim();
+        let (out_h, out_w) = (output.dim().2, output.dim().3);
+        let (pad_top, pad_left) = self.spec.pad_before();
+        let (tile_rows, tiles) = (out_h.div_ceil(2), out_w.div_ceil(2));
+        // Tile row `r` reads padded rows `2r..2r + 4`; a block of tiles from `t` reads
+        // phase columns up to `t + 2 * LANES`.
+        let layout = PlaneLayout {
+            channels,
+            rows: 2 * tile_rows + 2,
+            col_phases: 2,
+            phase_len: (tiles.next_multiple_of(MAX_TILES) + 1).max((pad_left + in_w).div_ceil(2)),
+        };
+        let out_padded = self.out_channels.next_multiple_of(CHANNEL_STEP);
+        let work = self.out_channels * channels * out_h * out_w * 9;
+        let threads = if work < PARALLEL_THRESHOLD {
+            1
+        } else {
+            rayon::current_num_threads()
+        };
+        let plane = out_h * out_w;
+        with_scratch(layout.image_stride(), |prepared| {
+            for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
+                assert!(pad_top + in_h <= layout.rows);
+                prepare(&image, pad_left, layout, pad_top, prepared, threads);
+                let out = SharedOutput(
+                    out_image
+                        .as_slice_mut()
+                        .expect("output is in standard layout")
+                        .as_mut_ptr(),
+                );
+                let prepared = &*prepared;
+                let tile_row = |tile_row: usize| {
+                    let transformed_len = 16 * channels * MAX_TILES;
+                    let products_len = 16 * out_padded * MAX_TILES;
+                    with_scratch(transformed_len + products_len, |scratch| {
+                        let (transformed, products) = scratch.split_at_mut(transformed_len);
+                        let rows = (out_h - 2 * tile_row).min(2);
+                        let mut slices: Vec<&mut [MaybeUninit<f32>]> = (0..2 * self.out_channels)
+                            .map(|index| {
+                                let (channel, row) = (index / 2, index % 2);
+                                let len = if row < rows { out_w } else { 0 };
+                                let start =
+                                    channel * plane + (2 * tile_row + row.min(rows - 1)) * out_w;
+                                // SAFETY: `out` points at this image's output, `plane *
+                                // out_channels` floats in standard layout; row `2 * tile_row +
+                                // row` (below `out_h`, or an empty slice) of `channel` is inside
+                                // it. Each task writes only its own tile row's two output rows.
+                                unsafe { out.slice(start, len) }
+                            })
+                            .collect();
+                        let mut job = TileRowJob {
+                            input: prepared,
+                            layout,
+                            tile_row,
+                            tiles,
+                            weights: &self.weights,
+                            out_channels: self.out_channels,
+                            bias,
+                            transformed,
+                            products,
+                            out: &mut slices,
+                        };
+                        self.kernel.run(&mut job);
+                    });
+                };
+                if threads == 1 {
+                    (0..tile_rows).for_each(tile_row);
+                } else {
+                    (0..tile_rows).into_par_iter().for_each(tile_row);
+                }
+            }
+        });
+    }
+}
+
+/// `G g G^T` of each 3x3 filter `g = weight[k][c]`, computed in `f64`, laid out
+/// `[16][c][k]` with the output channels rounded up to `CHANNEL_STEP` (zero filters).
+fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
+    let (out_channels, in_channels, _, _) = weight.dim();
+    let padded = out_channels.next_multiple_of(CHANNEL_STEP);
+    let mut transformed = vec![0.0f32; 16 * in_channels * padded];
+    // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
+    let g_times = |v: [f64; 3]| {
+        [
+            v[0],
+            (v[0] + v[1] + v[2]) / 2.0,
+            (v[0] - v[1] + v[2]) / 2.0,
+            v[2],
+        ]
+    };
+    for k in 0..out_channels {
+        for c in 0..in_channels {
+            let g = |i: usize, j: usize| f64::from(weight[[k, c, i, j]]);
+            // G g: each column of g through G.
+            let columns: [[f64; 4]; 3] =
+                std::array::from_fn(|j| g_times([g(0, j), g(1, j), g(2, j)]));
+            for i in 0..4 {
+                // (G g) G^T: each row of G g through G.
+                let row = g_times([columns[0][i], columns[1][i], columns[2][i]]);
+                for (j, &value) in row.iter().enumerate() {
+                    transformed[((i * 4 + j) * in_channels + c) * padded + k] = value as f32;
+                }
+            }
+        }
+    }
+    transformed
+}
