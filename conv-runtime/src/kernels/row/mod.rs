@@ -5,7 +5,7 @@
 //! the weights (`packed`).
 //!
 //! One call computes one output row of `OCB` output channels (the one-channel kernels of a
-//! convolution, which run depthwise layers, several consecutive rows: `MULTI_ROW` in
+//! convolution, which run strided depthwise layers, several consecutive rows: `MULTI_ROW` in
 //! `specialised`): tile after tile of
 //! `WV * LANES` consecutive outputs, each tile held in `OCB x WV` vector accumulators while
 //! the kernel walks the group's input channels and, for each, every tap of the geometry.

@@ -16,10 +16,11 @@ pub(crate) struct Specialised<T, const OCB: usize, const WV: usize, const CP: us
 
 impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Specialised<T, OCB, WV, CP> {
     /// Whether a call may compute several consecutive output rows: only the one-channel
-    /// kernels of a convolution. They run depthwise layers, whose row of one channel is too
-    /// little work to pay for a call (one call per row cost depthwise-d2 more in setting up
-    /// calls than in its taps). For every other kernel the row loop is a constant single
-    /// pass: looping over rows made LLVM duplicate each kernel's tile loop, 43% more code.
+    /// kernels of a convolution. They run strided depthwise layers (the plane kernel runs
+    /// those of stride 1), whose row of one channel is too little work to pay for a call
+    /// (one call per row cost depthwise-d2 more in setting up calls than in its taps). For
+    /// every other kernel the row loop is a constant single pass: looping over rows made
+    /// LLVM duplicate each kernel's tile loop, 43% more code.
     pub const MULTI_ROW: bool = OCB == 1 && CP == 1 && T::PHASES.len() == 1;
 }
 
