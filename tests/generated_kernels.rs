@@ -167,6 +167,37 @@ fn check_geometry<G: ZeroPadded>(geometry: G, case: &Case, isa: Isa) -> Result<(
     Ok(())
 }
 
+/// A convolution of `geometry` with `weight`, `bias` and `groups`, built on every instruction
+/// set and run on `x` at one thread and at three: every output is `expected`.
+fn matches_everywhere<G: Geometry>(
+    geometry: G,
+    weight: &Array4<f32>,
+    bias: &Option<Array1<f32>>,
+    groups: usize,
+    x: &ArrayView4<f32>,
+    expected: &Array4<f32>,
+    what: &str,
+) {
+    for isa in Isa::available() {
+        let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), groups)
+            .and_then(|layer| layer.with_isa(isa))
+            .unwrap();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let y = pool.install(|| conv.forward(x).unwrap());
+            assert_close(
+                &y,
+                expected,
+                TOLERANCE,
+                &format!("{what}, {isa}, {threads} threads"),
+            );
+        }
+    }
+}
+
 macro_rules! grid {
     ($($name:ident: $geometry:expr;)*) => {$(
         #[test]
@@ -282,24 +313,15 @@ fn every_work_split_matches_the_reference() {
         let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
         let spec = spec_of(geometry);
         let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, groups).unwrap();
-        for isa in Isa::available() {
-            let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), groups)
-                .and_then(|layer| layer.with_isa(isa))
-                .unwrap();
-            for threads in [1, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let y = pool.install(|| conv.forward(&x).unwrap());
-                assert_close(
-                    &y,
-                    &expected,
-                    TOLERANCE,
-                    &format!("{isa}, groups {groups}, {threads} threads, input {h}x{w}"),
-                );
-            }
-        }
+        matches_everywhere(
+            geometry,
+            &weight,
+            &bias,
+            groups,
+            &x.view(),
+            &expected,
+            &format!("groups {groups}, input {h}x{w}"),
+        );
     }
 }
 
@@ -339,28 +361,20 @@ fn depthwise_planes_match_the_reference() {
             let weight = random_array((channels, 1, kh, kw), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
             let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
-            for isa in Isa::available() {
-                let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), channels)
-                    .and_then(|layer| layer.with_isa(isa))
-                    .unwrap();
-                for threads in [1, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let y = if case.is_multiple_of(2) {
-                        pool.install(|| conv.forward(&x).unwrap())
-                    } else {
-                        pool.install(|| conv.forward(&view).unwrap())
-                    };
-                    assert_close(
-                        &y,
-                        &expected,
-                        TOLERANCE,
-                        &format!("{spec}, {isa}, {threads} threads, input {h}x{w}"),
-                    );
-                }
-            }
+            let input = if case.is_multiple_of(2) {
+                x.view()
+            } else {
+                view
+            };
+            matches_everywhere(
+                geometry,
+                &weight,
+                &bias,
+                channels,
+                &input,
+                &expected,
+                &format!("{spec}, input {h}x{w}"),
+            );
         }
     }
     check(conv!(k = 3, dilation = 2, padding = 2));
@@ -405,28 +419,20 @@ fn winograd_tiles_match_the_reference() {
             let weight = random_array((out_channels, in_channels, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
             let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, 1).unwrap();
-            for isa in Isa::available() {
-                let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
-                    .and_then(|layer| layer.with_isa(isa))
-                    .unwrap();
-                for threads in [1, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let y = if case.is_multiple_of(2) {
-                        pool.install(|| conv.forward(&x).unwrap())
-                    } else {
-                        pool.install(|| conv.forward(&view).unwrap())
-                    };
-                    assert_close(
-                        &y,
-                        &expected,
-                        TOLERANCE,
-                        &format!("{spec}, {isa}, {threads} threads, input {h}x{w}"),
-                    );
-                }
-            }
+            let input = if case.is_multiple_of(2) {
+                x.view()
+            } else {
+                view
+            };
+            matches_everywhere(
+                geometry,
+                &weight,
+                &bias,
+                1,
+                &input,
+                &expected,
+                &format!("{spec}, input {h}x{w}"),
+            );
         }
     }
     check(conv!(k = 3, padding = 1));
@@ -458,24 +464,15 @@ fn multi_row_calls_match_the_reference() {
             let weight = random_array((channels, in_per_group, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
             let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
-            for isa in Isa::available() {
-                let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), channels)
-                    .and_then(|layer| layer.with_isa(isa))
-                    .unwrap();
-                for threads in [1, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let y = pool.install(|| conv.forward(&x).unwrap());
-                    assert_close(
-                        &y,
-                        &expected,
-                        TOLERANCE,
-                        &format!("{spec}, {isa}, {threads} threads, input {h}x{w}"),
-                    );
-                }
-            }
+            matches_everywhere(
+                geometry,
+                &weight,
+                &bias,
+                channels,
+                &x.view(),
+                &expected,
+                &format!("{spec}, input {h}x{w}"),
+            );
         }
     }
     check(conv!(k = 3, dilation = 2, padding = 2), 2);
