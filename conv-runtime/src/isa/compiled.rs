@@ -1,6 +1,6 @@
 //! Kernels instantiated for one instruction set, behind a pointer that hides which.
 
-use super::{Isa, Simd};
+use super::{Detected, Isa, Simd};
 
 /// A kind of kernel: the job its calls take. The forward row kernels are one family, each
 /// weight-gradient kernel another.
@@ -43,6 +43,20 @@ impl<F: Family> Compiled<F> {
         Compiled {
             isa: S::ISA,
             kernel: simd.compile::<F, K>(),
+        }
+    }
+
+    /// Kernel `K` compiled for `isa`, or for the portable set where `isa` is not available:
+    /// for the kernels whose blocking is the same on every set.
+    pub fn for_isa<K: Kernel<F>>(isa: Isa) -> Self {
+        match Detected::or_portable(isa) {
+            Detected::Portable(simd) => Self::new::<K, _>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx2(simd) => Self::new::<K, _>(simd),
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) => Self::new::<K, _>(simd),
+            #[cfg(target_arch = "aarch64")]
+            Detected::Neon(simd) => Self::new::<K, _>(simd),
         }
     }
 

@@ -22,7 +22,7 @@ use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use self::kernel::{Plane, PlaneFamily, PlaneJob};
-use crate::isa::{Compiled, Detected, Isa};
+use crate::isa::{Compiled, Isa};
 use crate::memory::scratch::with_scratch;
 use crate::shape::geometry::GeometrySpec;
 
@@ -61,15 +61,7 @@ impl Depthwise {
         if !depthwise || spec.stride != (1, 1) || kh * kw == 0 {
             return None;
         }
-        let kernel = match Detected::or_portable(isa) {
-            Detected::Portable(simd) => Compiled::new::<Plane, _>(simd),
-            #[cfg(target_arch = "x86_64")]
-            Detected::Avx2(simd) => Compiled::new::<Plane, _>(simd),
-            #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) => Compiled::new::<Plane, _>(simd),
-            #[cfg(target_arch = "aarch64")]
-            Detected::Neon(simd) => Compiled::new::<Plane, _>(simd),
-        };
+        let kernel = Compiled::for_isa::<Plane>(isa);
         Some(Depthwise {
             kernel,
             spec,

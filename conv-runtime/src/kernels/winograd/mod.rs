@@ -24,7 +24,7 @@ use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use self::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob, Tiles, WinogradFamily};
-use crate::isa::{Compiled, Detected, Isa};
+use crate::isa::{Compiled, Isa};
 use crate::kernels::row::prepare::prepare;
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
@@ -69,15 +69,7 @@ impl Winograd {
         if !fits {
             return None;
         }
-        let kernel = match Detected::or_portable(isa) {
-            Detected::Portable(simd) => Compiled::new::<Tiles, _>(simd),
-            #[cfg(target_arch = "x86_64")]
-            Detected::Avx2(simd) => Compiled::new::<Tiles, _>(simd),
-            #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) => Compiled::new::<Tiles, _>(simd),
-            #[cfg(target_arch = "aarch64")]
-            Detected::Neon(simd) => Compiled::new::<Tiles, _>(simd),
-        };
+        let kernel = Compiled::for_isa::<Tiles>(isa);
         Some(Winograd {
             kernel,
             spec,
