@@ -23,15 +23,9 @@ use rayon::prelude::*;
 
 use self::kernel::{Plane, PlaneFamily, PlaneJob};
 use crate::isa::{Compiled, Isa};
+use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::scratch::with_scratch;
 use crate::shape::geometry::GeometrySpec;
-
-/// Below this many multiply-adds a layer runs on the calling thread (as the row driver's
-/// threshold, whose reasons hold here).
-const PARALLEL_THRESHOLD: usize = 1 << 19;
-
-/// Enough tasks per thread that uneven tasks still balance.
-const TASKS_PER_THREAD: usize = 4;
 
 /// The widest vector of any instruction set, in floats: padded rows are at least the output
 /// row rounded up to it, so that a row's last vector reads inside its row.
@@ -102,11 +96,7 @@ impl Depthwise {
             return;
         }
 
-        let threads = if planes * out_plane * taps < PARALLEL_THRESHOLD {
-            1
-        } else {
-            rayon::current_num_threads()
-        };
+        let threads = forward_threads(planes * out_plane * taps);
         let per_task = planes.div_ceil(threads * TASKS_PER_THREAD);
         let task = |(index, out): (usize, &mut [MaybeUninit<f32>])| {
             with_scratch(rows * row_stride, |padded| {

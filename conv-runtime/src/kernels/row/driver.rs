@@ -12,19 +12,11 @@ use rayon::prelude::*;
 
 use super::prepare::prepare;
 use super::{Engine, Prepared, RowJob};
+use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
-
-/// Enough independent pieces of work per thread that uneven pieces still balance.
-const TASKS_PER_THREAD: usize = 4;
-
-/// Below this many multiply-adds a layer runs on the calling thread: handing work to other
-/// threads costs more than it saves. Half a million is about 10 microseconds of one core's
-/// work; the seed layers (1.8M and 0.8M) ran 1.47x and 1.29x faster on two threads than on
-/// one (Zen 3, median of 7 alternated rounds), where the old 4M threshold kept them on one.
-const PARALLEL_THRESHOLD: usize = 1 << 19;
 
 /// Convolution of `input` into `output` (standard layout, of the right shape).
 pub(super) fn convolve(
@@ -216,11 +208,7 @@ fn run(
             .sum::<usize>()
             .max(1)
         / engine.taps.phases.len();
-    let threads = if work_per_image * input.dim().0 < PARALLEL_THRESHOLD {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
+    let threads = forward_threads(work_per_image * input.dim().0);
     // Groups share no input, so they are taken one after another. Within a group, the loop
     // order keeps the larger operand in cache and streams the smaller one:
     //

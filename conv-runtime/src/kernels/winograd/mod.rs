@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use self::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob, Tiles, WinogradFamily};
 use crate::isa::{Compiled, Isa};
+use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::prepare;
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
@@ -33,10 +34,6 @@ use crate::shape::geometry::GeometrySpec;
 
 /// The fewest input and output channels for which the transforms pay for themselves.
 const MIN_CHANNELS: usize = 16;
-
-/// Below this many multiply-adds (of the direct convolution) an image runs on the calling
-/// thread (as the row driver's threshold).
-const PARALLEL_THRESHOLD: usize = 1 << 19;
 
 /// A 3x3 convolution packed for the Winograd kernel.
 #[derive(Clone)]
@@ -99,12 +96,8 @@ impl Winograd {
             phase_len: (tiles.next_multiple_of(MAX_TILES) + 1).max((pad_left + in_w).div_ceil(2)),
         };
         let out_padded = self.out_channels.next_multiple_of(CHANNEL_STEP);
-        let work = self.out_channels * channels * out_h * out_w * 9;
-        let threads = if work < PARALLEL_THRESHOLD {
-            1
-        } else {
-            rayon::current_num_threads()
-        };
+        // Counted as the direct convolution's, as the other families count.
+        let threads = forward_threads(self.out_channels * channels * out_h * out_w * 9);
         let plane = out_h * out_w;
         with_scratch(layout.image_stride(), |prepared| {
             for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
