@@ -198,6 +198,39 @@ fn matches_everywhere<G: Geometry>(
     }
 }
 
+/// The smallest input a geometry takes, counting what a padding mode needs (reflection needs
+/// more input than the padding).
+fn smallest_input(spec: &GeometrySpec) -> (usize, usize) {
+    let (min, reflect) = (spec.min_input_size(), spec.padding_min_input());
+    (min.0.max(reflect.0), min.1.max(reflect.1))
+}
+
+/// [`matches_everywhere`] on a random input of `batch` images of `h x w` drawn from `seed`,
+/// against the reference's output: for even seeds a standard-layout array, for odd ones a
+/// strided view of it (rows of `w` inside rows of `w + 3`).
+fn matches_in_either_layout<G: Geometry>(
+    geometry: G,
+    weight: &Array4<f32>,
+    bias: &Option<Array1<f32>>,
+    groups: usize,
+    (batch, h, w): (usize, usize, usize),
+    seed: u64,
+) {
+    let spec = G::SPEC;
+    let in_channels = weight.dim().1 * groups;
+    let wide = random_array((batch, in_channels, h, w + 3), seed);
+    let view = wide.slice(s![.., .., .., 3..]);
+    let x = view.to_owned();
+    let expected = reference::conv2d(&x, weight, bias.as_ref(), &spec, groups).unwrap();
+    let input = if seed.is_multiple_of(2) {
+        x.view()
+    } else {
+        view
+    };
+    let what = format!("{spec}, input {h}x{w}");
+    matches_everywhere(geometry, weight, bias, groups, &input, &expected, &what);
+}
+
 macro_rules! grid {
     ($($name:ident: $geometry:expr;)*) => {$(
         #[test]
@@ -336,9 +369,7 @@ fn depthwise_planes_match_the_reference() {
         let spec = G::SPEC;
         let (kh, kw) = spec.kernel_size;
         let channels = 3;
-        // Reflection needs more input than the padding.
-        let (min, reflect) = (spec.min_input_size(), spec.padding_min_input());
-        let min = (min.0.max(reflect.0), min.1.max(reflect.1));
+        let min = smallest_input(&spec);
         for (case, (h, w)) in [
             (0, 0),
             (1, 7),
@@ -354,27 +385,9 @@ fn depthwise_planes_match_the_reference() {
         {
             let (h, w) = (min.0 + h, min.1 + w);
             let case = case as u64;
-            // Every other case reads a strided view (rows of `w` in rows of `w + 3`).
-            let wide = random_array((2, channels, h, w + 3), case);
-            let view = wide.slice(s![.., .., .., 3..]);
-            let x = view.to_owned();
             let weight = random_array((channels, 1, kh, kw), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
-            let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
-            let input = if case.is_multiple_of(2) {
-                x.view()
-            } else {
-                view
-            };
-            matches_everywhere(
-                geometry,
-                &weight,
-                &bias,
-                channels,
-                &input,
-                &expected,
-                &format!("{spec}, input {h}x{w}"),
-            );
+            matches_in_either_layout(geometry, &weight, &bias, channels, (2, h, w), case);
         }
     }
     check(conv!(k = 3, dilation = 2, padding = 2));
@@ -393,8 +406,7 @@ fn depthwise_planes_match_the_reference() {
 fn winograd_tiles_match_the_reference() {
     fn check<G: Geometry>(geometry: G) {
         let spec = G::SPEC;
-        let (min, reflect) = (spec.min_input_size(), spec.padding_min_input());
-        let min = (min.0.max(reflect.0), min.1.max(reflect.1));
+        let min = smallest_input(&spec);
         let sizes = [
             (0, 0),
             (1, 6),
@@ -413,26 +425,9 @@ fn winograd_tiles_match_the_reference() {
             } else {
                 (19, 16)
             };
-            let wide = random_array((2, in_channels, h, w + 2), case);
-            let view = wide.slice(s![.., .., .., 2..]);
-            let x = view.to_owned();
             let weight = random_array((out_channels, in_channels, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
-            let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, 1).unwrap();
-            let input = if case.is_multiple_of(2) {
-                x.view()
-            } else {
-                view
-            };
-            matches_everywhere(
-                geometry,
-                &weight,
-                &bias,
-                1,
-                &input,
-                &expected,
-                &format!("{spec}, input {h}x{w}"),
-            );
+            matches_in_either_layout(geometry, &weight, &bias, 1, (2, h, w), case);
         }
     }
     check(conv!(k = 3, padding = 1));
