@@ -291,7 +291,10 @@ grid! {
 /// partial blocks), for a convolution, stride-2 transposed convolutions with several taps
 /// per phase and with one (the paired and channel-vectorised kernels), and an unpaired
 /// stride-3 one, at widths around whole tiles; the stride-2 and stride-3 convolutions reach
-/// the blocking of strided convolutions.
+/// the blocking of strided convolutions. On AVX2, the transposed `k = 4, stride = 2`
+/// layer of at least 16 channels takes its one-phase kernel at width 16 (phase rows of one
+/// whole tile) and the channel-vectorised one for rows too short (width 1) or filling too
+/// little of two tiles (width 34).
 #[test]
 fn every_blocking_on_every_instruction_set() {
     fn check<G: ZeroPadded>(geometry: G) {

@@ -10,7 +10,9 @@ use std::ops::Range;
 use ndarray::{ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
+use super::engine::Blocked;
 use super::prepare::prepare;
+use super::select::Choice;
 use super::{Engine, Prepared, RowJob};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::layout::PlaneLayout;
@@ -36,7 +38,7 @@ pub(super) fn convolve(
         channels,
         rows: in_h,
         col_phases: engine.taps.col_stride,
-        phase_len: (out_w + engine.kernel.tile + last_column)
+        phase_len: (out_w + engine.rows.kernel.tile + last_column)
             .max((in_w + pad_left).div_ceil(engine.taps.col_stride)),
     };
     let rows = RowMap {
@@ -46,7 +48,7 @@ pub(super) fn convolve(
         out_w,
         zero_rows_above: 0,
     };
-    run(engine, input, output, layout, &rows);
+    run(engine, &engine.rows, input, output, layout, &rows);
 }
 
 /// Transposed convolution of `input` into `output` (standard layout, of the right shape).
@@ -57,7 +59,22 @@ pub(super) fn convolve_transposed(
 ) {
     let (_, channels, in_h, in_w) = input.dim();
     let (out_h, out_w) = (output.dim().2, output.dim().3);
-    let paired = engine.kernel.column_phases == 2;
+    let mut rows = RowMap {
+        transposed: true,
+        paired: false,
+        spec: engine.spec,
+        out_w,
+        zero_rows_above: 0,
+    };
+    let widest = (0..engine.spec.stride.1)
+        .map(|col_phase| rows.phase_cols(col_phase))
+        .max_by_key(|cols| cols.end)
+        .unwrap_or(0..0);
+    let blocked = match &engine.short_rows {
+        Some(short) if !Choice::fills(&engine.rows.kernel, widest.len()) => short,
+        _ => &engine.rows,
+    };
+    let paired = blocked.kernel.column_phases == 2;
     // The paired kernels read the rows above and below the input as zeros instead of
     // testing each tap row (see `kernel`): lay out as many as their taps reach.
     let (above, below) = if paired {
@@ -65,24 +82,15 @@ pub(super) fn convolve_transposed(
     } else {
         (0, 0)
     };
-    let rows = RowMap {
-        transposed: true,
-        paired,
-        spec: engine.spec,
-        out_w,
-        zero_rows_above: above,
-    };
-    let widest = (0..engine.spec.stride.1)
-        .map(|col_phase| rows.phase_cols(col_phase).end)
-        .max()
-        .unwrap_or(0);
+    rows.paired = paired;
+    rows.zero_rows_above = above;
     let layout = PlaneLayout {
         channels,
         rows: above + in_h + below,
         col_phases: 1,
-        phase_len: (widest + engine.kernel.tile).max(in_w) + engine.input_shift,
+        phase_len: (widest.end + blocked.kernel.tile).max(in_w) + engine.input_shift,
     };
-    run(engine, input, output, layout, &rows);
+    run(engine, blocked, input, output, layout, &rows);
 }
 
 /// The zero rows a transposed convolution's taps read above and below an input of `in_h`
@@ -189,12 +197,13 @@ impl RowMap {
 /// (group, channel block, row range) piece, in parallel when the layer is large enough.
 fn run(
     engine: &Engine,
+    blocked: &Blocked,
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<MaybeUninit<f32>>,
     layout: PlaneLayout,
     rows: &RowMap,
 ) {
-    let packed = &engine.packed;
+    let packed = &blocked.packed;
     let (_, out_channels, out_h, out_w) = output.dim();
     let work_per_image = out_channels
         * out_h
@@ -243,7 +252,7 @@ fn run(
     };
     let chunk_rows = out_h.div_ceil(row_chunks).max(1);
     let part_blocks = per_group.div_ceil(block_parts).max(1);
-    let rows_per_job = if engine.kernel.multi_row {
+    let rows_per_job = if blocked.kernel.multi_row {
         let per_row = out_w * packed.in_per_group * engine.taps.phases[0].taps.len();
         // A job's output rows are one slice each: at most `MAX_BLOCK` of them.
         JOB_WORK
@@ -326,7 +335,7 @@ fn run(
                         out_offset: offset,
                         taps: engine.taps,
                     };
-                    engine.kernel.kernel.run(&mut job);
+                    blocked.kernel.kernel.run(&mut job);
                 }
             };
             let task = |(group, chunk, part): (usize, usize, usize)| {

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array4, ArrayBase, ArrayView4, ArrayViewMut4, Data, DataMu
 
 use super::driver;
 use super::packed::PackedWeights;
-use super::select::{Selected, select};
+use super::select::{Choice, Selected, select};
 use super::{Forward, RunTimeTaps, TapList, Transposed};
 use crate::isa::Isa;
 use crate::kernels::depthwise::Depthwise;
@@ -25,8 +25,11 @@ pub(crate) struct Engine {
     pub(super) taps: RunTimeTaps,
     /// Zeros on the left of each prepared row, before column 0 of the input.
     pub(super) input_shift: usize,
-    pub(super) kernel: Selected,
-    pub(super) packed: PackedWeights,
+    /// The row kernel and the weights packed for it.
+    pub(super) rows: Blocked,
+    /// A second row kernel, with its own packing, for transposed convolutions whose phase
+    /// rows are too short for the first's tiles ([`Choice::short_rows`]).
+    pub(super) short_rows: Option<Blocked>,
     /// One per output channel, zeros when the layer has no bias.
     pub(super) bias: Vec<f32>,
     pub(super) groups: usize,
@@ -49,12 +52,12 @@ impl Engine {
         groups: usize,
     ) -> Engine {
         let out_channels = weight.dim().0;
-        let kernel = select::<Forward<G>>(isa, out_channels / groups);
-        let packed = PackedWeights::conv(weight.view(), groups, kernel.block);
+        let choice = select::<Forward<G>>(isa, out_channels / groups);
+        let pack = |block| PackedWeights::conv(weight.view(), groups, block);
         Engine {
             depthwise: Depthwise::plan(isa, Forward::<G>::SPEC, weight, groups),
             winograd: Winograd::plan(isa, Forward::<G>::SPEC, weight, groups),
-            ..Engine::new::<Forward<G>>(kernel, packed, bias, out_channels, groups, false)
+            ..Engine::new::<Forward<G>>(choice, pack, bias, out_channels, groups, false)
         }
     }
 
@@ -67,14 +70,15 @@ impl Engine {
         groups: usize,
     ) -> Engine {
         let out_channels = weight.dim().1 * groups;
-        let kernel = select::<Transposed<G>>(isa, out_channels / groups);
-        let packed = PackedWeights::transposed(weight.view(), groups, kernel.block);
-        Engine::new::<Transposed<G>>(kernel, packed, bias, out_channels, groups, true)
+        let choice = select::<Transposed<G>>(isa, out_channels / groups);
+        let pack = |block| PackedWeights::transposed(weight.view(), groups, block);
+        Engine::new::<Transposed<G>>(choice, pack, bias, out_channels, groups, true)
     }
 
+    /// `pack(block)` packs the weights for a kernel of `block` output channels.
     fn new<T: TapList>(
-        kernel: Selected,
-        packed: PackedWeights,
+        choice: Choice,
+        pack: impl Fn(usize) -> PackedWeights,
         bias: Option<&Array1<f32>>,
         out_channels: usize,
         groups: usize,
@@ -84,8 +88,8 @@ impl Engine {
             spec: T::SPEC,
             taps: RunTimeTaps::of::<T>(),
             input_shift: T::INPUT_SHIFT,
-            kernel,
-            packed,
+            rows: Blocked::new(choice.rows, &pack),
+            short_rows: choice.short_rows.map(|kernel| Blocked::new(kernel, &pack)),
             bias: match bias {
                 Some(bias) => bias.to_vec(),
                 None => vec![0.0; out_channels],
@@ -99,7 +103,7 @@ impl Engine {
 
     /// The instruction set the kernels run on.
     pub fn isa(&self) -> Isa {
-        self.kernel.kernel.isa()
+        self.rows.kernel.kernel.isa()
     }
 
     /// Runs the operation on a checked input into an output of the checked shape, any
@@ -162,6 +166,22 @@ impl Engine {
             driver::convolve_transposed(self, input, out);
         } else {
             driver::convolve(self, input, out);
+        }
+    }
+}
+
+/// A row kernel and the layer's weights packed in its blocks.
+#[derive(Clone)]
+pub(super) struct Blocked {
+    pub kernel: Selected,
+    pub packed: PackedWeights,
+}
+
+impl Blocked {
+    fn new(kernel: Selected, pack: impl Fn(usize) -> PackedWeights) -> Blocked {
+        Blocked {
+            packed: pack(kernel.block),
+            kernel,
         }
     }
 }

@@ -31,9 +31,35 @@ pub(crate) struct Selected {
     pub multi_row: bool,
 }
 
+/// The row kernels chosen for a layer: one for every call, and where that one's tiles are
+/// wide, one for rows too short to fill them.
+#[derive(Clone, Copy)]
+pub(crate) struct Choice {
+    pub rows: Selected,
+    /// Runs the transposed convolutions whose phase rows would leave `rows`' tiles partly
+    /// empty (see [`Choice::fills`]).
+    pub short_rows: Option<Selected>,
+}
+
+impl Choice {
+    fn only(rows: Selected) -> Choice {
+        Choice {
+            rows,
+            short_rows: None,
+        }
+    }
+
+    /// Whether rows of `width` tile columns fill at least nine tenths of the tiles of
+    /// `kernel`: below that, the kernel vectorised along output channels, about that much
+    /// slower on full rows (dcgan-up, Zen 3: 3.80 against 3.52 ms), does less work.
+    pub fn fills(kernel: &Selected, width: usize) -> bool {
+        10 * width >= 9 * width.next_multiple_of(kernel.tile)
+    }
+}
+
 /// The row kernel for tap list `T` on `isa` (the portable set if `isa` is not available),
 /// blocked for a layer with `out_per_group` output channels per group.
-pub(crate) fn select<T: TapList>(isa: Isa, out_per_group: usize) -> Selected {
+pub(crate) fn select<T: TapList>(isa: Isa, out_per_group: usize) -> Choice {
     T::with_columns(Chooser::<T> {
         detected: Detected::or_portable(isa),
         out_per_group,
@@ -49,10 +75,39 @@ struct Chooser<T> {
 }
 
 impl<T: TapList> ColumnPairing for Chooser<T> {
-    type Output = Selected;
+    type Output = Choice;
 
+    fn single(self) -> Choice {
+        Choice::only(self.single_phase())
+    }
+
+    fn paired(self) -> Choice {
+        // On AVX2, phases of several taps (k = 4, stride 2: 2x2 taps each) whose rows fill
+        // its tiles (16 phase columns in dcgan-up) run the single-phase kernel of six
+        // channels by two vectors, 12 accumulators: dcgan-up 1.08x faster than the kernel
+        // vectorised along output channels (Zen 3, one thread, six alternated rounds, median
+        // 3.78 -> 3.52 ms); six channels by one vector of both phases spilled (6.75 ms), and
+        // six by two ran unet-up (one-tap phases) 1.3x slower than the paired three by two.
+        // Shorter rows (the 4x4 and 8x8 inputs of a DCGAN generator's first layers) would
+        // leave its tile mostly empty: they keep the kernel along output channels, whose
+        // rows may be any length.
+        #[cfg(target_arch = "x86_64")]
+        if let Detected::Avx2(simd) = self.detected
+            && self.out_per_group >= 16
+            && const { several_taps(T::PHASES) }
+        {
+            return Choice {
+                rows: specialised::<T, _, 6, 2, 1>(simd),
+                short_rows: Some(channel_vectors::<T, _, 2, 4>(simd)),
+            };
+        }
+        Choice::only(self.paired_phases())
+    }
+}
+
+impl<T: TapList> Chooser<T> {
     /// Kernels computing one column phase per call.
-    fn single(self) -> Selected {
+    fn single_phase(self) -> Selected {
         let out = self.out_per_group;
         let wide = out >= 4;
         // A strided convolution reads `stride` input columns per output column, so its rows
@@ -96,13 +151,14 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
     /// one-channel blocks they read the input three times; one block of three with two
     /// vectors keeps 12 accumulators in registers and ran seed-upconv 1.4x faster (Zen 3,
     /// 0.067 -> 0.046 ms).
-    fn paired(self) -> Selected {
+    fn paired_phases(self) -> Selected {
         let out = self.out_per_group;
         let wide = out >= 4;
         // Phases of several taps (k = 4, stride 2: 2x2 taps each) read rows of only `W`
         // phase columns, 16 in dcgan-up, where the paired kernel fills half its tile width;
         // the kernel vectorised along output channels does not care how long rows are, and
-        // ran dcgan-up 1.6x faster (Zen 3, 6.18 -> 3.80 ms). One-tap phases (k = 2, stride
+        // ran dcgan-up 1.6x faster (Zen 3, AVX2, 6.18 -> 3.80 ms; AVX2 now runs such rows as
+        // `paired` says). One-tap phases (k = 2, stride
         // 2) stay with the paired kernel: there the channel-vectorised one ran unet-up 1.19x
         // slower, its per-output scatter into the rows no longer hidden behind the taps.
         // One-tap phases take three channels by two vectors (12 accumulators, the shape of
@@ -122,10 +178,6 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
             Detected::Avx512(simd) if wide => specialised::<T, _, 4, 2, 2>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) => specialised::<T, _, 1, 4, 2>(simd),
-            #[cfg(target_arch = "x86_64")]
-            Detected::Avx2(simd) if out >= 16 && several_taps => {
-                channel_vectors::<T, _, 2, 4>(simd)
-            }
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) if wide && several_taps => specialised::<T, _, 4, 1, 2>(simd),
             #[cfg(target_arch = "x86_64")]
