@@ -167,27 +167,24 @@ fn check_geometry<G: ZeroPadded>(geometry: G, case: &Case, isa: Isa) -> Result<(
     Ok(())
 }
 
-/// A convolution of `geometry` with `weight`, `bias` and `groups`, built on every instruction
-/// set and run on `x` at one thread and at three: every output is `expected`.
-fn matches_everywhere<G: Geometry>(
-    geometry: G,
-    weight: &Array4<f32>,
-    bias: &Option<Array1<f32>>,
-    groups: usize,
+/// A layer's weights: the weight, the bias and the groups.
+type Weights<'a> = (&'a Array4<f32>, &'a Option<Array1<f32>>, usize);
+
+/// `run(isa, x)`, a layer built on every instruction set, at one thread and at three: every
+/// output is `expected`.
+fn matches_everywhere(
+    run: impl Fn(Isa, &ArrayView4<f32>) -> Array4<f32> + Sync,
     x: &ArrayView4<f32>,
     expected: &Array4<f32>,
     what: &str,
 ) {
     for isa in Isa::available() {
-        let conv = Conv2d::from_weights(geometry, weight.clone(), bias.clone(), groups)
-            .and_then(|layer| layer.with_isa(isa))
-            .unwrap();
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let y = pool.install(|| conv.forward(x).unwrap());
+            let y = pool.install(|| run(isa, x));
             assert_close(
                 &y,
                 expected,
@@ -198,6 +195,34 @@ fn matches_everywhere<G: Geometry>(
     }
 }
 
+/// The convolution of `geometry` with `weights` on an instruction set, as
+/// [`matches_everywhere`] runs it.
+fn conv2d<G: Geometry>(
+    geometry: G,
+    (weight, bias, groups): Weights<'_>,
+) -> impl Fn(Isa, &ArrayView4<f32>) -> Array4<f32> + Sync {
+    move |isa, x| {
+        Conv2d::from_weights(geometry, weight.clone(), bias.clone(), groups)
+            .and_then(|layer| layer.with_isa(isa))
+            .and_then(|layer| layer.forward(x))
+            .unwrap()
+    }
+}
+
+/// The transposed convolution of `geometry` with `weights` on an instruction set, as
+/// [`matches_everywhere`] runs it.
+fn conv_transpose2d<G: ZeroPadded>(
+    geometry: G,
+    (weight, bias, groups): Weights<'_>,
+) -> impl Fn(Isa, &ArrayView4<f32>) -> Array4<f32> + Sync {
+    move |isa, x| {
+        ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), groups)
+            .and_then(|layer| layer.with_isa(isa))
+            .and_then(|layer| layer.forward(x))
+            .unwrap()
+    }
+}
+
 /// The smallest input a geometry takes, counting what a padding mode needs (reflection needs
 /// more input than the padding).
 fn smallest_input(spec: &GeometrySpec) -> (usize, usize) {
@@ -205,30 +230,43 @@ fn smallest_input(spec: &GeometrySpec) -> (usize, usize) {
     (min.0.max(reflect.0), min.1.max(reflect.1))
 }
 
-/// [`matches_everywhere`] on a random input of `batch` images of `h x w` drawn from `seed`,
-/// against the reference's output: for even seeds a standard-layout array, for odd ones a
-/// strided view of it (rows of `w` inside rows of `w + 3`).
-fn matches_in_either_layout<G: Geometry>(
-    geometry: G,
-    weight: &Array4<f32>,
-    bias: &Option<Array1<f32>>,
-    groups: usize,
-    (batch, h, w): (usize, usize, usize),
+/// [`matches_everywhere`] on a random input of `batch` images of `in_channels x h x w`
+/// drawn from `seed`, against `reference` of it: for even seeds a standard-layout array, for
+/// odd ones a strided view of it (rows of `w` inside rows of `w + 3`).
+fn matches_in_either_layout(
+    run: impl Fn(Isa, &ArrayView4<f32>) -> Array4<f32> + Sync,
+    reference: impl Fn(&Array4<f32>) -> Array4<f32>,
+    (batch, in_channels, h, w): (usize, usize, usize, usize),
     seed: u64,
+    what: &str,
 ) {
-    let spec = G::SPEC;
-    let in_channels = weight.dim().1 * groups;
     let wide = random_array((batch, in_channels, h, w + 3), seed);
     let view = wide.slice(s![.., .., .., 3..]);
     let x = view.to_owned();
-    let expected = reference::conv2d(&x, weight, bias.as_ref(), &spec, groups).unwrap();
+    let expected = reference(&x);
     let input = if seed.is_multiple_of(2) {
         x.view()
     } else {
         view
     };
-    let what = format!("{spec}, input {h}x{w}");
-    matches_everywhere(geometry, weight, bias, groups, &input, &expected, &what);
+    let what = format!("{what}, input {h}x{w}");
+    matches_everywhere(run, &input, &expected, &what);
+}
+
+/// [`matches_in_either_layout`] for the convolution of `geometry` with `weights`.
+fn conv_matches_in_either_layout<G: Geometry>(
+    geometry: G,
+    weights: Weights<'_>,
+    (batch, h, w): (usize, usize, usize),
+    seed: u64,
+) {
+    let (weight, bias, groups) = weights;
+    let spec = G::SPEC;
+    let reference =
+        |x: &Array4<f32>| reference::conv2d(x, weight, bias.as_ref(), &spec, groups).unwrap();
+    let shape = (batch, weight.dim().1 * groups, h, w);
+    let what = format!("{spec} conv");
+    matches_in_either_layout(conv2d(geometry, weights), reference, shape, seed, &what);
 }
 
 macro_rules! grid {
@@ -350,10 +388,7 @@ fn every_work_split_matches_the_reference() {
         let spec = spec_of(geometry);
         let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, groups).unwrap();
         matches_everywhere(
-            geometry,
-            &weight,
-            &bias,
-            groups,
+            conv2d(geometry, (&weight, &bias, groups)),
             &x.view(),
             &expected,
             &format!("groups {groups}, input {h}x{w}"),
@@ -390,7 +425,7 @@ fn depthwise_planes_match_the_reference() {
             let case = case as u64;
             let weight = random_array((channels, 1, kh, kw), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
-            matches_in_either_layout(geometry, &weight, &bias, channels, (2, h, w), case);
+            conv_matches_in_either_layout(geometry, (&weight, &bias, channels), (2, h, w), case);
         }
     }
     check(conv!(k = 3, dilation = 2, padding = 2));
@@ -400,16 +435,17 @@ fn depthwise_planes_match_the_reference() {
 }
 
 /// 3x3 convolutions of stride 1 with many channels run the Winograd kernel (2x2 output
-/// tiles): odd and even output sizes (a last tile half outside the output), widths around
-/// whole blocks of tiles on every instruction set (16 and 32 tiles), no padding, padding 1
-/// and padding wider than the kernel, a padding mode, output channels not a multiple of the
-/// kernel's step, batches, a strided input, one thread and three: the reference's numbers,
-/// on every instruction set.
+/// tiles), and so do the transposed convolutions of that geometry (the filters turned
+/// around, padding 2 - p): odd and even output sizes (a last tile half outside the output),
+/// widths around whole blocks of tiles on every instruction set (16 and 32 tiles), no
+/// padding, padding 1 and padding wider than the kernel (convolution), 0, 1 and 2
+/// (transposed), a padding mode, output channels not a multiple of the kernel's step,
+/// batches, a strided input, one thread and three: the reference's numbers, on every
+/// instruction set.
 #[test]
 fn winograd_tiles_match_the_reference() {
-    fn check<G: Geometry>(geometry: G) {
-        let spec = G::SPEC;
-        let min = smallest_input(&spec);
+    /// For each case: its input size beyond the smallest, input and output channels.
+    fn cases() -> impl Iterator<Item = (u64, (usize, usize), (usize, usize))> {
         let sizes = [
             (0, 0),
             (1, 6),
@@ -420,23 +456,47 @@ fn winograd_tiles_match_the_reference() {
             (0, 64),
             (1, 65),
         ];
-        for (case, (h, w)) in sizes.into_iter().enumerate() {
-            let (h, w) = (min.0 + h, min.1 + w);
+        sizes.into_iter().enumerate().map(|(case, size)| {
             let case = case as u64;
-            let (in_channels, out_channels) = if case.is_multiple_of(3) {
+            let channels = if case.is_multiple_of(3) {
                 (16, 18)
             } else {
                 (19, 16)
             };
+            (case, size, channels)
+        })
+    }
+    fn conv<G: Geometry>(geometry: G) {
+        let min = smallest_input(&G::SPEC);
+        for (case, (h, w), (in_channels, out_channels)) in cases() {
             let weight = random_array((out_channels, in_channels, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
-            matches_in_either_layout(geometry, &weight, &bias, 1, (2, h, w), case);
+            let size = (2, min.0 + h, min.1 + w);
+            conv_matches_in_either_layout(geometry, (&weight, &bias, 1), size, case);
         }
     }
-    check(conv!(k = 3, padding = 1));
-    check(conv!(k = 3));
-    check(conv!(k = 3, padding = 4));
-    check(conv!(k = 3, padding = 1, padding_mode = reflect));
+    fn transposed<G: ZeroPadded>(geometry: G) {
+        let spec = G::SPEC;
+        let min = spec.transposed_min_input_size();
+        for (case, (h, w), (in_channels, out_channels)) in cases() {
+            let weight = random_array((in_channels, out_channels, 3, 3), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
+            let reference = |x: &Array4<f32>| {
+                reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, 1, None).unwrap()
+            };
+            let run = conv_transpose2d(geometry, (&weight, &bias, 1));
+            let shape = (2, in_channels, min.0 + h, min.1 + w);
+            let what = format!("{spec} transposed");
+            matches_in_either_layout(run, reference, shape, case, &what);
+        }
+    }
+    conv(conv!(k = 3, padding = 1));
+    conv(conv!(k = 3));
+    conv(conv!(k = 3, padding = 4));
+    conv(conv!(k = 3, padding = 1, padding_mode = reflect));
+    transposed(conv!(k = 3));
+    transposed(conv!(k = 3, padding = 1));
+    transposed(conv!(k = 3, padding = 2));
 }
 
 /// Convolutions with one output channel per group run several output rows per kernel call
@@ -463,10 +523,7 @@ fn multi_row_calls_match_the_reference() {
             let bias: Option<Array1<f32>> = Some(random_array(channels, case ^ 9));
             let expected = reference::conv2d(&x, &weight, bias.as_ref(), &spec, channels).unwrap();
             matches_everywhere(
-                geometry,
-                &weight,
-                &bias,
-                channels,
+                conv2d(geometry, (&weight, &bias, channels)),
                 &x.view(),
                 &expected,
                 &format!("{spec}, input {h}x{w}"),

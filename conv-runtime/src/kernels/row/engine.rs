@@ -72,7 +72,10 @@ impl Engine {
         let out_channels = weight.dim().1 * groups;
         let choice = select::<Transposed<G>>(isa, out_channels / groups);
         let pack = |block| PackedWeights::transposed(weight.view(), groups, block);
-        Engine::new::<Transposed<G>>(choice, pack, bias, out_channels, groups, true)
+        Engine {
+            winograd: Winograd::plan_transposed(isa, Transposed::<G>::SPEC, weight, groups),
+            ..Engine::new::<Transposed<G>>(choice, pack, bias, out_channels, groups, true)
+        }
     }
 
     /// `pack(block)` packs the weights for a kernel of `block` output channels.

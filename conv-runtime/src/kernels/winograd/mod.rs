@@ -1,6 +1,8 @@
 //! The Winograd family: 3x3 convolutions of stride 1 and dilation 1 with many channels
 //! (U-Net's encoder, VGG-style layers), by Lavin and Gray's F(2x2, 3x3): each 2x2 tile of
-//! outputs takes 16 multiply-adds per input and output channel instead of 36.
+//! outputs takes 16 multiply-adds per input and output channel instead of 36. The transposed
+//! convolutions of that geometry are convolutions too, with the filters turned around: the
+//! input gradient of every such layer's backward pass, and 3x3 stride-1 upconvolutions.
 //!
 //! The input is laid out as for the row kernels' stride 2 (even and odd columns apart, with
 //! the padding), so that the 4x4 input tiles of consecutive output tiles are contiguous
@@ -32,6 +34,9 @@ use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
 
+/// The filter size the family computes.
+const K: usize = 3;
+
 /// The fewest input and output channels for which the transforms pay for themselves.
 const MIN_CHANNELS: usize = 16;
 
@@ -39,7 +44,9 @@ const MIN_CHANNELS: usize = 16;
 #[derive(Clone)]
 pub(crate) struct Winograd {
     kernel: Compiled<WinogradFamily>,
-    spec: GeometrySpec,
+    /// The convolution's zero padding above and left of the input (below and right, the
+    /// output's size decides).
+    pad: (usize, usize),
     /// `G g G^T` of every filter, `[16][in_channels][out_channels rounded up]`.
     weights: Vec<f32>,
     out_channels: usize,
@@ -56,21 +63,42 @@ impl Winograd {
         weight: &Array4<f32>,
         groups: usize,
     ) -> Option<Winograd> {
-        let (out_channels, in_channels, kh, kw) = weight.dim();
-        let fits = (kh, kw) == (3, 3)
-            && spec.stride == (1, 1)
-            && spec.dilation == (1, 1)
-            && groups == 1
-            && in_channels >= MIN_CHANNELS
-            && out_channels >= MIN_CHANNELS;
-        if !fits {
+        if !fits(spec, weight, groups) {
             return None;
         }
-        let kernel = Compiled::for_isa::<Tiles>(isa);
         Some(Winograd {
-            kernel,
-            spec,
+            kernel: Compiled::for_isa::<Tiles>(isa),
+            pad: spec.pad_before(),
             weights: transform_weights(weight),
+            out_channels: weight.dim().0,
+        })
+    }
+
+    /// The Winograd packing of a transposed convolution of `spec` with `weight` (`[in_channels,
+    /// out_channels / groups, kh, kw]`), under the same conditions as [`plan`](Self::plan),
+    /// and padding of at most 2.
+    ///
+    /// At stride 1, output `x` of the transposed convolution gathers input `x + pad - kx`
+    /// times tap `kx`: the convolution with the filter turned around (tap `2 - kx`) and
+    /// padding `2 - pad`, input and output channels swapped.
+    pub fn plan_transposed(
+        isa: Isa,
+        spec: GeometrySpec,
+        weight: &Array4<f32>,
+        groups: usize,
+    ) -> Option<Winograd> {
+        let (pad_top, pad_left) = spec.pad_before();
+        if !fits(spec, weight, groups) || pad_top >= K || pad_left >= K {
+            return None;
+        }
+        let (in_channels, out_channels, _, _) = weight.dim();
+        let turned = Array4::from_shape_fn((out_channels, in_channels, K, K), |(o, i, y, x)| {
+            weight[[i, o, K - 1 - y, K - 1 - x]]
+        });
+        Some(Winograd {
+            kernel: Compiled::for_isa::<Tiles>(isa),
+            pad: (K - 1 - pad_top, K - 1 - pad_left),
+            weights: transform_weights(&turned),
             out_channels,
         })
     }
@@ -85,7 +113,7 @@ impl Winograd {
     ) {
         let (_, channels, in_h, in_w) = input.dim();
         let (out_h, out_w) = (output.dim().2, output.dim().3);
-        let (pad_top, pad_left) = self.spec.pad_before();
+        let (pad_top, pad_left) = self.pad;
         let (tile_rows, tiles) = (out_h.div_ceil(2), out_w.div_ceil(2));
         // Tile row `r` reads padded rows `2r..2r + 4`; a block of tiles from `t` reads
         // phase columns up to `t + 2 * LANES`.
@@ -152,6 +180,19 @@ impl Winograd {
             }
         });
     }
+}
+
+/// Whether a layer of `spec` with `weight` (either direction's shape: both dimensions are
+/// channels) is one the family runs: 3x3, stride 1, dilation 1, one group, at least
+/// `MIN_CHANNELS` channels in and out.
+fn fits(spec: GeometrySpec, weight: &Array4<f32>, groups: usize) -> bool {
+    let (channels_a, channels_b, kh, kw) = weight.dim();
+    (kh, kw) == (K, K)
+        && spec.stride == (1, 1)
+        && spec.dilation == (1, 1)
+        && groups == 1
+        && channels_a >= MIN_CHANNELS
+        && channels_b >= MIN_CHANNELS
 }
 
 /// `G g G^T` of each 3x3 filter `g = weight[k][c]`, computed in `f64`, laid out
