@@ -69,12 +69,13 @@ pub(super) fn convolve_transposed(
         out_w,
         zero_rows_above: 0,
     };
+    // The longest phase row decides which kernel runs.
     let widest = (0..engine.spec.stride.1)
-        .map(|col_phase| rows.phase_cols(col_phase))
-        .max_by_key(|cols| cols.end)
-        .unwrap_or(0..0);
+        .map(|col_phase| rows.phase_cols(col_phase).len())
+        .max()
+        .unwrap_or(0);
     let blocked = match &engine.short_rows {
-        Some(short) if !Choice::fills(&engine.rows.kernel, widest.len()) => short,
+        Some(short) if !Choice::fills(&engine.rows.kernel, widest) => short,
         _ => &engine.rows,
     };
     let paired = blocked.kernel.column_phases == 2;
