@@ -12,7 +12,6 @@ use rayon::prelude::*;
 
 use super::engine::Blocked;
 use super::prepare::prepare;
-use super::select::Choice;
 use super::{Engine, Prepared, RowJob};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::layout::PlaneLayout;
@@ -75,7 +74,7 @@ pub(super) fn convolve_transposed(
         .max()
         .unwrap_or(0);
     let blocked = match &engine.short_rows {
-        Some(short) if !Choice::fills(&engine.rows.kernel, widest) => short,
+        Some(short) if !engine.rows.kernel.fills(widest) => short,
         _ => &engine.rows,
     };
     let paired = blocked.kernel.column_phases == 2;

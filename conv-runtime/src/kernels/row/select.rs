@@ -31,13 +31,22 @@ pub(crate) struct Selected {
     pub multi_row: bool,
 }
 
+impl Selected {
+    /// Whether rows of `width` tile columns fill at least nine tenths of the kernel's tiles:
+    /// below that, the kernel vectorised along output channels, about that much slower on
+    /// full rows (dcgan-up, Zen 3: 3.80 against 3.52 ms), does less work.
+    pub fn fills(&self, width: usize) -> bool {
+        10 * width >= 9 * width.next_multiple_of(self.tile)
+    }
+}
+
 /// The row kernels chosen for a layer: one for every call, and where that one's tiles are
 /// wide, one for rows too short to fill them.
 #[derive(Clone, Copy)]
 pub(crate) struct Choice {
     pub rows: Selected,
     /// Runs the transposed convolutions whose phase rows would leave `rows`' tiles partly
-    /// empty (see [`Choice::fills`]).
+    /// empty (see [`Selected::fills`]).
     pub short_rows: Option<Selected>,
 }
 
@@ -47,13 +56,6 @@ impl Choice {
             rows,
             short_rows: None,
         }
-    }
-
-    /// Whether rows of `width` tile columns fill at least nine tenths of the tiles of
-    /// `kernel`: below that, the kernel vectorised along output channels, about that much
-    /// slower on full rows (dcgan-up, Zen 3: 3.80 against 3.52 ms), does less work.
-    pub fn fills(kernel: &Selected, width: usize) -> bool {
-        10 * width >= 9 * width.next_multiple_of(kernel.tile)
     }
 }
 
@@ -158,9 +160,9 @@ impl<T: TapList> Chooser<T> {
         // phase columns, 16 in dcgan-up, where the paired kernel fills half its tile width;
         // the kernel vectorised along output channels does not care how long rows are, and
         // ran dcgan-up 1.6x faster (Zen 3, AVX2, 6.18 -> 3.80 ms; AVX2 now runs such rows as
-        // `paired` says). One-tap phases (k = 2, stride
-        // 2) stay with the paired kernel: there the channel-vectorised one ran unet-up 1.19x
-        // slower, its per-output scatter into the rows no longer hidden behind the taps.
+        // `paired` says). One-tap phases (k = 2, stride 2) stay with the paired kernel:
+        // there the channel-vectorised one ran unet-up 1.19x slower, its per-output scatter
+        // into the rows no longer hidden behind the taps.
         // One-tap phases take three channels by two vectors (12 accumulators, the shape of
         // the classic 6 x 16 GEMM block: one input load per three broadcast weights) rather
         // than four by one (8 accumulators, one load per eight): unet-up ran 1.16x faster
