@@ -361,6 +361,41 @@ fn every_blocking_on_every_instruction_set() {
     check(conv!(k = 3, stride = 3, padding = 1));
 }
 
+/// Where the padding is a vector wide or more, the tiles at a row's ends leave out the vectors
+/// of a tap that read only padding (aspp-d12's dilation and padding 12): the reference's
+/// numbers for convolutions and transposed convolutions on every instruction set, at widths
+/// around whole vectors and tiles of 8 and 16 lanes (rows of one tile, whose first tile is
+/// also its last, and of several), for the blockings of one, three and four or more output
+/// channels; padding 20 reaches a whole 16-lane vector, padding 24 with dilation 8 is wider
+/// than the filter (a tap wholly in it), and `same` padding of an even filter is uneven.
+#[test]
+fn vectors_reading_only_padding_are_left_out() {
+    fn check<G: ZeroPadded>(geometry: G) {
+        for out_per_group in [1, 3, 4, 8] {
+            for extra_w in [0, 7, 8, 15, 16, 17, 31, 32, 33, 48, 64, 65] {
+                let case = Case {
+                    batch: 1,
+                    groups: 1,
+                    in_per_group: 2,
+                    out_per_group,
+                    extra: (1, extra_w),
+                    bias: true,
+                    seed: (out_per_group * 100 + extra_w) as u64,
+                };
+                for isa in Isa::available() {
+                    if let Err(error) = check_geometry(geometry, &case, isa) {
+                        panic!("{isa}, {case:?}: {error}");
+                    }
+                }
+            }
+        }
+    }
+    check(conv!(k = 3, dilation = 12, padding = 12));
+    check(conv!(k = 3, dilation = 20, padding = 20));
+    check(conv!(k = 3, dilation = 8, padding = 24));
+    check(conv!(k = (1, 4), dilation = (1, 9), padding = same));
+}
+
 /// Large layers are split among threads by group, by runs of output rows and, where a group
 /// has fewer rows than pieces of work wanted, by blocks of output channels as well; a layer
 /// whose weights outweigh its input is split by blocks first and runs each block's rows

@@ -291,7 +291,8 @@ fn run(
                 scratch,
                 threads,
             );
-            let prepared = Prepared::new(scratch, layout);
+            let data_columns = engine.input_shift..engine.input_shift + input.dim().3;
+            let prepared = Prepared::new(scratch, layout, data_columns);
             let plane = out_h * out_w;
             let out = SharedOutput(
                 out_image

@@ -62,17 +62,26 @@ const MAX_TILE: usize = 128;
 pub(crate) struct Prepared<'a> {
     data: &'a [f32],
     layout: PlaneLayout,
+    /// The prepared columns (counted before the split into column phases) that hold the
+    /// input's columns; every other column of every row is zero.
+    data_columns: Range<usize>,
 }
 
 impl<'a> Prepared<'a> {
-    /// Wraps `data`, which must hold exactly `layout.image_stride()` floats.
-    pub fn new(data: &'a [f32], layout: PlaneLayout) -> Prepared<'a> {
+    /// Wraps `data`, which must hold exactly `layout.image_stride()` floats, with the input's
+    /// columns at prepared columns `data_columns` and zeros around them.
+    pub fn new(data: &'a [f32], layout: PlaneLayout, data_columns: Range<usize>) -> Prepared<'a> {
         assert_eq!(
             data.len(),
             layout.image_stride(),
             "prepared buffer matches its layout"
         );
-        Prepared { data, layout }
+        assert!(data_columns.end <= layout.row_stride());
+        Prepared {
+            data,
+            layout,
+            data_columns,
+        }
     }
 }
 

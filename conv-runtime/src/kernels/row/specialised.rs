@@ -33,9 +33,96 @@ impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Kernel<RowF
     }
 }
 
+/// Which of a row's tiles a kernel instance computes: at an end of the row, the vectors whose
+/// taps read only zeros are left out (see [`Edges`]).
+const INTERIOR: u8 = 0;
+const LEFT_END: u8 = 1;
+const RIGHT_END: u8 = 2;
+
+/// Leaving out, at the ends of a row, the vectors of a tap that read only zeros.
+///
+/// Where the padding is at least a vector wide, the first and last tile of a row have vectors
+/// whose outer taps fall wholly in it: aspp-d12 (dilation and padding 12, 32 columns, two
+/// tiles of two 8-float vectors on AVX2) has 2 of the 12 vector-taps of each filter row there.
+/// Such a tile gets its own instance with those loads and multiply-adds left out: which are
+/// dead is a constant of the instance, valid for any tile that passes the run-time test in
+/// [`Edges::of`]. Only a geometry with such vectors compiles the extra instances.
+struct Edges<T, S, const WV: usize>(PhantomData<(T, S)>);
+
+impl<T: TapList, S: Simd, const WV: usize> Edges<T, S, WV> {
+    /// Zero columns of the prepared row before the input's first, counted from the first
+    /// tile's first column, in the layout the driver builds (a transposed convolution's first
+    /// tile column is the left padding).
+    const LEADING: isize = if T::PHASES.len() == 1 && T::COL_SHIFT > 0 {
+        T::INPUT_SHIFT as isize - T::SPEC.pad_before().1 as isize
+    } else {
+        T::INPUT_SHIFT as isize
+    };
+    /// Columns from the last output's window origin to the prepared row's end of data.
+    const TRAILING: isize = if T::PHASES.len() == 1 && T::COL_SHIFT > 0 {
+        T::SPEC.pad_after().1 as isize
+    } else {
+        Self::last_column() - T::SPEC.pad_after().1 as isize
+    };
+
+    /// Whether this geometry has vectors to leave out: one column phase (a tap `COL` reads
+    /// prepared column `tile start + COL + COL_SHIFT`), and an outermost tap whose first or
+    /// last vector reads only zeros.
+    const ANY: bool = T::COL_STRIDE == 1
+        && T::PHASES.len() == 1
+        && T::PHASES[0].extent.is_some()
+        && (Self::dead(LEFT_END, 0, Self::first_column())
+            || Self::dead(RIGHT_END, WV - 1, Self::last_column()));
+
+    const fn first_column() -> isize {
+        match T::PHASES[0].extent {
+            Some(extent) => extent.cols.0 + T::COL_SHIFT,
+            None => 0,
+        }
+    }
+
+    const fn last_column() -> isize {
+        match T::PHASES[0].extent {
+            Some(extent) => extent.cols.1 + T::COL_SHIFT,
+            None => 0,
+        }
+    }
+
+    /// Whether vector `v` of a tap reading prepared column `column` from the tile's start
+    /// reads only zeros in an `edge` tile.
+    const fn dead(edge: u8, v: usize, column: isize) -> bool {
+        let first = (v * S::LANES) as isize + column;
+        match edge {
+            LEFT_END => first + S::LANES as isize <= Self::LEADING,
+            RIGHT_END => first >= (WV * S::LANES) as isize + Self::TRAILING,
+            _ => false,
+        }
+    }
+
+    /// Which instance computes the tile starting at tile column `start` of `input`.
+    ///
+    /// A tap's vector `v` reads prepared columns `start + v * LANES + column` onwards, so
+    /// the dead vectors of `LEFT_END` read only zeros where `start + LEADING` is at most
+    /// the data's first column, and those of `RIGHT_END` where `start + tile + TRAILING` is
+    /// at least its end.
+    #[inline(always)]
+    fn of(start: usize, data_columns: &std::ops::Range<usize>) -> u8 {
+        let start = start as isize;
+        if !Self::ANY {
+            INTERIOR
+        } else if start + Self::LEADING <= data_columns.start as isize {
+            LEFT_END
+        } else if start + (WV * S::LANES) as isize + Self::TRAILING >= data_columns.end as isize {
+            RIGHT_END
+        } else {
+            INTERIOR
+        }
+    }
+}
+
 /// The accumulators of one tile: `CP` column phases of `OCB x WV` vectors, and where the
-/// current input channel's data and weights are.
-struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize> {
+/// current input channel's data and weights are. `EDGE` says which vectors are left out.
+struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const EDGE: u8> {
     simd: S,
     acc: [[[S::Vector; WV]; OCB]; CP],
     input: &'a [f32],
@@ -51,8 +138,8 @@ struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize> 
     taps: PhantomData<T>,
 }
 
-impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
-    Tile<'_, T, S, OCB, WV, CP>
+impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const EDGE: u8>
+    Tile<'_, T, S, OCB, WV, CP, EDGE>
 {
     /// Whether to apply the taps `row` rows from the window origin: the paired kernels
     /// apply every row (their prepared input has zero rows wherever a tap reaches past the
@@ -79,8 +166,13 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
             + column % T::COL_STRIDE * self.phase_len
             + column / T::COL_STRIDE;
         debug_assert!(at + WV * S::LANES <= self.input.len());
+        // Constants once inlined: in an edge instance, the vectors that read only zeros.
+        let live = |v: usize| !Edges::<T, S, WV>::dead(EDGE, v, column as isize);
+        if !(0..WV).any(live) {
+            return;
+        }
         let mut x = [simd.splat(0.0); WV];
-        for (v, x) in x.iter_mut().enumerate() {
+        for (v, x) in x.iter_mut().enumerate().filter(|&(v, _)| live(v)) {
             // SAFETY: `row` is inside the buffer (`Kernels` implementations call `tap` only
             // after `reads_row` said so for its row), `column / COL_STRIDE` plus the
             // tile is inside the phase row (`row` asserts the tile columns against
@@ -98,20 +190,37 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>
             // channel of the job, `weight_base` starts the current channel's, and
             // `weight < FILTER_LEN`, `j < OCB`.
             let weight = simd.splat(unsafe { *self.weights.get_unchecked(weight_at + j) });
-            for (acc, &x) in acc.iter_mut().zip(&x) {
-                *acc = simd.mul_add(weight, x, *acc);
+            for (v, (acc, &x)) in acc.iter_mut().zip(&x).enumerate() {
+                if live(v) {
+                    *acc = simd.mul_add(weight, x, *acc);
+                }
             }
         }
     }
 }
 
 /// A [`Tile`] seen as the visitor of column phase `P`'s taps.
-struct Slot<'t, 'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const P: usize>(
-    &'t mut Tile<'a, T, S, OCB, WV, CP>,
-);
+struct Slot<
+    't,
+    'a,
+    T,
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+    const EDGE: u8,
+    const P: usize,
+>(&'t mut Tile<'a, T, S, OCB, WV, CP, EDGE>);
 
-impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const P: usize>
-    TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, P>
+impl<
+    T: TapList,
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+    const EDGE: u8,
+    const P: usize,
+> TapVisitor for Slot<'_, '_, T, S, OCB, WV, CP, EDGE, P>
 {
     #[inline(always)]
     fn row(&mut self, row: isize) -> bool {
@@ -183,10 +292,7 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
     #[inline(always)]
     fn call<const PHASE: usize>(self) {
         let Tiles { simd, job, .. } = self;
-
-        let layout = job.input.layout;
         let tile = WV * S::LANES;
-        let (input, weights) = (job.input.data, job.weights);
         // A constant 1 unless the kernel is `MULTI_ROW`, so that the others compile no row loop.
         let rows = if Specialised::<T, OCB, WV, CP>::MULTI_ROW {
             job.rows
@@ -197,38 +303,63 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
             let origin_row = job.origin_row + row as isize * job.origin_step;
             let mut start = job.cols.start;
             while start < job.cols.end {
-                let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
-                let mut state = Tile::<T, S, OCB, WV, CP> {
-                    simd,
-                    acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
-                    input,
-                    base: 0,
-                    origin_row,
-                    rows: layout.rows,
-                    row_stride: layout.row_stride(),
-                    phase_len: layout.phase_len,
-                    weights,
-                    weight_base: 0,
-                    taps: PhantomData,
-                };
-                let taps_per_channel = T::FILTER_LEN * OCB;
-                for (index, channel) in job.channels.clone().enumerate() {
-                    state.base = channel * layout.channel_stride() + start;
-                    state.weight_base = index * taps_per_channel;
-                    // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
-                    if PHASE != NO_PHASE {
-                        T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, 0>(&mut state));
-                        if CP == 2 {
-                            let second = PHASE.wrapping_add(1);
-                            T::visit(second, &mut Slot::<T, S, OCB, WV, CP, 1>(&mut state));
-                        }
-                    }
+                let at = (row, origin_row, start);
+                match Edges::<T, S, WV>::of(start, &job.input.data_columns) {
+                    LEFT_END => one_tile::<T, S, OCB, WV, CP, LEFT_END, PHASE>(simd, job, at),
+                    RIGHT_END => one_tile::<T, S, OCB, WV, CP, RIGHT_END, PHASE>(simd, job, at),
+                    _ => one_tile::<T, S, OCB, WV, CP, INTERIOR, PHASE>(simd, job, at),
                 }
-                let count = (job.cols.end - start).min(tile);
-                // By value: the copy keeps the accumulators themselves out of memory.
-                store_tile::<S, OCB, WV, CP>(simd, state.acc, job, row, start, count);
                 start += tile;
             }
         }
     }
+}
+
+/// Computes and stores the tile starting at tile column `start` of the job's output row
+/// `row`, whose windows start at input row `origin_row`.
+#[inline(always)]
+fn one_tile<
+    T: TapList,
+    S: Simd,
+    const OCB: usize,
+    const WV: usize,
+    const CP: usize,
+    const EDGE: u8,
+    const PHASE: usize,
+>(
+    simd: S,
+    job: &mut RowJob<'_>,
+    (row, origin_row, start): (usize, isize, usize),
+) {
+    let layout = job.input.layout;
+    let bias = |j: usize| simd.splat(job.bias.get(j).copied().unwrap_or(0.0));
+    let mut state = Tile::<T, S, OCB, WV, CP, EDGE> {
+        simd,
+        acc: [std::array::from_fn(|j| [bias(j); WV]); CP],
+        input: job.input.data,
+        base: 0,
+        origin_row,
+        rows: layout.rows,
+        row_stride: layout.row_stride(),
+        phase_len: layout.phase_len,
+        weights: job.weights,
+        weight_base: 0,
+        taps: PhantomData,
+    };
+    let taps_per_channel = T::FILTER_LEN * OCB;
+    for (index, channel) in job.channels.clone().enumerate() {
+        state.base = channel * layout.channel_stride() + start;
+        state.weight_base = index * taps_per_channel;
+        // A phase no tap reaches (`NO_PHASE`) leaves the bias alone.
+        if PHASE != NO_PHASE {
+            T::visit(PHASE, &mut Slot::<T, S, OCB, WV, CP, EDGE, 0>(&mut state));
+            if CP == 2 {
+                let second = PHASE.wrapping_add(1);
+                T::visit(second, &mut Slot::<T, S, OCB, WV, CP, EDGE, 1>(&mut state));
+            }
+        }
+    }
+    let count = (job.cols.end - start).min(WV * S::LANES);
+    // By value: the copy keeps the accumulators themselves out of memory.
+    store_tile::<S, OCB, WV, CP>(simd, state.acc, job, row, start, count);
 }
