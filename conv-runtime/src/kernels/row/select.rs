@@ -112,15 +112,19 @@ impl<T: TapList> Chooser<T> {
     fn single_phase(self) -> Selected {
         let out = self.out_per_group;
         let wide = out >= 4;
+        // On AVX2, wide layers take a block of six channels by two vectors (12 accumulators,
+        // one input load per three broadcast weights) rather than four by two (8, one per
+        // two): with only 8 accumulators, two FMA units of four cycles' latency have no slack.
         // A strided convolution reads `stride` input columns per output column, so its rows
         // are short (32 outputs in down-s2: two tiles) and every channel block re-reads an
-        // output row's input (61 KB there) from L2; on AVX2 a block of six channels (12
-        // accumulators, one input load per three broadcast weights) ran down-s2 1.19x faster
-        // than one of four (Zen 3, one thread, 2.216 -> 1.855 ms). Not for the others: where
-        // two taps of a filter row read the same vector (dilation 4: taps 8 columns apart),
-        // LLVM keeps the shared load live, spills an accumulator, and context-d4 ran 2.2x
-        // slower. A constant: where it is false, the six-channel kernel is not compiled.
-        let strided = const { T::COL_STRIDE > 1 };
+        // output row's input (61 KB there) from L2: down-s2 ran 1.19x faster (Zen 3, one
+        // thread, 2.216 -> 1.855 ms); aspp-d12 (dilation 12) 1.05x (five alternated rounds,
+        // median 11.13 -> 10.57 ms; its backward 23.7 -> 22.5 ms). Not where two taps of a
+        // filter row read the same vector (dilation 4: taps 8 columns apart): LLVM keeps the
+        // shared load live, spills an accumulator, and context-d4 ran 2.2x slower. A
+        // constant, tested before the run-time `wide` in each arm: only one of the two
+        // kernels is compiled.
+        let six_by_two = const { T::COL_STRIDE > 1 || !shares_vectors(T::PHASES, 8, 2) };
         match self.detected {
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 2, 1>(simd),
@@ -131,9 +135,9 @@ impl<T: TapList> Chooser<T> {
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) => specialised::<T, _, 1, 4, 1>(simd),
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx2(simd) if wide && strided => specialised::<T, _, 6, 2, 1>(simd),
+            Detected::Avx2(simd) if six_by_two && wide => specialised::<T, _, 6, 2, 1>(simd),
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx2(simd) if wide => specialised::<T, _, 4, 2, 1>(simd),
+            Detected::Avx2(simd) if !six_by_two && wide => specialised::<T, _, 4, 2, 1>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) if out == 3 => specialised::<T, _, 3, 2, 1>(simd),
             #[cfg(target_arch = "x86_64")]
@@ -194,6 +198,34 @@ impl<T: TapList> Chooser<T> {
             Detected::Portable(_) => portable::narrow_paired(),
         }
     }
+}
+
+/// Whether two taps of one filter row read the same vector of a tile of `vectors` vectors
+/// of `lanes` floats: their columns a whole number of vectors apart, less than a tile apart.
+const fn shares_vectors(phases: &[PhasePlan], lanes: usize, vectors: usize) -> bool {
+    let mut p = 0;
+    while p < phases.len() {
+        let taps = phases[p].taps;
+        let mut i = 0;
+        while i < taps.len() {
+            let mut j = 0;
+            while j < taps.len() {
+                let apart = taps[j].col - taps[i].col;
+                if i != j
+                    && taps[i].row == taps[j].row
+                    && apart > 0
+                    && apart % lanes as isize == 0
+                    && apart < (lanes * vectors) as isize
+                {
+                    return true;
+                }
+                j += 1;
+            }
+            i += 1;
+        }
+        p += 1;
+    }
+    false
 }
 
 /// Whether some phase has more than one tap.
