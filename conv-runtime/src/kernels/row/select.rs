@@ -125,6 +125,11 @@ impl<T: TapList> Chooser<T> {
         // constant, tested before the run-time `wide` in each arm: only one of the two
         // kernels is compiled.
         let six_by_two = const { T::COL_STRIDE > 1 || !shares_vectors(T::PHASES, 8, 2) };
+        // Three output channels (an RGB image: sr-x3) take three vectors, 9 accumulators,
+        // rather than two, 6, too few to hide the FMA latency: sr-x3 (64-column phase rows,
+        // three 24-column tiles of which 8 columns are wasted) 1.08x faster (Zen 3, one
+        // thread, eight alternated rounds, median 1.388 -> 1.269 ms, min 1.162 -> 1.080);
+        // four vectors, 12 accumulators, left too few registers and ran 1.27x slower.
         match self.detected {
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 2, 1>(simd),
@@ -139,7 +144,7 @@ impl<T: TapList> Chooser<T> {
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) if !six_by_two && wide => specialised::<T, _, 4, 2, 1>(simd),
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx2(simd) if out == 3 => specialised::<T, _, 3, 2, 1>(simd),
+            Detected::Avx2(simd) if out == 3 => specialised::<T, _, 3, 3, 1>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx2(simd) => specialised::<T, _, 1, 4, 1>(simd),
             #[cfg(target_arch = "aarch64")]
