@@ -323,6 +323,36 @@ grid! {
     k6x3_stride2x3_dilation1x2: conv!(k = (6, 3), stride = (2, 3), padding = (2, 1), dilation = (1, 2));
 }
 
+/// [`check_geometry`] on every instruction set, for one image of `groups` groups of
+/// `in_per_group` input channels, `extra_h` rows above the smallest input, with bias: for each
+/// of `out_per_group` output channels per group and each of `extra_w` columns above the
+/// smallest width.
+fn check_sizes<G: ZeroPadded>(
+    geometry: G,
+    (groups, in_per_group, extra_h): (usize, usize, usize),
+    out_per_group: &[usize],
+    extra_w: &[usize],
+) {
+    for &out_per_group in out_per_group {
+        for &extra_w in extra_w {
+            let case = Case {
+                batch: 1,
+                groups,
+                in_per_group,
+                out_per_group,
+                extra: (extra_h, extra_w),
+                bias: true,
+                seed: (out_per_group * 100 + extra_w) as u64,
+            };
+            for isa in Isa::available() {
+                if let Err(error) = check_geometry(geometry, &case, isa) {
+                    panic!("{isa}, {case:?}: {error}");
+                }
+            }
+        }
+    }
+}
+
 /// Every blocking the kernel selection can choose, on every instruction set: output channels
 /// per group from 1 to 9, 16, 17 and 33 cross each threshold (narrow, the blockings made for
 /// three, wide, the widest, the kernels vectorised along output channels with full and
@@ -336,24 +366,8 @@ grid! {
 #[test]
 fn every_blocking_on_every_instruction_set() {
     fn check<G: ZeroPadded>(geometry: G) {
-        for out_per_group in (1..=9).chain([16, 17, 33]) {
-            for extra_w in [0, 15, 33] {
-                let case = Case {
-                    batch: 1,
-                    groups: 2,
-                    in_per_group: 3,
-                    out_per_group,
-                    extra: (2, extra_w),
-                    bias: true,
-                    seed: (out_per_group * 100 + extra_w) as u64,
-                };
-                for isa in Isa::available() {
-                    if let Err(error) = check_geometry(geometry, &case, isa) {
-                        panic!("{isa}, {case:?}: {error}");
-                    }
-                }
-            }
-        }
+        let out_per_group: Vec<usize> = (1..=9).chain([16, 17, 33]).collect();
+        check_sizes(geometry, (2, 3, 2), &out_per_group, &[0, 15, 33]);
     }
     check(conv!(k = 3, dilation = 2, padding = 2));
     check(conv!(k = 4, stride = 2, padding = 1));
@@ -371,24 +385,8 @@ fn every_blocking_on_every_instruction_set() {
 #[test]
 fn vectors_reading_only_padding_are_left_out() {
     fn check<G: ZeroPadded>(geometry: G) {
-        for out_per_group in [1, 3, 4, 8] {
-            for extra_w in [0, 7, 8, 15, 16, 17, 31, 32, 33, 48, 64, 65] {
-                let case = Case {
-                    batch: 1,
-                    groups: 1,
-                    in_per_group: 2,
-                    out_per_group,
-                    extra: (1, extra_w),
-                    bias: true,
-                    seed: (out_per_group * 100 + extra_w) as u64,
-                };
-                for isa in Isa::available() {
-                    if let Err(error) = check_geometry(geometry, &case, isa) {
-                        panic!("{isa}, {case:?}: {error}");
-                    }
-                }
-            }
-        }
+        let extra_w = [0, 7, 8, 15, 16, 17, 31, 32, 33, 48, 64, 65];
+        check_sizes(geometry, (1, 2, 1), &[1, 3, 4, 8], &extra_w);
     }
     check(conv!(k = 3, dilation = 12, padding = 12));
     check(conv!(k = 3, dilation = 20, padding = 20));
