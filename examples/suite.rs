@@ -4,10 +4,11 @@
 //!
 //! Run with nothing else on the machine: `cargo run --release --example suite`
 //! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs;
-//! `--only NAME` for one case, `--only NAME --repeat N` to run it N times for a profiler;
-//! `--json` for one JSON object per case and thread count instead of the table, as
-//! `tools/peer_suite.py` reads it; `--json --backward` adds the backward pass, all three
-//! gradients, as objects with `"pass": "backward"`).
+//! `--only NAME` for one case, `--only NAME --repeat N` to run its forward pass N times for a
+//! profiler, `--backward` added to run its backward pass instead; `--json` for one JSON
+//! object per case and thread count instead of the table, as `tools/peer_suite.py` reads it;
+//! `--json --backward` adds the backward pass, all three gradients, as objects with
+//! `"pass": "backward"`).
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ fn main() {
     // `--json`: one line `{"name", "pass", "threads", "ms", "gflops", "flops"}` per case and
     // thread count, for the forward pass and, with `--backward`, the backward pass.
     let json = args.iter().any(|arg| arg == "--json");
-    let backward = json && args.iter().any(|arg| arg == "--backward");
+    let backward = args.iter().any(|arg| arg == "--backward");
     // `--only NAME` measures one case (for profiling).
     let only = args
         .iter()
@@ -46,8 +47,13 @@ fn main() {
             .into_iter()
             .find(|case| case.shape.name == name)
             .expect("a suite case");
+        let grad_output = case.grad_output();
         for _ in 0..repeat.parse::<usize>().expect("a number of runs") {
-            std::hint::black_box(case.forward());
+            if backward {
+                std::hint::black_box(case.backward(&grad_output));
+            } else {
+                std::hint::black_box(case.forward());
+            }
         }
         return;
     }
