@@ -18,11 +18,19 @@
 
 use std::ops::Range;
 
-use ndarray::{ArrayView4, Axis};
+use ndarray::ArrayView4;
 
 use super::{Blocking, Problem, Tap, fill_chunks};
 use crate::isa::{Compiled, Family, Kernel, Simd};
 use crate::memory::scratch::with_scratch;
+
+/// Pixels of each channel's plane [`prepare_grad`] stages at a time: runs of 4 KB, long
+/// enough for the hardware to prefetch them (runs of 1 KB left twice the time in copying).
+const STAGE_RUN: usize = 1024;
+
+/// Floats from one channel's run to the next in the staging buffer: a cache line more than a
+/// run, so that the channels' runs fall in different cache sets.
+const STAGE_STRIDE: usize = STAGE_RUN + 16;
 
 /// Grid pixels a tap's sweep of a band must at least cover: each tap loads and stores its
 /// block's accumulators once per band, which should stay a small part of the multiply-adds.
@@ -300,7 +308,12 @@ pub(crate) fn prepare_grad(
     parallel: bool,
     buffer: &mut [f32],
 ) -> bool {
-    let per_group = grad.dim().1 / (layout.blocks / layout.blocks_per_group);
+    let (images, channels) = (grad.dim().0, grad.dim().1);
+    let pixels = layout.rows * layout.width;
+    let per_group = channels / (layout.blocks / layout.blocks_per_group);
+    // Channel planes as slices: a grad not in standard layout is copied once.
+    let grad = grad.as_standard_layout();
+    let grad = grad.as_slice().expect("standard layout");
     let one_block = |(index, target): (usize, &mut [f32])| -> bool {
         let (image, block) = (index / layout.blocks, index % layout.blocks);
         let (group, b) = (
@@ -309,25 +322,38 @@ pub(crate) fn prepare_grad(
         );
         let first = b * layout.block;
         let count = layout.block.min(per_group - first);
-        let channels = grad.index_axis(Axis(0), image);
+        let plane = |j: usize| {
+            let channel = image * channels + group * per_group + first + j;
+            &grad[channel * pixels..][..pixels]
+        };
+        // A block is the transpose of its channels' planes (pixels in row-major order). It
+        // goes through a staging buffer, in two passes that each run along memory: a run of
+        // each channel's plane, then pixel after pixel, each pixel's channels from the runs.
+        // Storing channel after channel into every `block`-th float instead, a cache miss
+        // per store for planes larger than the cache, was 15% of unet-up's backward (Zen 4,
+        // one thread, `perf record`; 7.6% now): unet-up's backward 1.07x faster (eight
+        // alternated rounds, median 6.53 -> 6.09 ms), dcgan-up's 1.04x (5.68 -> 5.46 ms).
+        let mut stage = vec![0.0f32; count * STAGE_STRIDE];
         let mut finite = true;
-        for (row, target) in target.chunks_exact_mut(layout.row_stride()).enumerate() {
-            if count < layout.block {
-                target.fill(0.0);
+        for start in (0..pixels).step_by(STAGE_RUN) {
+            let run = STAGE_RUN.min(pixels - start);
+            for (j, staged) in stage.chunks_exact_mut(STAGE_STRIDE).enumerate() {
+                staged[..run].copy_from_slice(&plane(j)[start..start + run]);
             }
-            // One channel's row at a time into every `block`-th float: reads run along
-            // the rows, and the target row (a few KiB) stays in the L1 cache.
-            for j in 0..count {
-                let source = channels.index_axis(Axis(0), group * per_group + first + j);
-                let source = source.index_axis(Axis(0), row);
-                for (t, &value) in target[j..].iter_mut().step_by(layout.block).zip(&source) {
-                    *t = value;
-                    finite &= value.is_finite();
+            let target = &mut target[start * layout.block..(start + run) * layout.block];
+            for (p, pixel) in target.chunks_exact_mut(layout.block).enumerate() {
+                for (j, value) in pixel[..count].iter_mut().enumerate() {
+                    *value = stage[j * STAGE_STRIDE + p];
                 }
+                pixel[count..].fill(0.0);
             }
+            // Folded with `&`, not `all`, so that the check vectorises.
+            finite &= target
+                .iter()
+                .fold(true, |all, value| all & value.is_finite());
         }
         finite
     };
-    let buffer = &mut buffer[..grad.dim().0 * layout.image_stride()];
+    let buffer = &mut buffer[..images * layout.image_stride()];
     fill_chunks(buffer, layout.block_stride(), parallel, one_block)
 }
