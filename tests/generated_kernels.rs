@@ -362,10 +362,7 @@ fn check_sizes<G: ZeroPadded>(
 /// the blocking of strided convolutions. On AVX2 (and AVX-512, from 32 channels), the
 /// transposed `k = 4, stride = 2` layer of at least 16 channels takes its one-phase kernel at
 /// widths 16 and 32 (phase rows of whole tiles) and the channel-vectorised one for rows too
-/// short (width 1) or filling too little of their tiles (width 34). On AVX-512, convolutions
-/// of 16 channels or more take the channel-vectorised kernel for output rows that fill too
-/// little of a 32-column tile and the row kernel for those that fill it (width 32 of
-/// `k = 3, dilation = 2`).
+/// short (width 1) or filling too little of their tiles (width 34).
 #[test]
 fn every_blocking_on_every_instruction_set() {
     fn check<G: ZeroPadded>(geometry: G) {

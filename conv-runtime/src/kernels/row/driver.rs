@@ -36,16 +36,11 @@ pub(super) fn convolve(
     // beyond is read again by every channel block (dcgan-up's input gradient, 16-column
     // rows, had rows twice as long as that, 1.1 MB against 0.5, more than L2 holds).
     let last_column = extent.cols.1 as usize / engine.taps.col_stride;
-    // Rows too short for the kernel's tiles take the one for short rows, where there is one.
-    let blocked = match &engine.short_rows {
-        Some(short) if !engine.rows.kernel.fills(out_w) => short,
-        _ => &engine.rows,
-    };
     let layout = PlaneLayout {
         channels,
         rows: in_h,
         col_phases: engine.taps.col_stride,
-        phase_len: (out_w.next_multiple_of(blocked.kernel.tile) + last_column)
+        phase_len: (out_w.next_multiple_of(engine.rows.kernel.tile) + last_column)
             .max((in_w + pad_left).div_ceil(engine.taps.col_stride)),
     };
     let rows = RowMap {
@@ -55,7 +50,7 @@ pub(super) fn convolve(
         out_w,
         zero_rows_above: 0,
     };
-    run(engine, blocked, input, output, layout, &rows);
+    run(engine, &engine.rows, input, output, layout, &rows);
 }
 
 /// Transposed convolution of `input` into `output` (standard layout, of the right shape).

@@ -45,8 +45,8 @@ impl Selected {
 #[derive(Clone, Copy)]
 pub(crate) struct Choice {
     pub rows: Selected,
-    /// Runs the calls whose rows (output rows of a convolution, phase rows of a transposed
-    /// one) would leave `rows`' tiles partly empty (see [`Selected::fills`]).
+    /// Runs the transposed convolutions whose phase rows would leave `rows`' tiles partly
+    /// empty (see [`Selected::fills`]).
     pub short_rows: Option<Selected>,
 }
 
@@ -80,27 +80,7 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
     type Output = Choice;
 
     fn single(self) -> Choice {
-        let (detected, out) = (self.detected, self.out_per_group);
-        let rows = self.single_phase();
-        // AVX-512's tiles of two vectors are 32 columns wide: a convolution whose output rows
-        // are 16 columns (dcgan-up's input gradient, a stride-2 convolution into 16x16) left
-        // half of every tile empty. Such rows take the kernel vectorised along output
-        // channels, whose rows may be any length and which loads two weight vectors and
-        // eight pixels for 16 multiply-adds, as the row kernel's 8 x 2 does: dcgan-up's
-        // backward 1.4x faster (Zen 4, one thread, four alternated rounds, median 9.36 ->
-        // 6.71 ms); sixteen channels by one vector, one load per multiply-add, ran level with
-        // it here (6.42 ms) but would starve a core that issues two FMAs a cycle.
-        #[cfg(target_arch = "x86_64")]
-        if let Detected::Avx512(simd) = detected
-            && rows.tile > 16
-            && out >= 16
-        {
-            return Choice {
-                rows,
-                short_rows: Some(channel_vectors::<T, _, 2, 8>(simd)),
-            };
-        }
-        Choice::only(rows)
+        Choice::only(self.single_phase())
     }
 
     fn paired(self) -> Choice {
@@ -160,6 +140,17 @@ impl<T: TapList> Chooser<T> {
         // constant, tested before the run-time `wide` in each arm: only one of the two
         // kernels is compiled.
         let six_by_two = const { T::COL_STRIDE > 1 || !shares_vectors(T::PHASES, 8, 2) };
+        // On AVX-512, layers of 16 channels or more take sixteen channels by one vector
+        // (16 accumulators, a tile of 16 columns) rather than eight by two (a tile of 32): a
+        // convolution whose output rows are 16 columns (dcgan-up's input gradient, a
+        // stride-2 convolution into 16x16) left half of every 32-column tile empty. Level
+        // with eight by two on full rows (Zen 4, one thread, five alternated rounds, medians,
+        // sixteen by one first: context-d4 2.74 against 2.69 ms, aspp-d12 8.78 against 9.19,
+        // down-s2 1.42 against 1.44); dcgan-up's backward 5.6 ms against 8.4-9.4, and
+        // against 5.9 with a second kernel, along output channels, for the short rows. It
+        // loads once per multiply-add where eight by two loads 10 times per 16, which a core
+        // issuing two 512-bit FMAs a cycle (Zen 5, Xeon) may feel: to be measured there.
+        // Eight to fifteen channels take four by four.
         // Three output channels (an RGB image: sr-x3) take three vectors, 9 accumulators,
         // rather than two, 6, too few to hide the FMA latency: sr-x3 (64-column phase rows,
         // three 24-column tiles of which 8 columns are wasted) 1.08x faster (Zen 3, one
@@ -167,7 +158,7 @@ impl<T: TapList> Chooser<T> {
         // four vectors, 12 accumulators, left too few registers and ran 1.27x slower.
         match self.detected {
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 2, 1>(simd),
+            Detected::Avx512(simd) if out >= 16 => specialised::<T, _, 16, 1, 1>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if wide => specialised::<T, _, 4, 4, 1>(simd),
             #[cfg(target_arch = "x86_64")]
@@ -222,11 +213,12 @@ impl<T: TapList> Chooser<T> {
             Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 1, 2>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if wide => specialised::<T, _, 4, 2, 2>(simd),
-            #[cfg(target_arch = "x86_64")]
             // Three output channels (an RGB image: seed-upconv) in one block, 12
             // accumulators, rather than three blocks of one that each read the input: 1.2x
             // faster (Zen 4, one thread, eight alternated rounds, median 0.037 -> 0.032 ms);
-            // three by four vectors (24 accumulators) ran slower (0.028 against 0.025 ms).
+            // three by four vectors (24 accumulators) ran slower (0.028 against 0.025 ms),
+            // and a block of four (one of zeros) too (0.042 against 0.032 ms).
+            #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if out == 3 => specialised::<T, _, 3, 2, 2>(simd),
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) => specialised::<T, _, 1, 4, 2>(simd),
