@@ -249,8 +249,7 @@ const fn shares_vectors(phases: &[PhasePlan], lanes: usize, vectors: usize) -> b
             let mut j = 0;
             while j < taps.len() {
                 let apart = taps[j].col - taps[i].col;
-                if i != j
-                    && taps[i].row == taps[j].row
+                if taps[i].row == taps[j].row
                     && apart > 0
                     && apart % lanes as isize == 0
                     && apart < (lanes * vectors) as isize

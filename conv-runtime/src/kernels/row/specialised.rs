@@ -50,21 +50,6 @@ const RIGHT_END: u8 = 2;
 struct Edges<T, S, const WV: usize>(PhantomData<(T, S)>);
 
 impl<T: TapList, S: Simd, const WV: usize> Edges<T, S, WV> {
-    /// Zero columns of the prepared row before the input's first, counted from the first
-    /// tile's first column, in the layout the driver builds (a transposed convolution's first
-    /// tile column is the left padding).
-    const LEADING: isize = if T::PHASES.len() == 1 && T::COL_SHIFT > 0 {
-        T::INPUT_SHIFT as isize - T::SPEC.pad_before().1 as isize
-    } else {
-        T::INPUT_SHIFT as isize
-    };
-    /// Columns from the last output's window origin to the prepared row's end of data.
-    const TRAILING: isize = if T::PHASES.len() == 1 && T::COL_SHIFT > 0 {
-        T::SPEC.pad_after().1 as isize
-    } else {
-        Self::last_column() - T::SPEC.pad_after().1 as isize
-    };
-
     /// Whether this geometry has vectors to leave out: one column phase (a tap `COL` reads
     /// prepared column `tile start + COL + COL_SHIFT`), and an outermost tap whose first or
     /// last vector reads only zeros.
@@ -93,8 +78,8 @@ impl<T: TapList, S: Simd, const WV: usize> Edges<T, S, WV> {
     const fn dead(edge: u8, v: usize, column: isize) -> bool {
         let first = (v * S::LANES) as isize + column;
         match edge {
-            LEFT_END => first + S::LANES as isize <= Self::LEADING,
-            RIGHT_END => first >= (WV * S::LANES) as isize + Self::TRAILING,
+            LEFT_END => first + S::LANES as isize <= T::LEADING_ZEROS,
+            RIGHT_END => first >= (WV * S::LANES) as isize + T::TRAILING_DATA,
             _ => false,
         }
     }
@@ -102,15 +87,15 @@ impl<T: TapList, S: Simd, const WV: usize> Edges<T, S, WV> {
     /// Which instance computes the tile starting at tile column `start` of `input`.
     ///
     /// A tap's vector `v` reads prepared columns `start + v * LANES + column` onwards, so
-    /// the dead vectors of `LEFT_END` read only zeros where `start + LEADING` is at most
-    /// the data's first column, and those of `RIGHT_END` where `start + tile + TRAILING` is
+    /// the dead vectors of `LEFT_END` read only zeros where `start + LEADING_ZEROS` is at most
+    /// the data's first column, and those of `RIGHT_END` where `start + tile + TRAILING_DATA` is
     /// at least its end.
     #[inline(always)]
     fn of(start: usize, data_columns: &std::ops::Range<usize>) -> u8 {
         let start = start as isize;
-        if start + Self::LEADING <= data_columns.start as isize {
+        if start + T::LEADING_ZEROS <= data_columns.start as isize {
             LEFT_END
-        } else if start + (WV * S::LANES) as isize + Self::TRAILING >= data_columns.end as isize {
+        } else if start + (WV * S::LANES) as isize + T::TRAILING_DATA >= data_columns.end as isize {
             RIGHT_END
         } else {
             INTERIOR

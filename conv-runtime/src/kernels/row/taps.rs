@@ -21,6 +21,12 @@ pub(crate) trait TapList: Send + Sync + 'static {
     const COL_STRIDE: usize;
     /// Weights per filter, `kh * kw`: every phase indexes into the whole filter.
     const FILTER_LEN: usize;
+    /// Of a one-phase tap list: zero columns of the prepared row before the input's first,
+    /// counted from the first tile's first column.
+    const LEADING_ZEROS: isize;
+    /// Of a one-phase tap list: columns from the last output's window origin to the end of
+    /// the input's data in the prepared row.
+    const TRAILING_DATA: isize;
 
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V);
 
@@ -44,6 +50,14 @@ impl<G: Geometry> TapList for Forward<G> {
     const COL_SHIFT: isize = 0;
     const COL_STRIDE: usize = G::SPEC.stride.1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
+    /// The left padding: output column 0's window starts at prepared column 0.
+    const LEADING_ZEROS: isize = Self::INPUT_SHIFT as isize;
+    /// The last output's window reaches its rightmost tap's column, of which the right
+    /// padding's columns are zeros.
+    const TRAILING_DATA: isize = match G::FORWARD.extent {
+        Some(extent) => extent.cols.1 - Self::SPEC.pad_after().1 as isize,
+        None => 0,
+    };
 
     #[inline(always)]
     fn visit<V: TapVisitor>(_phase: usize, visitor: &mut V) {
@@ -72,6 +86,12 @@ impl<G: Geometry> TapList for Transposed<G> {
     const COL_SHIFT: isize = Self::INPUT_SHIFT as isize;
     const COL_STRIDE: usize = 1;
     const FILTER_LEN: usize = G::SPEC.kernel_size.0 * G::SPEC.kernel_size.1;
+    /// The first tile column is the output's first column plus the left padding, which
+    /// crops the output: `INPUT_SHIFT` zeros less that many columns.
+    const LEADING_ZEROS: isize = Self::INPUT_SHIFT as isize - Self::SPEC.pad_before().1 as isize;
+    /// At stride 1 the last output's window origin is the input's last column plus the
+    /// right padding, which crops the output.
+    const TRAILING_DATA: isize = Self::SPEC.pad_after().1 as isize;
 
     #[inline(always)]
     fn visit<V: TapVisitor>(phase: usize, visitor: &mut V) {
