@@ -333,17 +333,19 @@ pub(crate) fn prepare_grad(
         // per store for planes larger than the cache, was 15% of unet-up's backward (Zen 4,
         // one thread, `perf record`; 7.6% now): unet-up's backward 1.07x faster (eight
         // alternated rounds, median 6.53 -> 6.09 ms), dcgan-up's 1.04x (5.68 -> 5.46 ms).
-        let mut stage = vec![0.0f32; count * STAGE_STRIDE];
+        // A small plane is staged whole, a cache line apart too.
+        let stride = STAGE_STRIDE.min(pixels + 16);
+        let mut stage = vec![0.0f32; count * stride];
         let mut finite = true;
         for start in (0..pixels).step_by(STAGE_RUN) {
             let run = STAGE_RUN.min(pixels - start);
-            for (j, staged) in stage.chunks_exact_mut(STAGE_STRIDE).enumerate() {
+            for (j, staged) in stage.chunks_exact_mut(stride).enumerate() {
                 staged[..run].copy_from_slice(&plane(j)[start..start + run]);
             }
             let target = &mut target[start * layout.block..(start + run) * layout.block];
             for (p, pixel) in target.chunks_exact_mut(layout.block).enumerate() {
                 for (j, value) in pixel[..count].iter_mut().enumerate() {
-                    *value = stage[j * STAGE_STRIDE + p];
+                    *value = stage[j * stride + p];
                 }
                 pixel[count..].fill(0.0);
             }
