@@ -430,8 +430,8 @@ fn every_work_split_matches_the_reference() {
 }
 
 /// Depthwise convolutions of stride 1 run the plane kernel: widths around whole vectors and
-/// whole chunks of every instruction set (8 and 16 lanes, chunks of 64 and 128 columns),
-/// one row and many, symmetric, asymmetric (`same` of an even kernel) and wider-than-kernel
+/// whole chunks of every instruction set (8 and 16 lanes, chunks of 64 and 128 columns, rows
+/// of half a chunk or less two at a time), one row and many, odd and even counts, symmetric, asymmetric (`same` of an even kernel) and wider-than-kernel
 /// padding, a padding mode, batches, a strided input, one thread and three: the reference's
 /// numbers, on every instruction set.
 #[test]

@@ -33,8 +33,9 @@ pub(crate) struct PlaneJob<'a> {
 }
 
 /// The plane kernel: copies the channel's input into the padded plane, then computes each
-/// output row in chunks of up to `CHUNK` vectors held in registers while every tap adds its
-/// weight times a shifted load of the padded rows.
+/// output row in chunks of up to `CHUNK` vectors held in registers (two rows at a time where
+/// a row is half a chunk or less) while every tap adds its weight times a shifted load of the
+/// padded rows.
 pub(crate) struct Plane;
 
 /// Vectors per chunk: eight accumulators, with room for the loads and the broadcast weight
@@ -100,62 +101,91 @@ fn convolve<S: Simd>(simd: S, job: &mut PlaneJob<'_>) {
     let width = CHUNK * S::LANES;
     let padded = &*job.padded;
     let taps = (job.offsets, job.weights, job.bias);
-    for (y, out) in job.out.chunks_exact_mut(out_w).enumerate() {
-        let row = y * job.row_stride;
+    let row_stride = job.row_stride;
+    let vectors = out_w.div_ceil(S::LANES);
+    // Rows of at most half a chunk run two at a time, so that a chunk keeps `CHUNK`
+    // independent sums in flight: AVX-512's rows of depthwise-d2 are 4 vectors (64 floats),
+    // which one at a time left 4 multiply-adds of 4 cycles' latency in flight: depthwise-d2
+    // 1.09x faster (Zen 4, one thread, eight alternated rounds, median 0.216 -> 0.199 ms).
+    let mut rows = job.out.chunks_exact_mut(out_w).enumerate();
+    if 2 * vectors <= CHUNK {
+        while rows.len() >= 2 {
+            let ((y, first), (_, second)) = (rows.next().unwrap(), rows.next().unwrap());
+            let at = y * row_stride;
+            let outs = [first, second];
+            match vectors {
+                1 => chunk::<S, 1, 2>(simd, padded, (at, row_stride), taps, outs),
+                2 => chunk::<S, 2, 2>(simd, padded, (at, row_stride), taps, outs),
+                3 => chunk::<S, 3, 2>(simd, padded, (at, row_stride), taps, outs),
+                _ => chunk::<S, 4, 2>(simd, padded, (at, row_stride), taps, outs),
+            }
+        }
+    }
+    for (y, out) in rows {
+        let row = y * row_stride;
         let mut x = 0;
         while out_w - x >= width {
-            chunk::<S, CHUNK>(simd, padded, row + x, taps, &mut out[x..x + width]);
+            let out = [&mut out[x..x + width]];
+            chunk::<S, CHUNK, 1>(simd, padded, (row + x, 0), taps, out);
             x += width;
         }
-        let out = &mut out[x..];
-        match out.len().div_ceil(S::LANES) {
+        let out = [&mut out[x..]];
+        let at = (row + x, 0);
+        match out[0].len().div_ceil(S::LANES) {
             0 => {}
-            1 => chunk::<S, 1>(simd, padded, row + x, taps, out),
-            2 => chunk::<S, 2>(simd, padded, row + x, taps, out),
-            3 => chunk::<S, 3>(simd, padded, row + x, taps, out),
-            4 => chunk::<S, 4>(simd, padded, row + x, taps, out),
-            5 => chunk::<S, 5>(simd, padded, row + x, taps, out),
-            6 => chunk::<S, 6>(simd, padded, row + x, taps, out),
-            7 => chunk::<S, 7>(simd, padded, row + x, taps, out),
-            _ => chunk::<S, CHUNK>(simd, padded, row + x, taps, out),
+            1 => chunk::<S, 1, 1>(simd, padded, at, taps, out),
+            2 => chunk::<S, 2, 1>(simd, padded, at, taps, out),
+            3 => chunk::<S, 3, 1>(simd, padded, at, taps, out),
+            4 => chunk::<S, 4, 1>(simd, padded, at, taps, out),
+            5 => chunk::<S, 5, 1>(simd, padded, at, taps, out),
+            6 => chunk::<S, 6, 1>(simd, padded, at, taps, out),
+            7 => chunk::<S, 7, 1>(simd, padded, at, taps, out),
+            _ => chunk::<S, CHUNK, 1>(simd, padded, at, taps, out),
         }
     }
 }
 
-/// `out.len()` (at most `V * LANES`) outputs from padded index `at` on.
+/// `R` rows of `out[r].len()` (at most `V * LANES`, the same for every row) outputs, row `r`
+/// from padded index `at + r * row_step` on.
 #[inline(always)]
-fn chunk<S: Simd, const V: usize>(
+fn chunk<S: Simd, const V: usize, const R: usize>(
     simd: S,
     padded: &[f32],
-    at: usize,
+    (at, row_step): (usize, usize),
     (offsets, weights, bias): (&[usize], &[f32], f32),
-    out: &mut [MaybeUninit<f32>],
+    out: [&mut [MaybeUninit<f32>]; R],
 ) {
     const { assert!(V * S::LANES <= TAIL_BUFFER) };
-    assert!(out.len() <= V * S::LANES && out.len() > (V - 1) * S::LANES);
-    let mut acc = [simd.splat(bias); V];
+    let len = out[0].len();
+    assert!(len <= V * S::LANES && len > (V - 1) * S::LANES);
+    assert!(out.iter().all(|row| row.len() == len));
+    let mut acc = [[simd.splat(bias); V]; R];
     for (&offset, &weight) in offsets.iter().zip(weights) {
         let weight = simd.splat(weight);
-        let from = padded.as_ptr().wrapping_add(at + offset);
-        for (v, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: `convolve` asserted that every row's loads at every tap offset, up to
-            // the row's width rounded up to whole vectors, are inside `padded`; this chunk's
-            // `V` vectors end at most there.
-            let x = unsafe { simd.load(from.add(v * S::LANES)) };
-            *acc = simd.mul_add(weight, x, *acc);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let from = padded.as_ptr().wrapping_add(at + r * row_step + offset);
+            for (v, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `convolve` asserted that every row's loads at every tap offset, up
+                // to the row's width rounded up to whole vectors, are inside `padded`; this
+                // chunk's rows are output rows, and its `V` vectors end at most there.
+                let x = unsafe { simd.load(from.add(v * S::LANES)) };
+                *acc = simd.mul_add(weight, x, *acc);
+            }
         }
     }
-    if out.len() == V * S::LANES {
-        for (v, &vector) in acc.iter().enumerate() {
-            simd.store_uninit(&mut out[v * S::LANES..], vector);
-        }
-    } else {
-        let mut buffer = [0.0f32; TAIL_BUFFER];
-        for (v, &vector) in acc.iter().enumerate() {
-            simd.store(&mut buffer[v * S::LANES..], vector);
-        }
-        for (slot, &value) in out.iter_mut().zip(&buffer) {
-            slot.write(value);
+    for (out, acc) in out.into_iter().zip(&acc) {
+        if len == V * S::LANES {
+            for (v, &vector) in acc.iter().enumerate() {
+                simd.store_uninit(&mut out[v * S::LANES..], vector);
+            }
+        } else {
+            let mut buffer = [0.0f32; TAIL_BUFFER];
+            for (v, &vector) in acc.iter().enumerate() {
+                simd.store(&mut buffer[v * S::LANES..], vector);
+            }
+            for (slot, &value) in out.iter_mut().zip(&buffer) {
+                slot.write(value);
+            }
         }
     }
 }
