@@ -194,8 +194,8 @@ impl<T: TapList> Chooser<T> {
         // Phases of several taps (k = 4, stride 2: 2x2 taps each) read rows of only `W`
         // phase columns, 16 in dcgan-up, where the paired kernel fills half its tile width;
         // the kernel vectorised along output channels does not care how long rows are, and
-        // ran dcgan-up 1.6x faster (Zen 3, AVX2, 6.18 -> 3.80 ms; AVX2 now runs such rows as
-        // `paired` says). One-tap phases (k = 2, stride 2) stay with the paired kernel:
+        // ran dcgan-up 1.6x faster (Zen 3, AVX2, 6.18 -> 3.80 ms; layers of 16 channels on
+        // AVX2, 32 on AVX-512, now run as `paired` says). One-tap phases (k = 2, stride 2) stay with the paired kernel:
         // there the channel-vectorised one ran unet-up 1.19x slower, its per-output scatter
         // into the rows no longer hidden behind the taps.
         // One-tap phases take three channels by two vectors (12 accumulators, the shape of
@@ -205,10 +205,6 @@ impl<T: TapList> Chooser<T> {
         // A constant: where it is false, the kernel behind it is not compiled at all.
         let several_taps = const { several_taps(T::PHASES) };
         match self.detected {
-            #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) if out >= 32 && several_taps => {
-                channel_vectors::<T, _, 2, 8>(simd)
-            }
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if out >= 8 => specialised::<T, _, 8, 1, 2>(simd),
             #[cfg(target_arch = "x86_64")]
