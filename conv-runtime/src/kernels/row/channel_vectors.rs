@@ -11,11 +11,18 @@
 //! MLAS's direct convolutions (output channels in the vector, a few pixels unrolled), here
 //! over the planar (NCHW) input the row kernels share, with the taps as constants.
 //!
-//! Chosen where it measured faster: stride-2 transposed convolutions whose phases have
-//! several taps (see `select`). On AVX2 it is 4 pixels by 2 vectors (16 channels): 8
-//! accumulators, as the row kernel. More spill: LLVM schedules the broadcasts of the next
-//! taps early. 5 pixels by 2 vectors ran dcgan-up in 7.06 ms against 3.80 ms for 4 (Zen 3,
-//! each measured beside the paired row kernel's 5.8-6.2 ms), and 6 pixels spilled as badly.
+//! Chosen where it measured faster (see `select`): stride-2 transposed convolutions whose
+//! phases have several taps, and on AVX-512 layers whose padding is wide. Its pixels are
+//! separate multiply-adds, so the tiles at a row's ends leave out each pixel whose tap reads
+//! padding (see `edges`), where the row kernel can only leave out whole vectors.
+//!
+//! On AVX2 it is 4 pixels by 2 vectors (16 channels): 8 accumulators, as the row kernel.
+//! More spill: LLVM schedules the broadcasts of the next taps early. 5 pixels by 2 vectors
+//! ran dcgan-up in 7.06 ms against 3.80 ms for 4 (Zen 3, each measured beside the paired
+//! row kernel's 5.8-6.2 ms), and 6 pixels spilled as badly. On AVX-512 it is 8 pixels by 2
+//! vectors for short rows and 16 pixels by 1 vector where the padding is wide: 16
+//! accumulators either way, and a tile of 16 pixels leaves out aspp-d12's padded taps
+//! exactly (12 pixels of the first tile, 12 of the last, on 32 columns).
 //!
 //! Two things keep the data in cache. The input channels are walked in chunks whose weights
 //! fit in L1 (16 KB), every tile of a strip of the row reading a chunk before the next
@@ -26,6 +33,9 @@
 
 use std::marker::PhantomData;
 
+use std::ops::Range;
+
+use super::edges::{self, INTERIOR, LEFT_END, RIGHT_END};
 use super::{RowFamily, RowJob, TapList};
 use crate::isa::{Kernel, Simd};
 use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
@@ -33,9 +43,10 @@ use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
 /// The largest output-channel block (`CV * LANES`) any instantiation uses.
 pub(crate) const MAX_CHANNELS: usize = 32;
 
-/// Pixels per strip: the running sums of a strip of the row stay in a buffer (15 KB) while
-/// the kernel walks the input channels chunk by chunk.
-const STRIP: usize = 120;
+/// Pixels per strip: the running sums of a strip of the row stay in a buffer (14 KB) while
+/// the kernel walks the input channels chunk by chunk. A whole number of tiles of 8 and of
+/// 16 pixels.
+const STRIP: usize = 112;
 
 /// Weights per chunk of input channels (16 KB), so that a chunk's weights stay in L1 while
 /// every tile of the strip reads them.
@@ -94,7 +105,6 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
     fn call<const PHASE: usize>(self) {
         const { assert!(STRIP.is_multiple_of(PX)) };
         let Pixels { simd, job, .. } = self;
-        let layout = job.input.layout;
         let block = CV * S::LANES;
         let chunk = (CHUNK_WEIGHTS / (T::FILTER_LEN * block)).max(1);
         let mut sums = [[0.0f32; MAX_CHANNELS]; STRIP];
@@ -112,35 +122,20 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
                 let mut start = strip_start;
                 while start < strip_end {
                     let sums = &mut sums[start - strip_start..][..PX];
-                    let mut tile = Tile::<T, S, CV, PX> {
-                        simd,
-                        acc: std::array::from_fn(|p| {
-                            std::array::from_fn(|v| {
-                                // SAFETY: each of `sums`' pixels holds `MAX_CHANNELS >= CV *
-                                // LANES` floats.
-                                unsafe { simd.load(sums[p].as_ptr().add(v * S::LANES)) }
-                            })
-                        }),
-                        input: job.input.data,
-                        base: 0,
-                        origin_row: job.origin_row,
-                        rows: layout.rows,
-                        row_stride: layout.row_stride(),
-                        phase_len: layout.phase_len,
-                        weights: job.weights,
-                        weight_base: 0,
-                        taps: PhantomData,
-                    };
-                    for index in channels.clone() {
-                        let channel = job.channels.start + index;
-                        tile.base = channel * layout.channel_stride() + start;
-                        tile.weight_base = index * T::FILTER_LEN * block;
-                        T::visit(PHASE, &mut tile);
-                    }
-                    for (pixel, vectors) in sums.iter_mut().zip(&tile.acc) {
-                        for (v, &vector) in vectors.iter().enumerate() {
-                            simd.store(&mut pixel[v * S::LANES..], vector);
+                    let at = (start, channels.clone());
+                    // A constant: where it is false, the edge instances are not compiled.
+                    if const { edges::any::<T>(1, PX) } {
+                        match edges::of::<T>(start, PX, &job.input.data_columns) {
+                            LEFT_END => {
+                                one_tile::<T, S, CV, PX, LEFT_END, PHASE>(simd, job, sums, at)
+                            }
+                            RIGHT_END => {
+                                one_tile::<T, S, CV, PX, RIGHT_END, PHASE>(simd, job, sums, at)
+                            }
+                            _ => one_tile::<T, S, CV, PX, INTERIOR, PHASE>(simd, job, sums, at),
                         }
+                    } else {
+                        one_tile::<T, S, CV, PX, INTERIOR, PHASE>(simd, job, sums, at);
                     }
                     start += PX;
                 }
@@ -152,9 +147,58 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
     }
 }
 
+/// Adds the chunk `channels` (indices into the job's input channels) of the tile starting
+/// at tile column `start` to its running sums.
+#[inline(always)]
+fn one_tile<
+    T: TapList,
+    S: Simd,
+    const CV: usize,
+    const PX: usize,
+    const EDGE: u8,
+    const PHASE: usize,
+>(
+    simd: S,
+    job: &RowJob<'_>,
+    sums: &mut [[f32; MAX_CHANNELS]],
+    (start, channels): (usize, Range<usize>),
+) {
+    let layout = job.input.layout;
+    let block = CV * S::LANES;
+    let mut tile = Tile::<T, S, CV, PX, EDGE> {
+        simd,
+        acc: std::array::from_fn(|p| {
+            std::array::from_fn(|v| {
+                // SAFETY: each of `sums`' pixels holds `MAX_CHANNELS >= CV * LANES` floats.
+                unsafe { simd.load(sums[p].as_ptr().add(v * S::LANES)) }
+            })
+        }),
+        input: job.input.data,
+        base: 0,
+        origin_row: job.origin_row,
+        rows: layout.rows,
+        row_stride: layout.row_stride(),
+        phase_len: layout.phase_len,
+        weights: job.weights,
+        weight_base: 0,
+        taps: PhantomData,
+    };
+    for index in channels {
+        let channel = job.channels.start + index;
+        tile.base = channel * layout.channel_stride() + start;
+        tile.weight_base = index * T::FILTER_LEN * block;
+        T::visit(PHASE, &mut tile);
+    }
+    for (pixel, vectors) in sums.iter_mut().zip(&tile.acc) {
+        for (v, &vector) in vectors.iter().enumerate() {
+            simd.store(&mut pixel[v * S::LANES..], vector);
+        }
+    }
+}
+
 /// The accumulators of one tile, `[pixel][channel vector]`, and where the current input
 /// channel's data and weights are.
-struct Tile<'a, T, S: Simd, const CV: usize, const PX: usize> {
+struct Tile<'a, T, S: Simd, const CV: usize, const PX: usize, const EDGE: u8> {
     simd: S,
     acc: [[S::Vector; CV]; PX],
     input: &'a [f32],
@@ -170,7 +214,9 @@ struct Tile<'a, T, S: Simd, const CV: usize, const PX: usize> {
     taps: PhantomData<T>,
 }
 
-impl<T: TapList, S: Simd, const CV: usize, const PX: usize> Tile<'_, T, S, CV, PX> {
+impl<T: TapList, S: Simd, const CV: usize, const PX: usize, const EDGE: u8>
+    Tile<'_, T, S, CV, PX, EDGE>
+{
     /// Whether the input row `row` rows from the window origin is inside the input.
     #[inline(always)]
     fn reads_row(&self, row: isize) -> bool {
@@ -178,7 +224,9 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> Tile<'_, T, S, CV, P
     }
 }
 
-impl<T: TapList, S: Simd, const CV: usize, const PX: usize> TapVisitor for Tile<'_, T, S, CV, PX> {
+impl<T: TapList, S: Simd, const CV: usize, const PX: usize, const EDGE: u8> TapVisitor
+    for Tile<'_, T, S, CV, PX, EDGE>
+{
     #[inline(always)]
     fn row(&mut self, row: isize) -> bool {
         self.reads_row(row)
@@ -192,6 +240,13 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> TapVisitor for Tile<
         let simd = self.simd;
         let row = (self.origin_row + ROW) as usize;
         let column = (COL + T::COL_SHIFT) as usize;
+        // Constants once inlined: in an edge instance, the pixels whose reads are zeros.
+        let live = |p: usize| {
+            EDGE == INTERIOR || !edges::dead::<T>(EDGE, p as isize + column as isize, 1, PX)
+        };
+        if EDGE != INTERIOR && !(0..PX).any(live) {
+            return;
+        }
         let at = self.base
             + row * self.row_stride
             + column % T::COL_STRIDE * self.phase_len
@@ -209,6 +264,9 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> TapVisitor for Tile<
             simd.load(self.weights.as_ptr().add(weight_at + v * S::LANES))
         });
         for (p, acc) in self.acc.iter_mut().enumerate() {
+            if !live(p) {
+                continue;
+            }
             // SAFETY: the tap's row is inside the buffer (`Kernels` implementations call
             // `tap` only after `row` said so), the tile's pixels plus the tap's column are
             // inside the phase row (`row` asserts the tiles against `phase_len`), and the

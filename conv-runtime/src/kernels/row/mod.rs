@@ -1,6 +1,7 @@
 //! The forward kernel family: the register-blocked row kernel, written once for both
 //! directions and every instruction set, and unrolled over the taps `conv!` generated; its
-//! variant vectorised along output channels for short rows (`channel_vectors`); with what
+//! variant vectorised along output channels for short rows and wide padding
+//! (`channel_vectors`), both leaving out the taps that read only padding (`edges`); with what
 //! runs them (`engine`, `driver`), chooses the kernel and its blocking (`select`) and packs
 //! the weights (`packed`).
 //!
@@ -29,6 +30,7 @@
 
 mod channel_vectors;
 mod driver;
+mod edges;
 mod engine;
 mod packed;
 pub(crate) mod prepare;

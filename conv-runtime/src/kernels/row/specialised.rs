@@ -3,6 +3,7 @@
 
 use std::marker::PhantomData;
 
+use super::edges::{self, INTERIOR, LEFT_END, RIGHT_END};
 use super::store::store_tile;
 use super::{MAX_TILE, RowFamily, RowJob, TapList};
 use crate::isa::{Kernel, Simd};
@@ -33,78 +34,9 @@ impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Kernel<RowF
     }
 }
 
-/// Which of a row's tiles a kernel instance computes: at an end of the row, the vectors whose
-/// taps read only zeros are left out (see [`Edges`]).
-const INTERIOR: u8 = 0;
-const LEFT_END: u8 = 1;
-const RIGHT_END: u8 = 2;
-
-/// Leaving out, at the ends of a row, the vectors of a tap that read only zeros.
-///
-/// Where the padding is at least a vector wide, the first and last tile of a row have vectors
-/// whose outer taps fall wholly in it: aspp-d12 (dilation and padding 12, 32 columns, two
-/// tiles of two 8-float vectors on AVX2) has 2 of the 12 vector-taps of each filter row there.
-/// Such a tile gets its own instance with those loads and multiply-adds left out: which are
-/// dead is a constant of the instance, valid for any tile that passes the run-time test in
-/// [`Edges::of`]. Only a geometry with such vectors compiles the extra instances.
-struct Edges<T, S, const WV: usize>(PhantomData<(T, S)>);
-
-impl<T: TapList, S: Simd, const WV: usize> Edges<T, S, WV> {
-    /// Whether this geometry has vectors to leave out: one column phase (a tap `COL` reads
-    /// prepared column `tile start + COL + COL_SHIFT`), and an outermost tap whose first or
-    /// last vector reads only zeros.
-    const ANY: bool = T::COL_STRIDE == 1
-        && T::PHASES.len() == 1
-        && T::PHASES[0].extent.is_some()
-        && (Self::dead(LEFT_END, 0, Self::first_column())
-            || Self::dead(RIGHT_END, WV - 1, Self::last_column()));
-
-    const fn first_column() -> isize {
-        match T::PHASES[0].extent {
-            Some(extent) => extent.cols.0 + T::COL_SHIFT,
-            None => 0,
-        }
-    }
-
-    const fn last_column() -> isize {
-        match T::PHASES[0].extent {
-            Some(extent) => extent.cols.1 + T::COL_SHIFT,
-            None => 0,
-        }
-    }
-
-    /// Whether vector `v` of a tap reading prepared column `column` from the tile's start
-    /// reads only zeros in an `edge` tile.
-    const fn dead(edge: u8, v: usize, column: isize) -> bool {
-        let first = (v * S::LANES) as isize + column;
-        match edge {
-            LEFT_END => first + S::LANES as isize <= T::LEADING_ZEROS,
-            RIGHT_END => first >= (WV * S::LANES) as isize + T::TRAILING_DATA,
-            _ => false,
-        }
-    }
-
-    /// Which instance computes the tile starting at tile column `start` of `input`.
-    ///
-    /// A tap's vector `v` reads prepared columns `start + v * LANES + column` onwards, so
-    /// the dead vectors of `LEFT_END` read only zeros where `start + LEADING_ZEROS` is at most
-    /// the data's first column, and those of `RIGHT_END` where `start + tile + TRAILING_DATA` is
-    /// at least its end.
-    #[inline(always)]
-    fn of(start: usize, data_columns: &std::ops::Range<usize>) -> u8 {
-        let start = start as isize;
-        if start + T::LEADING_ZEROS <= data_columns.start as isize {
-            LEFT_END
-        } else if start + (WV * S::LANES) as isize + T::TRAILING_DATA >= data_columns.end as isize {
-            RIGHT_END
-        } else {
-            INTERIOR
-        }
-    }
-}
-
 /// The accumulators of one tile: `CP` column phases of `OCB x WV` vectors, and where the
-/// current input channel's data and weights are. `EDGE` says which vectors are left out.
+/// current input channel's data and weights are. `EDGE` says which vectors are left out
+/// (see [`edges`]).
 struct Tile<'a, T, S: Simd, const OCB: usize, const WV: usize, const CP: usize, const EDGE: u8> {
     simd: S,
     acc: [[[S::Vector; WV]; OCB]; CP],
@@ -154,8 +86,10 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize, co
         // compiled from the plain loops: with a filtered iterator here, the build-cost script
         // measured 1.58 s per geometry against 1.31 before the edge instances, and 1.38 with
         // this (Zen 3, inference, same half hour; single runs move 10-15%).
-        let live =
-            |v: usize| EDGE == INTERIOR || !Edges::<T, S, WV>::dead(EDGE, v, column as isize);
+        let live = |v: usize| {
+            let first = (v * S::LANES) as isize + column as isize;
+            EDGE == INTERIOR || !edges::dead::<T>(EDGE, first, S::LANES, WV * S::LANES)
+        };
         if EDGE != INTERIOR && !(0..WV).any(live) {
             return;
         }
@@ -295,8 +229,8 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
             while start < job.cols.end {
                 let at = (row, origin_row, start);
                 // A constant: where it is false, the edge instances are not compiled at all.
-                if const { Edges::<T, S, WV>::ANY } {
-                    match Edges::<T, S, WV>::of(start, &job.input.data_columns) {
+                if const { edges::any::<T>(S::LANES, WV * S::LANES) } {
+                    match edges::of::<T>(start, tile, &job.input.data_columns) {
                         LEFT_END => one_tile::<T, S, OCB, WV, CP, LEFT_END, PHASE>(simd, job, at),
                         RIGHT_END => one_tile::<T, S, OCB, WV, CP, RIGHT_END, PHASE>(simd, job, at),
                         _ => one_tile::<T, S, OCB, WV, CP, INTERIOR, PHASE>(simd, job, at),
