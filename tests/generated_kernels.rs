@@ -472,27 +472,36 @@ fn depthwise_planes_match_the_reference() {
 
 /// 3x3 convolutions of stride 1 with many channels run the Winograd kernel (2x2 output
 /// tiles), and so do the transposed convolutions of that geometry (the filters turned
-/// around, padding 2 - p): odd and even output sizes (a last tile half outside the output),
-/// widths around whole blocks of tiles on every instruction set (16 and 32 tiles), no
-/// padding, padding 1 and padding wider than the kernel (convolution), 0, 1 and 2
+/// around, padding 2 * dilation - p): odd and even output sizes (a last tile half outside
+/// the output), widths around whole blocks of tiles on every instruction set (16 and 32
+/// tiles), no padding, padding 1 and padding wider than the kernel (convolution), 0, 1 and 2
 /// (transposed), a padding mode, output channels not a multiple of the kernel's step,
 /// batches, a strided input, one thread and three: the reference's numbers, on every
-/// instruction set.
+/// instruction set. Dilated, they run on the lattice's classes side by side where those
+/// fill the kernel's blocks (dilation 2 and 4 up to 64 columns, uneven classes where the
+/// size is not a multiple of the dilation, padding not a multiple of it, dilations that
+/// differ between rows and columns) and as before elsewhere (the widest inputs).
 #[test]
 fn winograd_tiles_match_the_reference() {
+    /// Input sizes beyond the smallest.
+    const SIZES: &[(usize, usize)] = &[
+        (0, 0),
+        (1, 6),
+        (2, 29),
+        (5, 30),
+        (4, 31),
+        (3, 62),
+        (0, 64),
+        (1, 65),
+    ];
+    /// For dilated layers, more rows: the lattice's classes fill the kernel's blocks only
+    /// where they have a few tile rows each.
+    const DILATED: &[(usize, usize)] = &[(20, 62), (15, 63), (9, 60), (21, 30), (4, 66)];
     /// For each case: its input size beyond the smallest, input and output channels.
-    fn cases() -> impl Iterator<Item = (u64, (usize, usize), (usize, usize))> {
-        let sizes = [
-            (0, 0),
-            (1, 6),
-            (2, 29),
-            (5, 30),
-            (4, 31),
-            (3, 62),
-            (0, 64),
-            (1, 65),
-        ];
-        sizes.into_iter().enumerate().map(|(case, size)| {
+    fn cases(
+        sizes: &'static [(usize, usize)],
+    ) -> impl Iterator<Item = (u64, (usize, usize), (usize, usize))> {
+        sizes.iter().copied().enumerate().map(|(case, size)| {
             let case = case as u64;
             let channels = if case.is_multiple_of(3) {
                 (16, 18)
@@ -502,19 +511,19 @@ fn winograd_tiles_match_the_reference() {
             (case, size, channels)
         })
     }
-    fn conv<G: Geometry>(geometry: G) {
+    fn conv<G: Geometry>(geometry: G, sizes: &'static [(usize, usize)]) {
         let min = smallest_input(&G::SPEC);
-        for (case, (h, w), (in_channels, out_channels)) in cases() {
+        for (case, (h, w), (in_channels, out_channels)) in cases(sizes) {
             let weight = random_array((out_channels, in_channels, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
             let size = (2, min.0 + h, min.1 + w);
             conv_matches_in_either_layout(geometry, (&weight, &bias, 1), size, case);
         }
     }
-    fn transposed<G: ZeroPadded>(geometry: G) {
+    fn transposed<G: ZeroPadded>(geometry: G, sizes: &'static [(usize, usize)]) {
         let spec = G::SPEC;
         let min = spec.transposed_min_input_size();
-        for (case, (h, w), (in_channels, out_channels)) in cases() {
+        for (case, (h, w), (in_channels, out_channels)) in cases(sizes) {
             let weight = random_array((in_channels, out_channels, 3, 3), case ^ 7);
             let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
             let reference = |x: &Array4<f32>| {
@@ -526,13 +535,18 @@ fn winograd_tiles_match_the_reference() {
             matches_in_either_layout(run, reference, shape, case, &what);
         }
     }
-    conv(conv!(k = 3, padding = 1));
-    conv(conv!(k = 3));
-    conv(conv!(k = 3, padding = 4));
-    conv(conv!(k = 3, padding = 1, padding_mode = reflect));
-    transposed(conv!(k = 3));
-    transposed(conv!(k = 3, padding = 1));
-    transposed(conv!(k = 3, padding = 2));
+    conv(conv!(k = 3, padding = 1), SIZES);
+    conv(conv!(k = 3), SIZES);
+    conv(conv!(k = 3, padding = 4), SIZES);
+    conv(conv!(k = 3, padding = 1, padding_mode = reflect), SIZES);
+    conv(conv!(k = 3, dilation = 2, padding = 2), DILATED);
+    conv(conv!(k = 3, dilation = 4, padding = 4), DILATED);
+    conv(conv!(k = 3, dilation = (3, 2), padding = (1, 5)), DILATED);
+    transposed(conv!(k = 3), SIZES);
+    transposed(conv!(k = 3, padding = 1), SIZES);
+    transposed(conv!(k = 3, padding = 2), SIZES);
+    transposed(conv!(k = 3, dilation = 4, padding = 4), DILATED);
+    transposed(conv!(k = 3, dilation = (2, 3), padding = (1, 6)), DILATED);
 }
 
 /// Convolutions with one output channel per group run several output rows per kernel call

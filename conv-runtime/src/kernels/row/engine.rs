@@ -163,7 +163,9 @@ impl Engine {
         }
         if let Some(depthwise) = &self.depthwise {
             depthwise.run(&self.bias, input, out);
-        } else if let Some(winograd) = &self.winograd {
+        } else if let Some(winograd) = &self.winograd
+            && winograd.suits((out.dim().2, out.dim().3))
+        {
             winograd.run(&self.bias, input, out);
         } else if self.transposed {
             driver::convolve_transposed(self, input, out);

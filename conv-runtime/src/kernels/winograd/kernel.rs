@@ -5,7 +5,6 @@
 use std::mem::MaybeUninit;
 
 use crate::isa::{Family, Kernel, Simd};
-use crate::memory::layout::PlaneLayout;
 
 /// The Winograd kernels' family: every kernel computes one [`TileRowJob`].
 pub(crate) struct WinogradFamily;
@@ -21,14 +20,19 @@ pub(super) const CHANNEL_STEP: usize = 4;
 /// The most tiles a block has: two vectors of the widest set (AVX-512's 16 lanes).
 pub(super) const MAX_TILES: usize = 32;
 
-/// One row of output tiles: output rows `2 * tile_row` and the next, all channels.
+/// One row of output tiles (two output rows), all channels.
 pub(crate) struct TileRowJob<'a> {
-    /// The image laid out in two column phases (even and odd padded columns), with its
-    /// padding: padded row `r`, column `c` is input row `r - pad_top`, column `c - pad_left`.
+    /// The image laid out with its padding, one plane of `channel_stride` floats per
+    /// channel, so that each of the four rows and four columns of the row's input tiles is
+    /// a run of consecutive floats, one per tile (see [`TileRowJob::rows`]).
     pub input: &'a [f32],
-    pub layout: PlaneLayout,
-    pub tile_row: usize,
-    /// Tiles in the row: the output width over two, rounded up.
+    pub channels: usize,
+    pub channel_stride: usize,
+    /// Where, from a channel's start, the first tile reads row `i`, column `j` of its 4x4
+    /// input tile: `rows[i] + columns[j]`; tile `t` reads `t` floats further on.
+    pub rows: [usize; 4],
+    pub columns: [usize; 4],
+    /// Tiles in the row.
     pub tiles: usize,
     /// The transformed weights, `[16][in_channels][out_channels rounded up to CHANNEL_STEP]`.
     pub weights: &'a [f32],
@@ -51,17 +55,20 @@ impl Kernel<WinogradFamily> for Tiles {
     fn run<S: Simd>(simd: S, job: &mut TileRowJob<'_>) {
         let block = 2 * S::LANES;
         const { assert!(2 * S::LANES <= MAX_TILES) };
-        let channels = job.layout.channels;
+        let channels = job.channels;
         let padded_out = job.out_channels.next_multiple_of(CHANNEL_STEP);
         assert_eq!(job.weights.len(), 16 * channels * padded_out);
         assert!(job.transformed.len() >= 16 * channels * block);
         assert!(job.products.len() >= 16 * padded_out * block);
         assert_eq!(job.out.len(), 2 * job.out_channels);
         assert_eq!(job.bias.len(), job.out_channels);
-        // The four padded rows under the tile row, and the block's columns (tile `t` reads
-        // phase columns `t` and `t + 1`), are inside the layout.
-        assert!(2 * job.tile_row + 4 <= job.layout.rows);
-        assert!(job.tiles.next_multiple_of(block) < job.layout.phase_len);
+        // The last block's reads, rounded up to whole blocks, stay inside each channel's plane
+        // (the loads are checked all the same).
+        let reach = job.rows.iter().max().unwrap_or(&0)
+            + job.columns.iter().max().unwrap_or(&0)
+            + job.tiles.next_multiple_of(block);
+        assert!(reach <= job.channel_stride);
+        assert!(job.input.len() >= channels * job.channel_stride);
         for first in (0..job.tiles).step_by(block) {
             transform_input(simd, job, first);
             multiply(simd, job, channels, padded_out);
@@ -76,22 +83,19 @@ impl Kernel<WinogradFamily> for Tiles {
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
-    let layout = job.layout;
     let block = 2 * S::LANES;
-    let (row_stride, phase_len) = (layout.row_stride(), layout.phase_len);
-    let channels = layout.channels;
+    let channels = job.channels;
     for channel in 0..channels {
-        let plane = channel * layout.channel_stride() + 2 * job.tile_row * row_stride;
+        let plane = channel * job.channel_stride;
         for half in 0..2 {
             let column = first + half * S::LANES;
-            // d[i][j]: padded row 2 * tile_row + i, column 2 * tile + j: even columns are
-            // phase 0 at `tile + j / 2`, odd ones phase 1. (Loops, not `array::from_fn`:
+            // d[i][j]: row i, column j of the tiles' input. (Loops, not `array::from_fn`:
             // a closure is compiled without the set's features, and its intrinsics were
             // calls.)
             let mut d = [[simd.splat(0.0); 4]; 4];
             for (i, d) in d.iter_mut().enumerate() {
                 for (j, d) in d.iter_mut().enumerate() {
-                    let at = plane + i * row_stride + j % 2 * phase_len + column + j / 2;
+                    let at = plane + job.rows[i] + job.columns[j] + column;
                     let lanes = &job.input[at..at + S::LANES];
                     // SAFETY: `lanes` holds `LANES` floats.
                     *d = unsafe { simd.load(lanes.as_ptr()) };

@@ -1,8 +1,10 @@
-//! The Winograd family: 3x3 convolutions of stride 1 and dilation 1 with many channels
-//! (U-Net's encoder, VGG-style layers), by Lavin and Gray's F(2x2, 3x3): each 2x2 tile of
-//! outputs takes 16 multiply-adds per input and output channel instead of 36. The transposed
-//! convolutions of that geometry are convolutions too, with the filters turned around: the
-//! input gradient of every such layer's backward pass, and 3x3 stride-1 upconvolutions.
+//! The Winograd family: 3x3 convolutions of stride 1 with many channels (U-Net's encoder,
+//! VGG-style layers, context modules' dilated layers), by Lavin and Gray's F(2x2, 3x3): each
+//! 2x2 tile of outputs takes 16 multiply-adds per input and output channel instead of 36.
+//! The transposed convolutions of that geometry are convolutions too, with the filters
+//! turned around: the input gradient of every such layer's backward pass, and 3x3 stride-1
+//! upconvolutions. A dilated layer runs as dense ones on its lattice's classes (`lattice`)
+//! where their tiles fill the kernel's blocks.
 //!
 //! The input is laid out as for the row kernels' stride 2 (even and odd columns apart, with
 //! the padding), so that the 4x4 input tiles of consecutive output tiles are contiguous
@@ -19,6 +21,7 @@
 //! for every instruction set: no build cost per geometry.
 
 mod kernel;
+mod lattice;
 
 use std::mem::MaybeUninit;
 
@@ -47,6 +50,7 @@ pub(crate) struct Winograd {
     /// The convolution's zero padding above and left of the input (below and right, the
     /// output's size decides).
     pad: (usize, usize),
+    dilation: (usize, usize),
     /// `G g G^T` of every filter, `[16][in_channels][out_channels rounded up]`.
     weights: Vec<f32>,
     out_channels: usize,
@@ -55,8 +59,8 @@ pub(crate) struct Winograd {
 impl Winograd {
     /// The Winograd packing of a convolution of `spec` with `weight` (`[out_channels,
     /// in_channels / groups, kh, kw]`), on `isa` (the portable set where `isa` is not
-    /// available), if the convolution is one the family runs: 3x3, stride 1, dilation 1, one
-    /// group, at least `MIN_CHANNELS` channels in and out.
+    /// available), if the convolution is one the family runs: 3x3, stride 1, one group, at
+    /// least `MIN_CHANNELS` channels in and out.
     pub fn plan(
         isa: Isa,
         spec: GeometrySpec,
@@ -69,6 +73,7 @@ impl Winograd {
         Some(Winograd {
             kernel: Compiled::for_isa::<Tiles>(isa),
             pad: spec.pad_before(),
+            dilation: spec.dilation,
             weights: transform_weights(weight),
             out_channels: weight.dim().0,
         })
@@ -76,11 +81,11 @@ impl Winograd {
 
     /// The Winograd packing of a transposed convolution of `spec` with `weight` (`[in_channels,
     /// out_channels / groups, kh, kw]`), under the same conditions as [`plan`](Self::plan),
-    /// and padding of at most 2.
+    /// and padding of at most `2 * dilation`.
     ///
-    /// At stride 1, output `x` of the transposed convolution gathers input `x + pad - kx`
+    /// At stride 1, output `x` of the transposed convolution gathers input `x + pad - d * kx`
     /// times tap `kx`: the convolution with the filter turned around (tap `2 - kx`) and
-    /// padding `2 - pad`, input and output channels swapped.
+    /// padding `2 * d - pad`, input and output channels swapped.
     pub fn plan_transposed(
         isa: Isa,
         spec: GeometrySpec,
@@ -88,7 +93,8 @@ impl Winograd {
         groups: usize,
     ) -> Option<Winograd> {
         let (pad_top, pad_left) = spec.pad_before();
-        if !fits(spec, weight, groups) || pad_top >= K || pad_left >= K {
+        let reach = ((K - 1) * spec.dilation.0, (K - 1) * spec.dilation.1);
+        if !fits(spec, weight, groups) || pad_top > reach.0 || pad_left > reach.1 {
             return None;
         }
         let (in_channels, out_channels, _, _) = weight.dim();
@@ -97,10 +103,17 @@ impl Winograd {
         });
         Some(Winograd {
             kernel: Compiled::for_isa::<Tiles>(isa),
-            pad: (K - 1 - pad_top, K - 1 - pad_left),
+            pad: (reach.0 - pad_top, reach.1 - pad_left),
+            dilation: spec.dilation,
             weights: transform_weights(&turned),
             out_channels,
         })
+    }
+
+    /// Whether the family computes an output of `out_h x out_w` well: always without
+    /// dilation; with it, where the lattice's tiles fill the kernel's blocks.
+    pub fn suits(&self, (out_h, out_w): (usize, usize)) -> bool {
+        self.dilation == (1, 1) || lattice::fills(out_h, out_w, self.dilation)
     }
 
     /// The convolution of a checked `input` into `output` (standard layout, of the checked
@@ -111,6 +124,10 @@ impl Winograd {
         input: &ArrayView4<f32>,
         output: &mut ArrayViewMut4<MaybeUninit<f32>>,
     ) {
+        if self.dilation != (1, 1) {
+            lattice::run(self, bias, input, output);
+            return;
+        }
         let (_, channels, in_h, in_w) = input.dim();
         let (out_h, out_w) = (output.dim().2, output.dim().3);
         let (pad_top, pad_left) = self.pad;
@@ -157,10 +174,16 @@ impl Winograd {
                                 unsafe { out.slice(start, len) }
                             })
                             .collect();
+                        // Padded row `2 * tile_row + i`; padded column `2 * tile + j`, of
+                        // column phase `j % 2` at `tile + j / 2`.
+                        let row_stride = layout.row_stride();
+                        let phase_len = layout.phase_len;
                         let mut job = TileRowJob {
                             input: prepared,
-                            layout,
-                            tile_row,
+                            channels,
+                            channel_stride: layout.channel_stride(),
+                            rows: std::array::from_fn(|i| (2 * tile_row + i) * row_stride),
+                            columns: [0, phase_len, 1, phase_len + 1],
                             tiles,
                             weights: &self.weights,
                             out_channels: self.out_channels,
@@ -183,13 +206,12 @@ impl Winograd {
 }
 
 /// Whether a layer of `spec` with `weight` (either direction's shape: both dimensions are
-/// channels) is one the family runs: 3x3, stride 1, dilation 1, one group, at least
-/// `MIN_CHANNELS` channels in and out.
+/// channels) is one the family runs: 3x3, stride 1, one group, at least `MIN_CHANNELS`
+/// channels in and out.
 fn fits(spec: GeometrySpec, weight: &Array4<f32>, groups: usize) -> bool {
     let (channels_a, channels_b, kh, kw) = weight.dim();
     (kh, kw) == (K, K)
         && spec.stride == (1, 1)
-        && spec.dilation == (1, 1)
         && groups == 1
         && channels_a >= MIN_CHANNELS
         && channels_b >= MIN_CHANNELS
