@@ -10,6 +10,7 @@ per geometry: (8 geometries - 0 geometries) / 8.
     python3 tools/build_cost.py                 # both modes, 3 builds of each variant
     python3 tools/build_cost.py --repeat 5 --mode inference
     python3 tools/build_cost.py --rank 1       # eight conv1d! geometries on Conv1d / ConvTranspose1d
+    python3 tools/build_cost.py --padded       # eight conv! geometries of wide padding (ASPP's)
 
 Build times are the median of `--repeat` builds of the crate alone (its dependencies are built
 once, before any timing). Nothing else should run on the machine meanwhile. The crate lives in
@@ -40,6 +41,20 @@ GEOMETRIES = [
     ("ConvTranspose2d", "k = 4, stride = 2, padding = 1", 8, 8, 16),
 ]
 
+# Geometries whose padding is wide, as ASPP's and dilated context modules' (`--padded`):
+# those run, on AVX-512, the kernel vectorised along output channels, whose end tiles leave
+# out the pixels that read padding, in instances of their own.
+GEOMETRIES_PADDED = [
+    ("Conv2d", "k = 3, dilation = 6, padding = 6", 8, 8, 32),
+    ("Conv2d", "k = 3, dilation = 12, padding = 12", 8, 8, 32),
+    ("Conv2d", "k = 3, dilation = 18, padding = 18", 8, 8, 32),
+    ("Conv2d", "k = 3, dilation = 8, padding = 8", 8, 8, 32),
+    ("Conv2d", "k = 3, dilation = 8, padding = 24", 8, 8, 32),
+    ("Conv2d", "k = (1, 4), dilation = (1, 9), padding = same", 8, 8, 32),
+    ("ConvTranspose2d", "k = 3, dilation = 12, padding = 12", 8, 8, 32),
+    ("ConvTranspose2d", "k = 3, dilation = 6, padding = 6", 8, 8, 32),
+]
+
 # The same for `conv1d!` (input length 64): WaveNet's causal layers, a strided, a `same` and
 # a reflect-padded one, and two upsamplers.
 GEOMETRIES_1D = [
@@ -68,9 +83,10 @@ conv-runtime = {{ path = "{runtime}" }}
 
 
 def program(count: int, training: bool, rank: int) -> str:
-    """A user's main with the first `count` geometries of `rank` (2: conv!, 1: conv1d!)."""
-    if rank == 2:
-        geometries, macro = GEOMETRIES, "conv!"
+    """A user's main with the first `count` geometries of `rank` (2: conv!, 1: conv1d!, 0:
+    the conv! geometries of wide padding)."""
+    if rank in (0, 2):
+        geometries, macro = GEOMETRIES if rank == 2 else GEOMETRIES_PADDED, "conv!"
         helper = [
             "use conv_runtime::ndarray::Array4;",
             "fn input(channels: usize, size: usize) -> Array4<f32> {",
@@ -166,9 +182,14 @@ def main() -> int:
         "--rank", type=int, choices=[1, 2], default=2, help="2: conv! geometries, 1: conv1d!"
     )
     parser.add_argument(
+        "--padded", action="store_true", help="conv! geometries of wide padding instead"
+    )
+    parser.add_argument(
         "--dir", type=Path, default=ROOT / "target" / "build-cost", help="scratch folder"
     )
     args = parser.parse_args()
+    if args.padded:
+        args.rank = 0
 
     crate, target = args.dir / "crate", args.dir / "target"
     if crate.exists():
@@ -184,7 +205,7 @@ def main() -> int:
     rustc = subprocess.run(
         ["rustc", "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    family = "conv!" if args.rank == 2 else "conv1d!"
+    family = {2: "conv!", 1: "conv1d!", 0: "conv! of wide padding"}[args.rank]
     print(f"machine: {machine()}; {rustc}; median of {args.repeat} release builds; {family}")
     print()
     print("| mode | geometries | build s | binary bytes | per geometry s | per geometry KB |")
