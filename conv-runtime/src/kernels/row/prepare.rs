@@ -20,11 +20,26 @@ pub(crate) fn prepare(
     scratch: &mut [f32],
     threads: usize,
 ) {
-    let one_channel = |(channel, target): (usize, &mut [f32])| {
-        let source = image.index_axis(Axis(0), channel);
-        lay_out_plane(&source, layout, (above, input_shift), target, |_| {});
-    };
-    let stride = layout.channel_stride();
+    each_channel(
+        scratch,
+        layout.channel_stride(),
+        threads,
+        |channel, target| {
+            let source = image.index_axis(Axis(0), channel);
+            lay_out_plane(&source, layout, (above, input_shift), target, |_| {});
+        },
+    );
+}
+
+/// Calls `lay_out` with each channel's index and its `stride` floats of `scratch`: on `threads`
+/// threads where there is enough to lay out, else on the calling thread.
+pub(crate) fn each_channel(
+    scratch: &mut [f32],
+    stride: usize,
+    threads: usize,
+    lay_out: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
+    let one_channel = |(channel, target): (usize, &mut [f32])| lay_out(channel, target);
     if threads > 1 && scratch.len() >= PARALLEL_PREPARE {
         scratch
             .par_chunks_mut(stride)

@@ -165,9 +165,10 @@ impl<T: TapList> Chooser<T> {
         // (Zen 4, one thread, five alternated rounds, median 8.55 -> 7.15 ms), dilation 6
         // 1.07x, dilation 12 on 64 columns 1.13x. On full rows that kernel ran 4-8% slower
         // than sixteen by one (context-d4, unet-enc), so it runs only the geometries where it
-        // leaves out at least an eighth more of the end tiles' multiply-adds (dilation and
-        // padding 6 or more for k = 3); dilation 18 on 32 columns, whose dead taps the row
-        // kernel leaves out as whole vectors, ran 1.14x slower with it.
+        // leaves out at least an eighth more of the end tiles' multiply-adds (for k = 3,
+        // dilation and padding 6 to 17); dilation 18 on 32 columns, whose dead taps the row
+        // kernel leaves out as whole vectors, ran 1.14x slower with it. Sixteen by one is then
+        // not compiled at all: the constant comes first in both arms.
         let skips_padding = const { skips_padding::<T>(16) };
         match self.detected {
             #[cfg(target_arch = "x86_64")]
@@ -175,7 +176,9 @@ impl<T: TapList> Chooser<T> {
                 channel_vectors::<T, _, 1, 16>(simd)
             }
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) if out >= 16 => specialised::<T, _, 16, 1, 1>(simd),
+            Detected::Avx512(simd) if !skips_padding && out >= 16 => {
+                specialised::<T, _, 16, 1, 1>(simd)
+            }
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if wide => specialised::<T, _, 4, 4, 1>(simd),
             #[cfg(target_arch = "x86_64")]

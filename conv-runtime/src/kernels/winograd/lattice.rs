@@ -25,12 +25,10 @@ use rayon::prelude::*;
 use super::Winograd;
 use super::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob};
 use crate::kernels::forward_threads;
+use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::{PlaneLayout, contiguous};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
-
-/// Below this many floats the input is laid out on the calling thread.
-const PARALLEL_PREPARE: usize = 1 << 16;
 
 /// How `outputs` consecutive outputs (of a row, or of a column) fall into the `dilation`
 /// classes of the lattice, and where each class's tiles start in a row of tiles.
@@ -71,7 +69,8 @@ impl Classes {
 }
 
 /// Whether the lattice's tiles fill at least three quarters of the blocks the kernel
-/// computes for an `out_h x out_w` output: F(2x2, 3x3) does a direct convolution's work in
+/// computes for an `out_h x out_w` output (blocks of 32 tiles, AVX-512's: the widest, so
+/// that every instruction set gains): F(2x2, 3x3) does a direct convolution's work in
 /// about half the multiply-adds, which blocks mostly empty (aspp-d12's dilation 12 on a
 /// 32x32 map: classes of 2 or 3 outputs, 20 tiles a row in blocks of 32, 20 tile rows for 8
 /// rows' worth) give back.
@@ -207,20 +206,16 @@ fn lay_out(
     scratch: &mut [f32],
     threads: usize,
 ) {
-    let one_channel = |(channel, target): (usize, &mut [f32])| {
-        let source = image.index_axis(Axis(0), channel);
-        lay_out_plane(&source, pad_top, gathers, layout, target);
-    };
-    let stride = layout.channel_stride();
     let scratch = &mut scratch[..layout.image_stride()];
-    if threads > 1 && scratch.len() >= PARALLEL_PREPARE {
-        scratch
-            .par_chunks_mut(stride)
-            .enumerate()
-            .for_each(one_channel);
-    } else {
-        scratch.chunks_mut(stride).enumerate().for_each(one_channel);
-    }
+    each_channel(
+        scratch,
+        layout.channel_stride(),
+        threads,
+        |channel, target| {
+            let source = image.index_axis(Axis(0), channel);
+            lay_out_plane(&source, pad_top, gathers, layout, target);
+        },
+    );
 }
 
 /// [`lay_out`] for one channel.
