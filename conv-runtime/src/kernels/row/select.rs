@@ -116,7 +116,7 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
         {
             return Choice {
                 rows: specialised::<T, _, 16, 1, 1>(simd),
-                short_rows: Some(channel_vectors::<T, _, 1, 16>(simd)),
+                short_rows: Some(channel_vectors::<T, _, 2, 8>(simd)),
             };
         }
         Choice::only(self.paired_phases())
