@@ -23,6 +23,13 @@ impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Specialised
     /// every other kernel the row loop is a constant single pass: looping over rows made
     /// LLVM duplicate each kernel's tile loop, 43% more code.
     pub const MULTI_ROW: bool = OCB == 1 && CP == 1 && T::PHASES.len() == 1;
+
+    /// Whether the kernel has edge instances where its geometry reads padding with whole
+    /// vectors: only the blockings of four or more output channels, which run the layers
+    /// where time goes. The narrow ones (an RGB output, a one-channel map) computing the
+    /// padding cost less than two more instances of them cost every such geometry's build:
+    /// with them, the build-cost script's wide-padding geometries took about 0.3 s more each.
+    pub const EDGES: bool = OCB >= 4;
 }
 
 impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Kernel<RowFamily>
@@ -229,7 +236,9 @@ impl<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize> Ph
             while start < job.cols.end {
                 let at = (row, origin_row, start);
                 // A constant: where it is false, the edge instances are not compiled at all.
-                if const { edges::any::<T>(S::LANES, WV * S::LANES) } {
+                if const {
+                    Specialised::<T, OCB, WV, CP>::EDGES && edges::any::<T>(S::LANES, WV * S::LANES)
+                } {
                     match edges::of::<T>(start, tile, &job.input.data_columns) {
                         LEFT_END => one_tile::<T, S, OCB, WV, CP, LEFT_END, PHASE>(simd, job, at),
                         RIGHT_END => one_tile::<T, S, OCB, WV, CP, RIGHT_END, PHASE>(simd, job, at),
