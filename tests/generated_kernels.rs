@@ -376,13 +376,14 @@ fn every_blocking_on_every_instruction_set() {
 }
 
 /// Where the padding is a vector wide or more, the tiles at a row's ends leave out the vectors
-/// of a tap that read only padding (aspp-d12's dilation and padding 12), and where it is
-/// wide but less than a 16-lane vector, AVX-512's kernel vectorised along output channels
-/// leaves out the pixels that do: the reference's numbers for convolutions and transposed
-/// convolutions on every instruction set, at widths around whole vectors and tiles of 8 and
-/// 16 lanes (rows of one tile, whose first tile is also its last, and of several), for the
-/// blockings of one, three, four, eight and sixteen output channels and a partial block of
-/// the channel-vectorised kernel (17); padding 20 reaches a whole 16-lane vector, padding 24
+/// of a tap that read only padding (aspp-d12's dilation and padding 12) in the blockings of
+/// four or more output channels, and where it is wide but less than a 16-lane vector,
+/// AVX-512's kernel vectorised along output channels leaves out the pixels that do: the
+/// reference's numbers for convolutions and transposed convolutions on every instruction
+/// set, at widths around whole vectors and tiles of 8 and 16 lanes (rows of one tile, whose
+/// first tile is also its last, and of several), for the blockings of one and three output
+/// channels (which compute the padding), four, eight and sixteen, and a partial block of the
+/// channel-vectorised kernel (17); padding 20 reaches a whole 16-lane vector, padding 24
 /// with dilation 8 is wider than the filter (a tap wholly in it), and `same` padding of an
 /// even filter is uneven.
 #[test]
