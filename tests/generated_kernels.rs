@@ -550,6 +550,55 @@ fn winograd_tiles_match_the_reference() {
     transposed(conv!(k = 3, dilation = (2, 3), padding = (1, 6)), DILATED);
 }
 
+/// Strided transposed convolutions whose filter is three strides wide run the Winograd
+/// kernel on all their phases at once: strides 2 and 3 and a different one per axis,
+/// paddings that are multiples of the stride and paddings that are not (phases starting a
+/// grid index apart), up to the widest the family takes, output padding and the largest
+/// output asked for at run time (phases of uneven lengths), few output channels (sr-x3's
+/// three, nine phases), batches, a strided input, one thread and three: the reference's
+/// numbers, on every instruction set.
+#[test]
+fn winograd_phases_match_the_reference() {
+    fn check<G: ZeroPadded>(geometry: G, out_channels: usize) {
+        let spec = G::SPEC;
+        let (kh, kw) = spec.kernel_size;
+        let min = spec.transposed_min_input_size();
+        let sizes = [(0, 0), (1, 6), (2, 29), (5, 30), (3, 33)];
+        for (case, (h, w)) in sizes.into_iter().enumerate() {
+            let case = case as u64;
+            let in_channels = 16 + case as usize % 3;
+            let weight = random_array((in_channels, out_channels, kh, kw), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
+            let shape = (2, in_channels, min.0 + h, min.1 + w);
+            let what = format!("{spec} transposed");
+            let reference = |x: &Array4<f32>| {
+                reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, 1, None).unwrap()
+            };
+            let run = conv_transpose2d(geometry, (&weight, &bias, 1));
+            matches_in_either_layout(run, reference, shape, case, &what);
+            // The largest output the input allows.
+            let input = (shape.2, shape.3);
+            let (_, largest) = spec.transposed_output_range(input).unwrap();
+            let reference = |x: &Array4<f32>| {
+                reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, 1, Some(largest))
+                    .unwrap()
+            };
+            let run = |isa, x: &ArrayView4<f32>| {
+                ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
+                    .and_then(|layer| layer.with_isa(isa))
+                    .and_then(|layer| layer.forward_with_output_size(x, largest))
+                    .unwrap()
+            };
+            let what = format!("{spec} transposed to {largest:?}");
+            matches_in_either_layout(run, reference, shape, case, &what);
+        }
+    }
+    check(conv!(k = 9, stride = 3, padding = 3), 3);
+    check(conv!(k = 6, stride = 2, padding = 1), 4);
+    check(conv!(k = 6, stride = 2, padding = 5, output_padding = 1), 5);
+    check(conv!(k = (6, 9), stride = (2, 3), padding = (2, 7)), 3);
+}
+
 /// Convolutions with one output channel per group run several output rows per kernel call
 /// where a row is little work: at every height (one row, a few, more rows than a call takes,
 /// rows split unevenly among threads), stride 1 (two input channels per group; with one,

@@ -4,7 +4,8 @@
 //! The transposed convolutions of that geometry are convolutions too, with the filters
 //! turned around: the input gradient of every such layer's backward pass, and 3x3 stride-1
 //! upconvolutions. A dilated layer runs as dense ones on its lattice's classes (`lattice`)
-//! where their tiles fill the kernel's blocks.
+//! where their tiles fill the kernel's blocks. A strided transposed layer whose filter is
+//! three strides wide runs as one such convolution onto all its phases (`phases`).
 //!
 //! The input is laid out as for the row kernels' stride 2 (even and odd columns apart, with
 //! the padding), so that the 4x4 input tiles of consecutive output tiles are contiguous
@@ -22,6 +23,7 @@
 
 mod kernel;
 mod lattice;
+mod phases;
 
 use std::mem::MaybeUninit;
 
@@ -54,6 +56,9 @@ pub(crate) struct Winograd {
     /// `G g G^T` of every filter, `[16][in_channels][out_channels rounded up]`.
     weights: Vec<f32>,
     out_channels: usize,
+    /// For a strided transposed convolution, how its phases' outputs are laid out in the
+    /// convolution this computes (`weights`, `pad`, `out_channels` are that convolution's).
+    phases: Option<phases::Phases>,
 }
 
 impl Winograd {
@@ -76,12 +81,14 @@ impl Winograd {
             dilation: spec.dilation,
             weights: transform_weights(weight),
             out_channels: weight.dim().0,
+            phases: None,
         })
     }
 
     /// The Winograd packing of a transposed convolution of `spec` with `weight` (`[in_channels,
     /// out_channels / groups, kh, kw]`), under the same conditions as [`plan`](Self::plan),
-    /// and padding of at most `2 * dilation`.
+    /// and padding of at most `2 * dilation`; or, at a stride above 1, if its phases are
+    /// such convolutions ([`phases::plan`]).
     ///
     /// At stride 1, output `x` of the transposed convolution gathers input `x + pad - d * kx`
     /// times tap `kx`: the convolution with the filter turned around (tap `2 - kx`) and
@@ -92,6 +99,9 @@ impl Winograd {
         weight: &Array4<f32>,
         groups: usize,
     ) -> Option<Winograd> {
+        if spec.stride != (1, 1) {
+            return phases::plan(isa, spec, weight, groups);
+        }
         let (pad_top, pad_left) = spec.pad_before();
         let reach = ((K - 1) * spec.dilation.0, (K - 1) * spec.dilation.1);
         if !fits(spec, weight, groups) || pad_top > reach.0 || pad_left > reach.1 {
@@ -107,6 +117,7 @@ impl Winograd {
             dilation: spec.dilation,
             weights: transform_weights(&turned),
             out_channels,
+            phases: None,
         })
     }
 
@@ -124,10 +135,23 @@ impl Winograd {
         input: &ArrayView4<f32>,
         output: &mut ArrayViewMut4<MaybeUninit<f32>>,
     ) {
-        if self.dilation != (1, 1) {
+        if let Some(phases) = &self.phases {
+            phases::run(self, phases, bias, input, output);
+        } else if self.dilation != (1, 1) {
             lattice::run(self, bias, input, output);
-            return;
+        } else {
+            self.run_dense(bias, input, output);
         }
+    }
+
+    /// [`run`](Self::run) without dilation or phases: the convolution this packs, of the
+    /// output's size.
+    fn run_dense(
+        &self,
+        bias: &[f32],
+        input: &ArrayView4<f32>,
+        output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+    ) {
         let (_, channels, in_h, in_w) = input.dim();
         let (out_h, out_w) = (output.dim().2, output.dim().3);
         let (pad_top, pad_left) = self.pad;

@@ -1,0 +1,206 @@
+//! Winograd on the phases of a strided transposed convolution whose filter is three strides
+//! wide (`k = 3 * s`: super-resolution's 9x9 upsampler of stride 3).
+//!
+//! Output `y` of a transposed convolution of stride `s` and padding `p` gathers input `iy`
+//! times tap `ky` where `y = s * iy - p + ky`. Writing `ky = r + s * j` (`r < s`, `j < 3`)
+//! and `q = iy + j` gives `y + p = s * q + r`: the outputs with `(y + p) % s == r` form
+//! phase `r`, output `q = (y + p) / s` of which is `input[q] * w[r] + input[q - 1] * w[r + s]
+//! + input[q - 2] * w[r + 2 * s]`, a 3x3 stride-1 convolution of the input with the phase's
+//! taps turned around. All `sh * sw` phases read the same input, so they are one such
+//! convolution with `sh * sw` times the output channels, on the grid of `q` from the first
+//! output's: the dense Winograd kernel computes it (every input tile transformed once for
+//! all phases), and the phases' outputs go to their rows and columns `s` apart.
+//!
+//! sr-x3 (32 -> 3 channels, 64x64 input) becomes a 32 -> 27 channel 3x3 layer on 64x64:
+//! 16 multiply-adds per 2x2 tile and channel pair where the row kernel takes 36.
+
+use std::mem::MaybeUninit;
+
+use ndarray::{Array4, ArrayView4, ArrayViewMut2, ArrayViewMut4, Zip, s};
+use rayon::prelude::*;
+
+use super::{K, MIN_CHANNELS, Winograd, transform_weights};
+use crate::isa::{Compiled, Isa};
+use crate::kernels::forward_threads;
+use crate::kernels::winograd::kernel::Tiles;
+use crate::shape::geometry::GeometrySpec;
+
+/// How a strided transposed convolution maps onto its phases' stride-1 convolution.
+#[derive(Clone, Debug)]
+pub(super) struct Phases {
+    /// The transposed convolution's stride and padding above and left of its output.
+    stride: (usize, usize),
+    pad: (usize, usize),
+    /// The grid index `q = p / s` of output 0, per axis: the first grid row and column.
+    first: (usize, usize),
+    /// The transposed convolution's output channels (the phase convolution has `sh * sw`
+    /// times as many, phase by phase).
+    out_channels: usize,
+}
+
+/// The Winograd packing of a transposed convolution of `spec` with `weight` (`[in_channels,
+/// out_channels, kh, kw]`), if it is one whose phases the family runs: one group, no
+/// dilation, a stride above 1 and a filter of three strides on both axes, padding of less
+/// than three strides on every side (so that each phase's convolution pads its input by
+/// at most two), and at least `MIN_CHANNELS` input channels and phase channels.
+pub(super) fn plan(
+    isa: Isa,
+    spec: GeometrySpec,
+    weight: &Array4<f32>,
+    groups: usize,
+) -> Option<Winograd> {
+    let (in_channels, out_channels, kh, kw) = weight.dim();
+    let (sh, sw) = spec.stride;
+    let (pad, pad_after) = (spec.pad_before(), spec.pad_after());
+    let phase_channels = sh * sw * out_channels;
+    let fits = groups == 1
+        && spec.dilation == (1, 1)
+        && spec.stride != (1, 1)
+        && (kh, kw) == (K * sh, K * sw)
+        && pad.0.max(pad_after.0) < K * sh
+        && pad.1.max(pad_after.1) < K * sw
+        && in_channels >= MIN_CHANNELS
+        && phase_channels >= MIN_CHANNELS;
+    if !fits {
+        return None;
+    }
+    let first = (pad.0 / sh, pad.1 / sw);
+    // Phase channel `(ry * sw + rx) * out_channels + o`, tap `(ty, tx)` of the phase
+    // convolution reads input `q - 2 + t`: the transposed filter's `j = 2 - t`.
+    let phase_weight = Array4::from_shape_fn(
+        (phase_channels, in_channels, K, K),
+        |(channel, i, ty, tx)| {
+            let (phase, o) = (channel / out_channels, channel % out_channels);
+            let (ry, rx) = (phase / sw, phase % sw);
+            weight[[i, o, ry + sh * (K - 1 - ty), rx + sw * (K - 1 - tx)]]
+        },
+    );
+    Some(Winograd {
+        kernel: Compiled::for_isa::<Tiles>(isa),
+        pad: (K - 1 - first.0, K - 1 - first.1),
+        dilation: (1, 1),
+        weights: transform_weights(&phase_weight),
+        out_channels: phase_channels,
+        phases: Some(Phases {
+            stride: spec.stride,
+            pad,
+            first,
+            out_channels,
+        }),
+    })
+}
+
+/// The transposed convolution of a checked `input` into `output` (standard layout, of the
+/// checked shape) by `winograd`, planned by [`plan`] as `phases`, adding `bias` (one per
+/// output channel).
+pub(super) fn run(
+    winograd: &Winograd,
+    phases: &Phases,
+    bias: &[f32],
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+) {
+    let (batch, out_channels, out_h, out_w) = output.dim();
+    assert_eq!(out_channels, phases.out_channels);
+    let (sh, sw) = phases.stride;
+    if batch * out_channels * out_h * out_w == 0 {
+        return;
+    }
+    // The grid runs from output 0's `q` to the last output's.
+    let grid_h = (out_h - 1 + phases.pad.0) / sh + 1 - phases.first.0;
+    let grid_w = (out_w - 1 + phases.pad.1) / sw + 1 - phases.first.1;
+    let phase_bias: Vec<f32> = bias
+        .iter()
+        .copied()
+        .cycle()
+        .take(sh * sw * out_channels)
+        .collect();
+    let mut grid = Array4::uninit((batch, winograd.out_channels, grid_h, grid_w));
+    winograd.run_dense(&phase_bias, input, &mut grid.view_mut());
+    // SAFETY: the dense run writes every element of its standard-layout output.
+    let grid = unsafe { grid.assume_init() };
+    // Each output plane gathers its phases' grid planes, rows and columns `s` apart.
+    let scatter = |(index, plane): (usize, &mut [MaybeUninit<f32>])| {
+        let (image, channel) = (index / out_channels, index % out_channels);
+        let mut plane = ArrayViewMut2::from_shape((out_h, out_w), plane).expect("a whole plane");
+        for ry in 0..sh {
+            let (rows, first_row) = phase_axis(ry, sh, phases.pad.0, phases.first.0, out_h);
+            for rx in 0..sw {
+                let (columns, first_column) =
+                    phase_axis(rx, sw, phases.pad.1, phases.first.1, out_w);
+                if rows.len == 0 || columns.len == 0 {
+                    // An output smaller than the stride: the phase has no outputs.
+                    continue;
+                }
+                let from = grid.slice(s![
+                    image,
+                    (ry * sw + rx) * out_channels + channel,
+                    rows.start..rows.start + rows.len,
+                    columns.start..columns.start + columns.len
+                ]);
+                let to = plane.slice_mut(s![first_row..;sh, first_column..;sw]);
+                Zip::from(to).and(from).for_each(|slot, &value| {
+                    slot.write(value);
+                });
+            }
+        }
+    };
+    let output = output.as_slice_mut().expect("output is in standard layout");
+    let plane = out_h * out_w;
+    let threads = forward_threads(out_channels * input.dim().1 * plane * 9);
+    if threads == 1 {
+        output.chunks_exact_mut(plane).enumerate().for_each(scatter);
+    } else {
+        output
+            .par_chunks_exact_mut(plane)
+            .enumerate()
+            .for_each(scatter);
+    }
+}
+
+/// Grid indices from `start`, `len` of them.
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+/// Phase `r`'s outputs along an axis of `outputs` with stride `s` and padding `pad`, whose
+/// grid starts at `first`: their grid indices, and the first output (the rest follow `s`
+/// apart). Output `y` is in phase `(y + pad) % s`, at grid index `(y + pad) / s - first`.
+fn phase_axis(r: usize, s: usize, pad: usize, first: usize, outputs: usize) -> (Span, usize) {
+    let first_output = (r + s - pad % s) % s;
+    let len = outputs.saturating_sub(first_output).div_ceil(s);
+    let start = (first_output + pad) / s - first;
+    (Span { start, len }, first_output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every output of an axis falls in exactly one phase, at the grid index its `q` says,
+    /// inside the grid the run allocates.
+    #[test]
+    fn phases_cover_every_output_once() {
+        for s in 1..5 {
+            for pad in 0..3 * s {
+                let first = pad / s;
+                for outputs in 1..20 {
+                    let grid = (outputs - 1 + pad) / s + 1 - first;
+                    let mut seen = vec![0; outputs];
+                    for r in 0..s {
+                        let (span, first_output) = phase_axis(r, s, pad, first, outputs);
+                        assert!(span.start + span.len <= grid);
+                        for i in 0..span.len {
+                            let y = first_output + i * s;
+                            assert_eq!((y + pad) % s, r);
+                            assert_eq!((y + pad) / s - first, span.start + i);
+                            seen[y] += 1;
+                        }
+                    }
+                    assert!(seen.iter().all(|&n| n == 1), "s {s} pad {pad} n {outputs}");
+                }
+            }
+        }
+    }
+}
