@@ -550,13 +550,14 @@ fn winograd_tiles_match_the_reference() {
     transposed(conv!(k = 3, dilation = (2, 3), padding = (1, 6)), DILATED);
 }
 
-/// Strided transposed convolutions whose filter is three strides wide run the Winograd
-/// kernel on all their phases at once: strides 2 and 3 and a different one per axis,
-/// paddings that are multiples of the stride and paddings that are not (phases starting a
-/// grid index apart), up to the widest the family takes, output padding and the largest
-/// output asked for at run time (phases of uneven lengths), few output channels (sr-x3's
-/// three, nine phases), batches, a strided input, one thread and three: the reference's
-/// numbers, on every instruction set.
+/// Strided layers whose filter is three strides wide run the Winograd kernel on all their
+/// phases at once, transposed convolutions on their output's phases, convolutions on their
+/// input's: strides 2 and 3 and a different one per axis, paddings that are multiples of the
+/// stride and paddings that are not (phases starting a grid index apart), up to the widest
+/// the transposed family takes and beyond a filter's width for the convolution, output
+/// padding and the largest output asked for at run time (phases of uneven lengths), a
+/// padding mode, few channels (sr-x3's three, nine phases), batches, a strided input, one
+/// thread and three: the reference's numbers, on every instruction set.
 #[test]
 fn winograd_phases_match_the_reference() {
     fn check<G: ZeroPadded>(geometry: G, out_channels: usize) {
@@ -597,6 +598,28 @@ fn winograd_phases_match_the_reference() {
     check(conv!(k = 6, stride = 2, padding = 1), 4);
     check(conv!(k = 6, stride = 2, padding = 5, output_padding = 1), 5);
     check(conv!(k = (6, 9), stride = (2, 3), padding = (2, 7)), 3);
+    fn conv<G: Geometry>(geometry: G, in_channels: usize) {
+        let spec = G::SPEC;
+        let (kh, kw) = spec.kernel_size;
+        let min = smallest_input(&spec);
+        let sizes = [(0, 0), (1, 6), (2, 29), (5, 30), (3, 33)];
+        for (case, (h, w)) in sizes.into_iter().enumerate() {
+            let case = case as u64;
+            let out_channels = 16 + case as usize % 3;
+            let weight = random_array((out_channels, in_channels, kh, kw), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
+            let size = (2, min.0 + h, min.1 + w);
+            conv_matches_in_either_layout(geometry, (&weight, &bias, 1), size, case);
+        }
+    }
+    conv(conv!(k = 9, stride = 3, padding = 3), 3);
+    conv(conv!(k = 6, stride = 2), 4);
+    conv(conv!(k = 6, stride = 2, padding = 7), 5);
+    conv(conv!(k = (6, 9), stride = (2, 3), padding = (3, 1)), 3);
+    conv(
+        conv!(k = 6, stride = 2, padding = 2, padding_mode = reflect),
+        4,
+    );
 }
 
 /// Convolutions with one output channel per group run several output rows per kernel call

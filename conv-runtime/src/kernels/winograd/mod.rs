@@ -65,13 +65,17 @@ impl Winograd {
     /// The Winograd packing of a convolution of `spec` with `weight` (`[out_channels,
     /// in_channels / groups, kh, kw]`), on `isa` (the portable set where `isa` is not
     /// available), if the convolution is one the family runs: 3x3, stride 1, one group, at
-    /// least `MIN_CHANNELS` channels in and out.
+    /// least `MIN_CHANNELS` channels in and out; or, at a stride above 1, if its input's
+    /// phases make it such a convolution ([`phases::plan_strided`]).
     pub fn plan(
         isa: Isa,
         spec: GeometrySpec,
         weight: &Array4<f32>,
         groups: usize,
     ) -> Option<Winograd> {
+        if spec.stride != (1, 1) {
+            return phases::plan_strided(isa, spec, weight, groups);
+        }
         if !fits(spec, weight, groups) {
             return None;
         }

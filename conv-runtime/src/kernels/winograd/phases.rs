@@ -25,17 +25,27 @@ use crate::kernels::forward_threads;
 use crate::kernels::winograd::kernel::Tiles;
 use crate::shape::geometry::GeometrySpec;
 
-/// How a strided transposed convolution maps onto its phases' stride-1 convolution.
+/// How a strided layer maps onto its phases' stride-1 convolution.
 #[derive(Clone, Debug)]
-pub(super) struct Phases {
-    /// The transposed convolution's stride and padding above and left of its output.
-    stride: (usize, usize),
-    pad: (usize, usize),
-    /// The grid index `q = p / s` of output 0, per axis: the first grid row and column.
-    first: (usize, usize),
-    /// The transposed convolution's output channels (the phase convolution has `sh * sw`
-    /// times as many, phase by phase).
-    out_channels: usize,
+pub(super) enum Phases {
+    /// A transposed convolution: the phase convolution's output channels are its output
+    /// channels phase by phase, scattered to their rows and columns.
+    Outputs {
+        /// The transposed convolution's stride and padding above and left of its output.
+        stride: (usize, usize),
+        pad: (usize, usize),
+        /// The grid index `q = p / s` of output 0, per axis: the first grid row and column.
+        first: (usize, usize),
+        /// The transposed convolution's output channels.
+        out_channels: usize,
+    },
+    /// A convolution: the phase convolution's input channels are the input's channels phase
+    /// by phase, gathered from their rows and columns.
+    Inputs {
+        /// The convolution's stride and padding above and left of its input.
+        stride: (usize, usize),
+        pad: (usize, usize),
+    },
 }
 
 /// The Winograd packing of a transposed convolution of `spec` with `weight` (`[in_channels,
@@ -81,7 +91,7 @@ pub(super) fn plan(
         dilation: (1, 1),
         weights: transform_weights(&phase_weight),
         out_channels: phase_channels,
-        phases: Some(Phases {
+        phases: Some(Phases::Outputs {
             stride: spec.stride,
             pad,
             first,
@@ -90,9 +100,58 @@ pub(super) fn plan(
     })
 }
 
-/// The transposed convolution of a checked `input` into `output` (standard layout, of the
-/// checked shape) by `winograd`, planned by [`plan`] as `phases`, adding `bias` (one per
-/// output channel).
+/// The Winograd packing of a convolution of `spec` with `weight` (`[out_channels,
+/// in_channels, kh, kw]`), if it is one whose input phases the family runs: one group, no
+/// dilation, a stride above 1 and a filter of three strides on both axes, and
+/// at least `MIN_CHANNELS` output channels and input phase channels. The input gradient of
+/// a transposed layer that [`plan`] runs is one.
+///
+/// Output `q` of a convolution of stride `s` and padding `p` reads input `s * q - p + ky`;
+/// with `ky = r + s * j`, that is `s * (q + j) + r - p`, so it is a 3x3 stride-1
+/// convolution (no padding) of the grid whose phase `r` holds input `s * m + r - p` at
+/// index `m` (zero outside the input).
+pub(super) fn plan_strided(
+    isa: Isa,
+    spec: GeometrySpec,
+    weight: &Array4<f32>,
+    groups: usize,
+) -> Option<Winograd> {
+    let (out_channels, in_channels, kh, kw) = weight.dim();
+    let (sh, sw) = spec.stride;
+    let phase_channels = sh * sw * in_channels;
+    let fits = groups == 1
+        && spec.dilation == (1, 1)
+        && spec.stride != (1, 1)
+        && (kh, kw) == (K * sh, K * sw)
+        && out_channels >= MIN_CHANNELS
+        && phase_channels >= MIN_CHANNELS;
+    if !fits {
+        return None;
+    }
+    // Input channel `(ry * sw + rx) * in_channels + i`, tap `(jy, jx)`.
+    let phase_weight = Array4::from_shape_fn(
+        (out_channels, phase_channels, K, K),
+        |(o, channel, jy, jx)| {
+            let (phase, i) = (channel / in_channels, channel % in_channels);
+            let (ry, rx) = (phase / sw, phase % sw);
+            weight[[o, i, ry + sh * jy, rx + sw * jx]]
+        },
+    );
+    Some(Winograd {
+        kernel: Compiled::for_isa::<Tiles>(isa),
+        pad: (0, 0),
+        dilation: (1, 1),
+        weights: transform_weights(&phase_weight),
+        out_channels,
+        phases: Some(Phases::Inputs {
+            stride: spec.stride,
+            pad: spec.pad_before(),
+        }),
+    })
+}
+
+/// The layer on a checked `input` into `output` (standard layout, of the checked shape) by
+/// `winograd`, planned as `phases`, adding `bias` (one per output channel).
 pub(super) fn run(
     winograd: &Winograd,
     phases: &Phases,
@@ -100,15 +159,43 @@ pub(super) fn run(
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<MaybeUninit<f32>>,
 ) {
-    let (batch, out_channels, out_h, out_w) = output.dim();
-    assert_eq!(out_channels, phases.out_channels);
-    let (sh, sw) = phases.stride;
+    match *phases {
+        Phases::Outputs {
+            stride,
+            pad,
+            first,
+            out_channels,
+        } => scatter_outputs(
+            winograd,
+            (stride, pad, first, out_channels),
+            bias,
+            input,
+            output,
+        ),
+        Phases::Inputs { stride, pad } => {
+            gather_inputs(winograd, (stride, pad), bias, input, output);
+        }
+    }
+}
+
+/// A transposed convolution: the phase convolution into a grid, then each output plane
+/// from its phases' grid planes.
+fn scatter_outputs(
+    winograd: &Winograd,
+    (stride, pad, first, out_channels): Outputs,
+    bias: &[f32],
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+) {
+    let (batch, channels, out_h, out_w) = output.dim();
+    assert_eq!(channels, out_channels);
+    let (sh, sw) = stride;
     if batch * out_channels * out_h * out_w == 0 {
         return;
     }
     // The grid runs from output 0's `q` to the last output's.
-    let grid_h = (out_h - 1 + phases.pad.0) / sh + 1 - phases.first.0;
-    let grid_w = (out_w - 1 + phases.pad.1) / sw + 1 - phases.first.1;
+    let grid_h = (out_h - 1 + pad.0) / sh + 1 - first.0;
+    let grid_w = (out_w - 1 + pad.1) / sw + 1 - first.1;
     let phase_bias: Vec<f32> = bias
         .iter()
         .copied()
@@ -124,10 +211,9 @@ pub(super) fn run(
         let (image, channel) = (index / out_channels, index % out_channels);
         let mut plane = ArrayViewMut2::from_shape((out_h, out_w), plane).expect("a whole plane");
         for ry in 0..sh {
-            let (rows, first_row) = phase_axis(ry, sh, phases.pad.0, phases.first.0, out_h);
+            let (rows, first_row) = phase_axis(ry, sh, pad.0, first.0, out_h);
             for rx in 0..sw {
-                let (columns, first_column) =
-                    phase_axis(rx, sw, phases.pad.1, phases.first.1, out_w);
+                let (columns, first_column) = phase_axis(rx, sw, pad.1, first.1, out_w);
                 if rows.len == 0 || columns.len == 0 {
                     // An output smaller than the stride: the phase has no outputs.
                     continue;
@@ -158,6 +244,51 @@ pub(super) fn run(
     }
 }
 
+/// A convolution: each input plane's phases into the grid's planes, then the phase
+/// convolution of the grid.
+fn gather_inputs(
+    winograd: &Winograd,
+    ((sh, sw), pad): ((usize, usize), (usize, usize)),
+    bias: &[f32],
+    input: &ArrayView4<f32>,
+    output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+) {
+    let (batch, in_channels, in_h, in_w) = input.dim();
+    let (out_h, out_w) = (output.dim().2, output.dim().3);
+    // Output `q` reads grid indices `q..q + 3`.
+    let (grid_h, grid_w) = (out_h + K - 1, out_w + K - 1);
+    let mut grid = Array4::zeros((batch, sh * sw * in_channels, grid_h, grid_w));
+    for ry in 0..sh {
+        let (rows, first_row) = input_phase(ry, sh, pad.0, in_h, grid_h);
+        for rx in 0..sw {
+            let (columns, first_column) = input_phase(rx, sw, pad.1, in_w, grid_w);
+            if rows.len == 0 || columns.len == 0 {
+                continue;
+            }
+            let channels = (ry * sw + rx) * in_channels..(ry * sw + rx + 1) * in_channels;
+            let to = grid.slice_mut(s![
+                ..,
+                channels,
+                rows.start..rows.start + rows.len,
+                columns.start..columns.start + columns.len
+            ]);
+            let from = input.slice(s![
+                ..,
+                ..,
+                first_row..first_row + sh * (rows.len - 1) + 1;sh,
+                first_column..first_column + sw * (columns.len - 1) + 1;sw
+            ]);
+            Zip::from(to)
+                .and(from)
+                .for_each(|slot, &value| *slot = value);
+        }
+    }
+    winograd.run_dense(bias, &grid.view(), output);
+}
+
+/// A transposed convolution's stride, padding, first grid indices and output channels.
+type Outputs = ((usize, usize), (usize, usize), (usize, usize), usize);
+
 /// Grid indices from `start`, `len` of them.
 struct Span {
     start: usize,
@@ -172,6 +303,19 @@ fn phase_axis(r: usize, s: usize, pad: usize, first: usize, outputs: usize) -> (
     let len = outputs.saturating_sub(first_output).div_ceil(s);
     let start = (first_output + pad) / s - first;
     (Span { start, len }, first_output)
+}
+
+/// Input phase `r` along an axis of `inputs` with stride `s` and padding `pad`, in a grid of
+/// `grid` indices: the indices `m` whose input `s * m + r - pad` is inside the input, and
+/// the first of those inputs (the rest follow `s` apart).
+fn input_phase(r: usize, s: usize, pad: usize, inputs: usize, grid: usize) -> (Span, usize) {
+    let start = pad.saturating_sub(r).div_ceil(s);
+    let first_input = s * start + r - pad;
+    let len = inputs
+        .saturating_sub(first_input)
+        .div_ceil(s)
+        .min(grid.saturating_sub(start));
+    (Span { start, len }, first_input)
 }
 
 #[cfg(test)]
