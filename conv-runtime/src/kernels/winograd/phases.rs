@@ -13,10 +13,15 @@
 //!
 //! sr-x3 (32 -> 3 channels, 64x64 input) becomes a 32 -> 27 channel 3x3 layer on 64x64:
 //! 16 multiply-adds per 2x2 tile and channel pair where the row kernel takes 36.
+//!
+//! The convolution of that geometry (the input gradient of such a layer) is the adjoint:
+//! output `q` reads input `s * (q + j) + r - p` times tap `r + s * j`, so the input's
+//! phases, gathered into `sh * sw` times the input channels, make it a 3x3 stride-1
+//! convolution ([`plan_strided`]).
 
 use std::mem::MaybeUninit;
 
-use ndarray::{Array4, ArrayView4, ArrayViewMut2, ArrayViewMut4, Zip, s};
+use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use super::{K, MIN_CHANNELS, Winograd, transform_weights};
@@ -30,22 +35,28 @@ use crate::shape::geometry::GeometrySpec;
 pub(super) enum Phases {
     /// A transposed convolution: the phase convolution's output channels are its output
     /// channels phase by phase, scattered to their rows and columns.
-    Outputs {
-        /// The transposed convolution's stride and padding above and left of its output.
-        stride: (usize, usize),
-        pad: (usize, usize),
-        /// The grid index `q = p / s` of output 0, per axis: the first grid row and column.
-        first: (usize, usize),
-        /// The transposed convolution's output channels.
-        out_channels: usize,
-    },
+    Outputs(OutputPhases),
     /// A convolution: the phase convolution's input channels are the input's channels phase
     /// by phase, gathered from their rows and columns.
-    Inputs {
-        /// The convolution's stride and padding above and left of its input.
-        stride: (usize, usize),
-        pad: (usize, usize),
-    },
+    Inputs(InputPhases),
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct OutputPhases {
+    /// The transposed convolution's stride and padding above and left of its output.
+    stride: (usize, usize),
+    pad: (usize, usize),
+    /// The grid index `q = p / s` of output 0, per axis: the first grid row and column.
+    first: (usize, usize),
+    /// The transposed convolution's output channels.
+    out_channels: usize,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct InputPhases {
+    /// The convolution's stride and padding above and left of its input.
+    stride: (usize, usize),
+    pad: (usize, usize),
 }
 
 /// The Winograd packing of a transposed convolution of `spec` with `weight` (`[in_channels,
@@ -91,12 +102,12 @@ pub(super) fn plan(
         dilation: (1, 1),
         weights: transform_weights(&phase_weight),
         out_channels: phase_channels,
-        phases: Some(Phases::Outputs {
+        phases: Some(Phases::Outputs(OutputPhases {
             stride: spec.stride,
             pad,
             first,
             out_channels,
-        }),
+        })),
     })
 }
 
@@ -143,10 +154,10 @@ pub(super) fn plan_strided(
         dilation: (1, 1),
         weights: transform_weights(&phase_weight),
         out_channels,
-        phases: Some(Phases::Inputs {
+        phases: Some(Phases::Inputs(InputPhases {
             stride: spec.stride,
             pad: spec.pad_before(),
-        }),
+        })),
     })
 }
 
@@ -159,22 +170,9 @@ pub(super) fn run(
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<MaybeUninit<f32>>,
 ) {
-    match *phases {
-        Phases::Outputs {
-            stride,
-            pad,
-            first,
-            out_channels,
-        } => scatter_outputs(
-            winograd,
-            (stride, pad, first, out_channels),
-            bias,
-            input,
-            output,
-        ),
-        Phases::Inputs { stride, pad } => {
-            gather_inputs(winograd, (stride, pad), bias, input, output);
-        }
+    match phases {
+        Phases::Outputs(phases) => scatter_outputs(winograd, phases, bias, input, output),
+        Phases::Inputs(phases) => gather_inputs(winograd, phases, bias, input, output),
     }
 }
 
@@ -182,14 +180,18 @@ pub(super) fn run(
 /// from its phases' grid planes.
 fn scatter_outputs(
     winograd: &Winograd,
-    (stride, pad, first, out_channels): Outputs,
+    &OutputPhases {
+        stride: (sh, sw),
+        pad,
+        first,
+        out_channels,
+    }: &OutputPhases,
     bias: &[f32],
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<MaybeUninit<f32>>,
 ) {
     let (batch, channels, out_h, out_w) = output.dim();
     assert_eq!(channels, out_channels);
-    let (sh, sw) = stride;
     if batch * out_channels * out_h * out_w == 0 {
         return;
     }
@@ -206,28 +208,33 @@ fn scatter_outputs(
     winograd.run_dense(&phase_bias, input, &mut grid.view_mut());
     // SAFETY: the dense run writes every element of its standard-layout output.
     let grid = unsafe { grid.assume_init() };
-    // Each output plane gathers its phases' grid planes, rows and columns `s` apart.
+    let grid = grid.as_slice().expect("standard layout");
+    let grid_plane = grid_h * grid_w;
+    let row_phases: Vec<(Span, usize)> = (0..sh)
+        .map(|ry| phase_axis(ry, sh, pad.0, first.0, out_h))
+        .collect();
+    // Where each output column reads, from its row phase's grid row of phase column 0:
+    // its column phase's plane, then its grid column.
+    let mut column_offsets = vec![0; out_w];
+    for rx in 0..sw {
+        let (columns, first_column) = phase_axis(rx, sw, pad.1, first.1, out_w);
+        for index in 0..columns.len {
+            let offset = rx * out_channels * grid_plane + columns.start + index;
+            column_offsets[first_column + index * sw] = offset;
+        }
+    }
+    // Each output plane from its phases' grid planes, row by row, each row's columns in
+    // order (stores in order, loads from `sw` grid rows).
     let scatter = |(index, plane): (usize, &mut [MaybeUninit<f32>])| {
         let (image, channel) = (index / out_channels, index % out_channels);
-        let mut plane = ArrayViewMut2::from_shape((out_h, out_w), plane).expect("a whole plane");
-        for ry in 0..sh {
-            let (rows, first_row) = phase_axis(ry, sh, pad.0, first.0, out_h);
-            for rx in 0..sw {
-                let (columns, first_column) = phase_axis(rx, sw, pad.1, first.1, out_w);
-                if rows.len == 0 || columns.len == 0 {
-                    // An output smaller than the stride: the phase has no outputs.
-                    continue;
+        for (ry, (rows, first_row)) in row_phases.iter().enumerate() {
+            let phase_channel = image * winograd.out_channels + ry * sw * out_channels + channel;
+            for row in 0..rows.len {
+                let from = &grid[phase_channel * grid_plane + (rows.start + row) * grid_w..];
+                let to = &mut plane[(first_row + row * sh) * out_w..][..out_w];
+                for (slot, &offset) in to.iter_mut().zip(&column_offsets) {
+                    slot.write(from[offset]);
                 }
-                let from = grid.slice(s![
-                    image,
-                    (ry * sw + rx) * out_channels + channel,
-                    rows.start..rows.start + rows.len,
-                    columns.start..columns.start + columns.len
-                ]);
-                let to = plane.slice_mut(s![first_row..;sh, first_column..;sw]);
-                Zip::from(to).and(from).for_each(|slot, &value| {
-                    slot.write(value);
-                });
             }
         }
     };
@@ -248,7 +255,10 @@ fn scatter_outputs(
 /// convolution of the grid.
 fn gather_inputs(
     winograd: &Winograd,
-    ((sh, sw), pad): ((usize, usize), (usize, usize)),
+    &InputPhases {
+        stride: (sh, sw),
+        pad,
+    }: &InputPhases,
     bias: &[f32],
     input: &ArrayView4<f32>,
     output: &mut ArrayViewMut4<MaybeUninit<f32>>,
@@ -257,37 +267,44 @@ fn gather_inputs(
     let (out_h, out_w) = (output.dim().2, output.dim().3);
     // Output `q` reads grid indices `q..q + 3`.
     let (grid_h, grid_w) = (out_h + K - 1, out_w + K - 1);
-    let mut grid = Array4::zeros((batch, sh * sw * in_channels, grid_h, grid_w));
-    for ry in 0..sh {
-        let (rows, first_row) = input_phase(ry, sh, pad.0, in_h, grid_h);
-        for rx in 0..sw {
-            let (columns, first_column) = input_phase(rx, sw, pad.1, in_w, grid_w);
-            if rows.len == 0 || columns.len == 0 {
-                continue;
+    let phase_channels = sh * sw * in_channels;
+    let mut grid = vec![0.0; batch * phase_channels * grid_h * grid_w];
+    let grid_plane = grid_h * grid_w;
+    let column_phases: Vec<(Span, usize)> = (0..sw)
+        .map(|rx| input_phase(rx, sw, pad.1, in_w, grid_w))
+        .collect();
+    // Input row by input row: each row's `sw` column phases to their grid rows.
+    let input = input.as_standard_layout();
+    let input = input.as_slice().expect("standard layout");
+    let in_plane = in_h * in_w;
+    // (An empty plane has nothing to gather: chunks of one float of an empty slice.)
+    for (index, plane) in input.chunks_exact(in_plane.max(1)).enumerate() {
+        let (image, channel) = (index / in_channels, index % in_channels);
+        for ry in 0..sh {
+            let (rows, first_row) = input_phase(ry, sh, pad.0, in_h, grid_h);
+            for row in 0..rows.len {
+                let from = &plane[(first_row + row * sh) * in_w..][..in_w];
+                for (rx, (columns, first_column)) in column_phases.iter().enumerate() {
+                    if columns.len == 0 {
+                        // An input narrower than the stride: the phase reads nothing.
+                        continue;
+                    }
+                    let phase_channel = (ry * sw + rx) * in_channels + channel;
+                    let to = &mut grid[(image * phase_channels + phase_channel) * grid_plane
+                        + (rows.start + row) * grid_w
+                        + columns.start..][..columns.len];
+                    let values = from[*first_column..].iter().step_by(sw);
+                    for (slot, &value) in to.iter_mut().zip(values) {
+                        *slot = value;
+                    }
+                }
             }
-            let channels = (ry * sw + rx) * in_channels..(ry * sw + rx + 1) * in_channels;
-            let to = grid.slice_mut(s![
-                ..,
-                channels,
-                rows.start..rows.start + rows.len,
-                columns.start..columns.start + columns.len
-            ]);
-            let from = input.slice(s![
-                ..,
-                ..,
-                first_row..first_row + sh * (rows.len - 1) + 1;sh,
-                first_column..first_column + sw * (columns.len - 1) + 1;sw
-            ]);
-            Zip::from(to)
-                .and(from)
-                .for_each(|slot, &value| *slot = value);
         }
     }
-    winograd.run_dense(bias, &grid.view(), output);
+    let grid = ArrayView4::from_shape((batch, phase_channels, grid_h, grid_w), &grid)
+        .expect("the grid's shape");
+    winograd.run_dense(bias, &grid, output);
 }
-
-/// A transposed convolution's stride, padding, first grid indices and output channels.
-type Outputs = ((usize, usize), (usize, usize), (usize, usize), usize);
 
 /// Grid indices from `start`, `len` of them.
 struct Span {
@@ -343,6 +360,36 @@ mod tests {
                         }
                     }
                     assert!(seen.iter().all(|&n| n == 1), "s {s} pad {pad} n {outputs}");
+                }
+            }
+        }
+    }
+
+    /// Each input phase holds exactly the inputs of its phase that the grid reaches, at the
+    /// grid index that reads them, and every input inside the grid is in one.
+    #[test]
+    fn input_phases_hold_every_input_the_grid_reads() {
+        for s in 2..5 {
+            for pad in 0..4 * s {
+                for inputs in 1..20 {
+                    for grid in [1, 3, 9, 20] {
+                        let mut seen = vec![0; inputs];
+                        for r in 0..s {
+                            let (span, first_input) = input_phase(r, s, pad, inputs, grid);
+                            assert!(span.len == 0 || span.start + span.len <= grid);
+                            for i in 0..span.len {
+                                let x = first_input + i * s;
+                                assert!(x < inputs);
+                                assert_eq!(s * (span.start + i) + r, x + pad);
+                                seen[x] += 1;
+                            }
+                        }
+                        // The grid reaches input `s * (grid - 1) + s - 1 - pad` at most.
+                        for (x, &n) in seen.iter().enumerate() {
+                            let reached = x + pad < s * grid;
+                            assert_eq!(n, usize::from(reached), "s {s} pad {pad} x {x}");
+                        }
+                    }
                 }
             }
         }
