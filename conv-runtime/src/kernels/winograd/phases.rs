@@ -74,10 +74,7 @@ pub(super) fn plan(
     let (sh, sw) = spec.stride;
     let (pad, pad_after) = (spec.pad_before(), spec.pad_after());
     let phase_channels = sh * sw * out_channels;
-    let fits = groups == 1
-        && spec.dilation == (1, 1)
-        && spec.stride != (1, 1)
-        && (kh, kw) == (K * sh, K * sw)
+    let fits = three_strides_wide(&spec, (kh, kw), groups)
         && pad.0.max(pad_after.0) < K * sh
         && pad.1.max(pad_after.1) < K * sw
         && in_channels >= MIN_CHANNELS
@@ -130,10 +127,7 @@ pub(super) fn plan_strided(
     let (out_channels, in_channels, kh, kw) = weight.dim();
     let (sh, sw) = spec.stride;
     let phase_channels = sh * sw * in_channels;
-    let fits = groups == 1
-        && spec.dilation == (1, 1)
-        && spec.stride != (1, 1)
-        && (kh, kw) == (K * sh, K * sw)
+    let fits = three_strides_wide(&spec, (kh, kw), groups)
         && out_channels >= MIN_CHANNELS
         && phase_channels >= MIN_CHANNELS;
     if !fits {
@@ -159,6 +153,17 @@ pub(super) fn plan_strided(
             pad: spec.pad_before(),
         })),
     })
+}
+
+/// Whether a layer of `spec` with filters of `kernel_size` in `groups` has the phases the
+/// family runs: one group, no dilation, a stride above 1 and a filter of three strides on
+/// both axes.
+fn three_strides_wide(spec: &GeometrySpec, kernel_size: (usize, usize), groups: usize) -> bool {
+    let (sh, sw) = spec.stride;
+    groups == 1
+        && spec.dilation == (1, 1)
+        && spec.stride != (1, 1)
+        && kernel_size == (K * sh, K * sw)
 }
 
 /// The layer on a checked `input` into `output` (standard layout, of the checked shape) by
