@@ -157,6 +157,8 @@ impl<T: TapList> Chooser<T> {
         // three 24-column tiles of which 8 columns are wasted) 1.08x faster (Zen 3, one
         // thread, eight alternated rounds, median 1.388 -> 1.269 ms, min 1.162 -> 1.080);
         // four vectors, 12 accumulators, left too few registers and ran 1.27x slower.
+        // (sr-x3 itself now runs Winograd on its phases; seed-upconv and other RGB outputs
+        // still take this blocking.)
         // On AVX-512, where the padding is wide, layers of 16 channels or more take the kernel
         // vectorised along output channels, sixteen pixels by one vector, whose end tiles
         // leave out every pixel whose tap reads padding where the row kernel can only leave
