@@ -4,8 +4,9 @@
 //! The transposed convolutions of that geometry are convolutions too, with the filters
 //! turned around: the input gradient of every such layer's backward pass, and 3x3 stride-1
 //! upconvolutions. A dilated layer runs as dense ones on its lattice's classes (`lattice`)
-//! where their tiles fill the kernel's blocks. A strided transposed layer whose filter is
-//! three strides wide runs as one such convolution onto all its phases (`phases`).
+//! where their tiles fill the kernel's blocks. A strided layer whose filter is three strides
+//! wide runs as one such convolution on its phases (`phases`): a transposed one onto all
+//! its output's phases at once, a convolution from its input's.
 //!
 //! The input is laid out as for the row kernels' stride 2 (even and odd columns apart, with
 //! the padding), so that the 4x4 input tiles of consecutive output tiles are contiguous
@@ -56,8 +57,9 @@ pub(crate) struct Winograd {
     /// `G g G^T` of every filter, `[16][in_channels][out_channels rounded up]`.
     weights: Vec<f32>,
     out_channels: usize,
-    /// For a strided transposed convolution, how its phases' outputs are laid out in the
-    /// convolution this computes (`weights`, `pad`, `out_channels` are that convolution's).
+    /// For a strided layer run on its phases, how its outputs (transposed) or inputs
+    /// (convolution) are laid out in the convolution this computes (`weights`, `pad`,
+    /// `out_channels` are that convolution's).
     phases: Option<phases::Phases>,
 }
 
