@@ -275,6 +275,9 @@ fn gather_inputs(
     let phase_channels = sh * sw * in_channels;
     let mut grid = vec![0.0; batch * phase_channels * grid_h * grid_w];
     let grid_plane = grid_h * grid_w;
+    let row_phases: Vec<(Span, usize)> = (0..sh)
+        .map(|ry| input_phase(ry, sh, pad.0, in_h, grid_h))
+        .collect();
     let column_phases: Vec<(Span, usize)> = (0..sw)
         .map(|rx| input_phase(rx, sw, pad.1, in_w, grid_w))
         .collect();
@@ -285,8 +288,7 @@ fn gather_inputs(
     // (An empty plane has nothing to gather: chunks of one float of an empty slice.)
     for (index, plane) in input.chunks_exact(in_plane.max(1)).enumerate() {
         let (image, channel) = (index / in_channels, index % in_channels);
-        for ry in 0..sh {
-            let (rows, first_row) = input_phase(ry, sh, pad.0, in_h, grid_h);
+        for (ry, (rows, first_row)) in row_phases.iter().enumerate() {
             for row in 0..rows.len {
                 let from = &plane[(first_row + row * sh) * in_w..][..in_w];
                 for (rx, (columns, first_column)) in column_phases.iter().enumerate() {
