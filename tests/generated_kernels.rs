@@ -436,8 +436,8 @@ fn every_work_split_matches_the_reference() {
 /// Depthwise convolutions of stride 1 run the plane kernel: widths around whole vectors and
 /// whole chunks of every instruction set (8 and 16 lanes, chunks of 64 and 128 columns, rows
 /// of half a chunk or less two at a time, bands of 16 or 64 columns), one row and many, odd
-/// and even counts, filters three rows tall in bands of rows one, two or three rows apart
-/// with rows left over in each class, symmetric, asymmetric (`same` of an even kernel) and
+/// and even counts, filters three and five rows tall in bands of rows one, two or three rows
+/// apart with rows left over in each class, symmetric, asymmetric (`same` of an even kernel) and
 /// wider-than-kernel padding, a padding mode, batches, a strided input, one thread and three:
 /// the reference's numbers, on every instruction set.
 #[test]
@@ -474,6 +474,7 @@ fn depthwise_planes_match_the_reference() {
     check(conv!(k = (1, 5), padding = (3, 6)));
     check(conv!(k = 3, padding = 1, padding_mode = reflect));
     check(conv!(k = (3, 2), dilation = (3, 1), padding = (4, 0)));
+    check(conv!(k = 5, padding = 2));
 }
 
 /// 3x3 convolutions of stride 1 with many channels run the Winograd kernel (2x2 output
