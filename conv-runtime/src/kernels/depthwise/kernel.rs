@@ -117,7 +117,7 @@ fn convolve<S: Simd>(simd: S, job: &mut PlaneJob<'_>) {
         // Five weights a filter column beside the sums: too many for AVX2's registers
         // (a 5x5 layer of 32 channels on 64 x 64: AVX-512 0.111 -> 0.097 ms, AVX2 0.111 ->
         // 0.115 in bands; Zen 4, one thread).
-        5 if band_vectors::<S>() == 4 => {
+        5 if const { has_32_registers::<S>() } => {
             in_bands::<S, 5>(simd, plane, &taps, dilation, job.out, out_w)
         }
         _ => in_pairs(simd, plane, &taps, job.out, out_w),
@@ -160,7 +160,11 @@ fn in_bands<S: Simd, const KH: usize>(
     let filter = (&taps.offsets[..kw], taps.weights, taps.bias);
     let padded = plane.padded;
     let step = dilation * plane.row_stride;
-    let width = band_vectors::<S>() * S::LANES;
+    let width = if const { has_32_registers::<S>() } {
+        4
+    } else {
+        2
+    } * S::LANES;
     let out_h = out.len() / out_w;
     for class in 0..dilation.min(out_h) {
         let class_rows = (out_h - class).div_ceil(dilation);
@@ -177,11 +181,17 @@ fn in_bands<S: Simd, const KH: usize>(
                     step: dilation * out_w,
                     len,
                 };
+                // The branches a set's width never takes are constant-false, so not compiled.
                 match len.div_ceil(S::LANES) {
                     1 => band::<S, KH, 1>(simd, padded, at, filter, rows),
                     2 => band::<S, KH, 2>(simd, padded, at, filter, rows),
-                    3 => band::<S, KH, 3>(simd, padded, at, filter, rows),
-                    _ => band::<S, KH, 4>(simd, padded, at, filter, rows),
+                    3 if const { has_32_registers::<S>() } => {
+                        band::<S, KH, 3>(simd, padded, at, filter, rows)
+                    }
+                    _ if const { has_32_registers::<S>() } => {
+                        band::<S, KH, 4>(simd, padded, at, filter, rows)
+                    }
+                    _ => unreachable!("a band is at most two vectors wide"),
                 }
                 x += len;
             }
@@ -204,13 +214,11 @@ struct BandRows<'a> {
 /// Output rows per band.
 const BAND: usize = 4;
 
-/// Vectors per row of a band: `BAND` times as many sums, with room for a filter column's
-/// weights and a loaded vector, in the registers: 32 of AVX-512 and NEON, 16 of AVX2.
-fn band_vectors<S: Simd>() -> usize {
-    match S::ISA {
-        Isa::Avx512 | Isa::Neon => 4,
-        _ => 2,
-    }
+/// Whether the set has 32 vector registers (AVX-512, NEON), not 16: room for bands of 4
+/// vectors a row (`BAND` times as many sums) and five weights of a filter column beside
+/// them, where 16 registers hold bands of 2 and three weights.
+const fn has_32_registers<S: Simd>() -> bool {
+    matches!(S::ISA, Isa::Avx512 | Isa::Neon)
 }
 
 /// `BAND` rows of `out[r].len()` outputs (at most `V * LANES`, the same for every row),
