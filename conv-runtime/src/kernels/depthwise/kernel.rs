@@ -111,8 +111,11 @@ fn convolve<S: Simd>(simd: S, job: &mut PlaneJob<'_>) {
         row_stride: job.row_stride,
     };
     let dilation = job.row_dilation;
+    // Bands on the vector sets only: the portable set's vectors are arrays, whose unrolled
+    // bands would be large code for no one's speed.
+    let banded = const { !matches!(S::ISA, Isa::Portable) } && dilation > 0;
     match job.kernel_rows {
-        _ if dilation == 0 => in_pairs(simd, plane, &taps, job.out, out_w),
+        _ if !banded => in_pairs(simd, plane, &taps, job.out, out_w),
         3 => in_bands::<S, 3>(simd, plane, &taps, dilation, job.out, out_w),
         // Five weights a filter column beside the sums: too many for AVX2's registers
         // (a 5x5 layer of 32 channels on 64 x 64: AVX-512 0.111 -> 0.097 ms, AVX2 0.111 ->

@@ -21,7 +21,7 @@ use std::ops::Range;
 use ndarray::ArrayView4;
 
 use super::{Blocking, Problem, Tap, fill_chunks};
-use crate::isa::{Compiled, Family, Kernel, Simd};
+use crate::isa::{Compiled, Family, Isa, Kernel, Simd};
 use crate::memory::scratch::with_scratch;
 
 /// Pixels of each channel's plane [`prepare_grad`] stages at a time: runs of 4 KB, long
@@ -406,7 +406,10 @@ impl Kernel<TransposeFamily> for Transpose {
         let (stride, count, block) = (job.stride, job.channels, job.block);
         let pixels = job.target.len() / block;
         assert!(count <= block && job.stage.len() >= count * stride && pixels <= stride);
-        let whole_pixels = pixels / lanes * lanes;
+        // Tiles on the vector sets only: the portable set's interleaving is array code, no
+        // faster than the values one at a time and larger.
+        let tiles = const { !matches!(S::ISA, Isa::Portable) };
+        let whole_pixels = if tiles { pixels / lanes * lanes } else { 0 };
         let whole_channels = count / lanes * lanes;
         for p in (0..whole_pixels).step_by(lanes) {
             for j in (0..whole_channels).step_by(lanes) {
