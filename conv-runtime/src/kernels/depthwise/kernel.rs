@@ -163,11 +163,7 @@ fn in_bands<S: Simd, const KH: usize>(
     let filter = (&taps.offsets[..kw], taps.weights, taps.bias);
     let padded = plane.padded;
     let step = dilation * plane.row_stride;
-    let width = if const { has_32_registers::<S>() } {
-        4
-    } else {
-        2
-    } * S::LANES;
+    let width = band_vectors::<S>() * S::LANES;
     let out_h = out.len() / out_w;
     for class in 0..dilation.min(out_h) {
         let class_rows = (out_h - class).div_ceil(dilation);
@@ -184,17 +180,11 @@ fn in_bands<S: Simd, const KH: usize>(
                     step: dilation * out_w,
                     len,
                 };
-                // The branches a set's width never takes are constant-false, so not compiled.
                 match len.div_ceil(S::LANES) {
                     1 => band::<S, KH, 1>(simd, padded, at, filter, rows),
                     2 => band::<S, KH, 2>(simd, padded, at, filter, rows),
-                    3 if const { has_32_registers::<S>() } => {
-                        band::<S, KH, 3>(simd, padded, at, filter, rows)
-                    }
-                    _ if const { has_32_registers::<S>() } => {
-                        band::<S, KH, 4>(simd, padded, at, filter, rows)
-                    }
-                    _ => unreachable!("a band is at most two vectors wide"),
+                    3 => band::<S, KH, 3>(simd, padded, at, filter, rows),
+                    _ => band::<S, KH, 4>(simd, padded, at, filter, rows),
                 }
                 x += len;
             }
@@ -224,9 +214,14 @@ const fn has_32_registers<S: Simd>() -> bool {
     matches!(S::ISA, Isa::Avx512 | Isa::Neon)
 }
 
-/// `BAND` rows of `out[r].len()` outputs (at most `V * LANES`, the same for every row),
-/// row `r`'s window origin at padded index `at + r * step`, of a filter `KH` rows tall whose
-/// rows are `step` apart and whose taps in a row are at `columns` (`weights`, `[KH][kw]`).
+/// Vectors per row of a band.
+const fn band_vectors<S: Simd>() -> usize {
+    if has_32_registers::<S>() { 4 } else { 2 }
+}
+
+/// `BAND` rows of `out.len` outputs (at most `V * LANES`), row `r`'s window origin at padded
+/// index `at + r * step`, of a filter `KH` rows tall whose rows are `step` apart and whose
+/// taps in a row are at `columns` (`weights`, `[KH][kw]`).
 #[inline(always)]
 fn band<S: Simd, const KH: usize, const V: usize>(
     simd: S,
@@ -235,6 +230,7 @@ fn band<S: Simd, const KH: usize, const V: usize>(
     (columns, weights, bias): (&[usize], &[f32], f32),
     out: BandRows<'_>,
 ) {
+    const { assert!(V * S::LANES <= TAIL_BUFFER) };
     let len = out.len;
     assert!(len <= V * S::LANES && len > (V - 1) * S::LANES);
     let kw = columns.len();

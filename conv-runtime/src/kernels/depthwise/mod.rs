@@ -6,7 +6,7 @@
 //! call's set-up over (64 outputs by 9 taps in depthwise-d2), and laying the whole image out
 //! first, every plane copied to memory and read back once, was a third of that layer's time
 //! (Zen 3, `perf record`). Here each task keeps one padded plane in a buffer of its thread
-//! (depthwise-d2: 68 x 84 floats, 22 KB, in L1), whose zero margins are written once per
+//! (depthwise-d2: 68 x 80 floats, 22 KB, in L1), whose zero margins are written once per
 //! task; each call copies its channel into that buffer and computes the channel's whole
 //! output plane from it.
 //!
