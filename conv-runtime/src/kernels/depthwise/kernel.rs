@@ -39,7 +39,7 @@ pub(crate) struct PlaneJob<'a> {
 /// The plane kernel: copies the channel's input into the padded plane, then computes the
 /// output in chunks of sums held in registers while every tap adds its weight times a
 /// shifted load of the padded rows: bands of rows that share their input rows where the
-/// filter is three rows tall, row by row otherwise.
+/// filter is three rows tall (or five, on the sets of 32 registers), row by row otherwise.
 pub(crate) struct Plane;
 
 /// Vectors per chunk: eight accumulators, with room for the loads and the broadcast weight
@@ -81,8 +81,8 @@ fn copy_in<S: Simd>(simd: S, job: &mut PlaneJob<'_>) {
     }
 }
 
-/// Every output row: filters three rows tall in bands of rows that share input rows, any
-/// other filter row by row.
+/// Every output row: filters three rows tall (five on the sets of 32 registers) in bands of
+/// rows that share input rows, any other filter, and the portable set, row by row.
 #[inline(always)]
 fn convolve<S: Simd>(simd: S, job: &mut PlaneJob<'_>) {
     let out_w = job.out_w;
@@ -167,8 +167,8 @@ fn in_bands<S: Simd, const KH: usize>(
     let out_h = out.len() / out_w;
     for class in 0..dilation.min(out_h) {
         let class_rows = (out_h - class).div_ceil(dilation);
-        let in_bands = class_rows - class_rows % BAND;
-        for first in (0..in_bands).step_by(BAND) {
+        let banded_rows = class_rows - class_rows % BAND;
+        for first in (0..banded_rows).step_by(BAND) {
             let y = class + first * dilation;
             let mut x = 0;
             while x < out_w {
@@ -189,7 +189,7 @@ fn in_bands<S: Simd, const KH: usize>(
                 x += len;
             }
         }
-        for k in in_bands..class_rows {
+        for k in banded_rows..class_rows {
             let y = class + k * dilation;
             one_row(simd, plane, taps, y, &mut out[y * out_w..][..out_w]);
         }
