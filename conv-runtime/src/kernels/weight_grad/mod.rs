@@ -116,19 +116,22 @@ pub(crate) fn correlate(
         }
     });
 
-    // `result` is fresh, so in standard layout: each filter's taps are one run.
+    // `result` is fresh, so in standard layout: the filters of one output channel and
+    // consecutive input channels are one run, as they are in a block (`[out][in][tap]`),
+    // and copy as one.
     let taps = kh * kw;
     let filters = result.as_slice_mut().expect("a new array is contiguous");
+    let run = blocking.in_block * taps;
     for (index, block) in blocks.iter().enumerate() {
         let (group, out_block, in_block) = blocking.block_at(index, out_per_group, in_per_group);
-        for (block_filter, sums) in block.chunks_exact(taps).enumerate() {
-            let (o, i) = (
-                out_block * blocking.out_block + block_filter / blocking.in_block,
-                in_block * blocking.in_block + block_filter % blocking.in_block,
-            );
-            if o < out_per_group && i < in_per_group {
-                let filter = (group * out_per_group + o) * in_per_group + i;
-                filters[filter * taps..(filter + 1) * taps].copy_from_slice(sums);
+        let first_in = in_block * blocking.in_block;
+        // The block's input channels past the group's last are padding.
+        let ins = blocking.in_block.min(in_per_group - first_in);
+        for (j, sums) in block.chunks_exact(run).enumerate() {
+            let o = out_block * blocking.out_block + j;
+            if o < out_per_group {
+                let filter = (group * out_per_group + o) * in_per_group + first_in;
+                filters[filter * taps..][..ins * taps].copy_from_slice(&sums[..ins * taps]);
             }
         }
     }
