@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use ndarray::ArrayView4;
 
-use super::{Blocking, Problem, Tap, fill_chunks};
+use super::{Blocking, Filters, Problem, Tap, fill_chunks};
 use crate::isa::{Compiled, Family, Isa, Kernel, Simd};
 use crate::memory::scratch::with_scratch;
 
@@ -37,12 +37,13 @@ const STAGE_STRIDE: usize = STAGE_RUN + 16;
 const MIN_BAND_PIXELS: usize = 64;
 
 /// Every block of filters of `problem` by `kernel`, each `[out][in][tap]` within the block,
-/// in block order.
+/// into `filters`.
 pub(crate) fn filter_blocks(
     kernel: ChannelKernel,
     problem: &Problem<'_>,
     grad: &ArrayView4<f32>,
-) -> Vec<Vec<f32>> {
+    filters: &Filters,
+) {
     let Blocking {
         out_block: block,
         in_block: nr,
@@ -71,7 +72,7 @@ pub(crate) fn filter_blocks(
             band,
             real_rows: problem.real_rows(grad_finite),
         };
-        problem.run_tasks(kernel.blocking(), |group, out_block, in_block| {
+        problem.run_tasks(kernel.blocking(), filters, |group, out_block, in_block| {
             let ins: Vec<usize> = (0..nr)
                 .map(|n| problem.input_channel(group, in_block * nr, n))
                 .collect();

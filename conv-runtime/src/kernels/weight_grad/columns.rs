@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use ndarray::{ArrayView4, s};
 
-use super::{Blocking, Problem, Tap, fill_chunks};
+use super::{Blocking, Filters, Problem, Tap, fill_chunks};
 use crate::isa::{Compiled, Family, Kernel, Simd};
 use crate::memory::scratch::with_scratch;
 
@@ -31,12 +31,13 @@ const MAX_LANES: usize = 16;
 /// multiply-adds.
 const MIN_BAND_STEPS: usize = 24;
 
-/// Every block of filters of `problem` by `kernel`, each `[MR][NR][tap]`, in block order.
+/// Every block of filters of `problem` by `kernel`, each `[MR][NR][tap]`, into `filters`.
 pub(crate) fn filter_blocks(
     kernel: ColumnKernel,
     problem: &Problem<'_>,
     grad: &ArrayView4<f32>,
-) -> Vec<Vec<f32>> {
+    filters: &Filters,
+) {
     let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
     let images = problem.images();
     let width = kernel.row_width(problem.width);
@@ -66,7 +67,7 @@ pub(crate) fn filter_blocks(
             band,
             real_rows: problem.real_rows(grad_finite),
         };
-        problem.run_tasks(kernel.blocking(), |group, out_block, in_block| {
+        problem.run_tasks(kernel.blocking(), filters, |group, out_block, in_block| {
             let outs: Vec<usize> = (0..mr)
                 .map(|m| problem.grad_channel(group, out_block * mr, m))
                 .collect();
