@@ -3,7 +3,7 @@
 //! of that copy, which folds the padded input's gradient back onto the input.
 //!
 //! Both map each padded position to the input element it holds with
-//! [`PaddingMode::source`], one axis at a time: a padded row is a copy of one input row
+//! [`PaddingMode::source`](crate::shape::geometry::PaddingMode::source), one axis at a time: a padded row is a copy of one input row
 //! with its margins filled from that row.
 
 use ndarray::{Array4, ArrayView4, s};

@@ -14,7 +14,7 @@
 //!
 //! The grad operand is laid out for it channels-last, one block of channels at a time
 //! (see [`ChannelLayout`]); the input as for the column kernel
-//! ([`InputLayout`](super::InputLayout)).
+//! ([`PlaneLayout`](crate::memory::layout::PlaneLayout), `input.rs`).
 
 use std::ops::Range;
 

@@ -4,9 +4,9 @@
 //! Output `y` of a transposed convolution of stride `s` and padding `p` gathers input `iy`
 //! times tap `ky` where `y = s * iy - p + ky`. Writing `ky = r + s * j` (`r < s`, `j < 3`)
 //! and `q = iy + j` gives `y + p = s * q + r`: the outputs with `(y + p) % s == r` form
-//! phase `r`, output `q = (y + p) / s` of which is `input[q] * w[r] + input[q - 1] * w[r + s]
-//! + input[q - 2] * w[r + 2 * s]`, a 3x3 stride-1 convolution of the input with the phase's
-//! taps turned around. All `sh * sw` phases read the same input, so they are one such
+//! phase `r`, output `q = (y + p) / s` of which is
+//! `input[q] * w[r] + input[q - 1] * w[r + s] + input[q - 2] * w[r + 2 * s]`, a 3x3 stride-1
+//! convolution of the input with the phase's taps turned around. All `sh * sw` phases read the same input, so they are one such
 //! convolution with `sh * sw` times the output channels, on the grid of `q` from the first
 //! output's: the dense Winograd kernel computes it (every input tile transformed once for
 //! all phases), and the phases' outputs go to their rows and columns `s` apart.
