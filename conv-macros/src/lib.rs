@@ -1,13 +1,14 @@
 //! The procedural macro behind `conv_runtime::conv!`. Users depend on `conv-runtime`, which
 //! re-exports it; see that crate for documentation and examples.
 //!
-//! The macro runs in four stages, one file each:
+//! The macro runs in four stages, one private module each (plain names here, not links, so
+//! that the public documentation has none that lead nowhere):
 //!
-//! 1. [`parse`]: tokens to a model of what the user wrote (lenient about values).
-//! 2. [`validate`]: every rule of the grammar, all errors collected, each at its token
-//!    (for `conv1d!`, after [`one_dimension`] has made each integer the pair of one row).
-//! 3. [`plan`]: the taps each kernel unrolls and the phases of the transposed convolution.
-//! 4. [`emit`]: the geometry type and its kernels as Rust code.
+//! 1. `parse`: tokens to a model of what the user wrote (lenient about values).
+//! 2. `validate`: every rule of the grammar, all errors collected, each at its token
+//!    (for `conv1d!`, after `one_dimension` has made each integer the pair of one row).
+//! 3. `plan`: the taps each kernel unrolls and the phases of the transposed convolution.
+//! 4. `emit`: the geometry type and its kernels as Rust code.
 
 use proc_macro::TokenStream;
 
