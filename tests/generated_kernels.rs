@@ -628,6 +628,44 @@ fn winograd_phases_match_the_reference() {
     );
 }
 
+/// 3x3 convolutions of stride 2 with many channels run the strided Winograd kernel (2x2
+/// output tiles from 5x5 input tiles) on the sets of 32 registers: odd and even output
+/// sizes (a last tile half outside the output, a last tile row of one output row), widths
+/// around whole blocks of tiles (16 and 32 tiles), no padding, padding 1, 2 and wider than
+/// the filter, different paddings per axis, a padding mode, output channels not a multiple
+/// of the kernel's step of eight, batches, a strided input, one thread and three: the
+/// reference's numbers, on every instruction set.
+#[test]
+fn winograd_strided_tiles_match_the_reference() {
+    fn check<G: Geometry>(geometry: G) {
+        let min = smallest_input(&G::SPEC);
+        let sizes = [(0, 0), (1, 6), (2, 29), (5, 62), (4, 65), (1, 130)];
+        for (case, (h, w)) in sizes.into_iter().enumerate() {
+            let case = case as u64;
+            let (in_channels, out_channels) = if case.is_multiple_of(2) {
+                (16, 19)
+            } else {
+                (18, 16)
+            };
+            let weight = random_array((out_channels, in_channels, 3, 3), case ^ 7);
+            let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
+            let size = (2, min.0 + h, min.1 + w);
+            conv_matches_in_either_layout(geometry, (&weight, &bias, 1), size, case);
+        }
+    }
+    check(conv!(k = 3, stride = 2, padding = 1));
+    check(conv!(k = 3, stride = 2));
+    check(conv!(k = 3, stride = 2, padding = 2));
+    check(conv!(k = 3, stride = 2, padding = 4));
+    check(conv!(k = 3, stride = 2, padding = (0, 1)));
+    check(conv!(
+        k = 3,
+        stride = 2,
+        padding = 1,
+        padding_mode = reflect
+    ));
+}
+
 /// Convolutions with one output channel per group run several output rows per kernel call
 /// where a row is little work: at every height (one row, a few, more rows than a call takes,
 /// rows split unevenly among threads), stride 1 (two input channels per group; with one,

@@ -120,6 +120,7 @@ pub(crate) fn split_row(source: &[f32], shift: usize, phases: usize, target: &mu
         1 => split_row_into(source, shift, 1, target),
         2 => split_row_into(source, shift, 2, target),
         3 => split_row_into(source, shift, 3, target),
+        4 => split_row_into(source, shift, 4, target),
         _ => split_row_into(source, shift, phases, target),
     }
 }
@@ -152,6 +153,20 @@ fn split_row_into(source: &[f32], shift: usize, phases: usize, target: &mut [f32
         for ((even, odd), pair) in runs.zip(groups) {
             *even = pair[0];
             *odd = pair[1];
+        }
+    } else if phases == 4 {
+        // The stride-2 Winograd kernel's tile step: the same, four runs at a time (indexed
+        // one value at a time, the split was 14% of down-s2's time there, Zen 4).
+        let (first, rest) = target.split_at_mut(phase_len);
+        let (second, rest) = rest.split_at_mut(phase_len);
+        let (third, fourth) = rest.split_at_mut(phase_len);
+        let runs = first[first_group..]
+            .iter_mut()
+            .zip(&mut second[first_group..])
+            .zip(&mut third[first_group..])
+            .zip(&mut fourth[first_group..]);
+        for ((((a, b), c), d), group) in runs.zip(groups) {
+            (*a, *b, *c, *d) = (group[0], group[1], group[2], group[3]);
         }
     } else {
         for (g, group) in groups.enumerate() {

@@ -28,10 +28,11 @@ pub(crate) struct TileRowJob<'a> {
     pub input: &'a [f32],
     pub channels: usize,
     pub channel_stride: usize,
-    /// Where, from a channel's start, the first tile reads row `i`, column `j` of its 4x4
-    /// input tile: `rows[i] + columns[j]`; tile `t` reads `t` floats further on.
-    pub rows: [usize; 4],
-    pub columns: [usize; 4],
+    /// Where, from a channel's start, the first tile reads row `i`, column `j` of its input
+    /// tile: `rows[i] + columns[j]`; tile `t` reads `t` floats further on. The tiles are 4x4
+    /// (the last entries unused) but for the strided kernel's 5x5.
+    pub rows: [usize; 5],
+    pub columns: [usize; 5],
     /// Tiles in the row.
     pub tiles: usize,
     /// The transformed weights, `[16][in_channels][out_channels rounded up to CHANNEL_STEP]`.
@@ -64,8 +65,8 @@ impl Kernel<WinogradFamily> for Tiles {
         assert_eq!(job.bias.len(), job.out_channels);
         // The last block's reads, rounded up to whole blocks, stay inside each channel's plane
         // (the loads are checked all the same).
-        let reach = job.rows.iter().max().unwrap_or(&0)
-            + job.columns.iter().max().unwrap_or(&0)
+        let reach = job.rows[..4].iter().max().unwrap_or(&0)
+            + job.columns[..4].iter().max().unwrap_or(&0)
             + job.tiles.next_multiple_of(block);
         assert!(reach <= job.channel_stride);
         assert!(job.input.len() >= channels * job.channel_stride);
@@ -132,29 +133,67 @@ fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
 /// `[16][out_channel][tile]`, four output channels by two vectors of tiles at a time.
 #[inline(always)]
 fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_out: usize) {
-    let block = 2 * S::LANES;
-    for position in 0..16 {
-        let input = &job.transformed[position * channels * block..][..channels * block];
-        let weights = &job.weights[position * channels * padded_out..][..channels * padded_out];
-        for k in (0..padded_out).step_by(CHANNEL_STEP) {
-            let mut acc = [[simd.splat(0.0); 2]; CHANNEL_STEP];
-            for (x, w) in input
-                .chunks_exact(block)
-                .zip(weights.chunks_exact(padded_out))
-            {
-                // SAFETY: `x` holds `2 * LANES` floats.
-                let x = unsafe { [simd.load(x.as_ptr()), simd.load(x.as_ptr().add(S::LANES))] };
-                let w = &w[k..k + CHANNEL_STEP];
-                for (acc, &w) in acc.iter_mut().zip(w) {
-                    let w = simd.splat(w);
-                    acc[0] = simd.mul_add(w, x[0], acc[0]);
-                    acc[1] = simd.mul_add(w, x[1], acc[1]);
+    let products = Products {
+        positions: 16,
+        channels,
+        padded_out,
+        weights: job.weights,
+    };
+    products.compute::<S, CHANNEL_STEP, 2>(simd, job.transformed, job.products);
+}
+
+/// The products of a block of tiles: for each of `positions` positions, `weights^T x
+/// transformed input`, the weights `[position][channel][padded_out]`, the transformed input
+/// `[position][channel][tile]` and the products `[position][out_channel][tile]`, blocks of
+/// `V` vectors of tiles.
+pub(super) struct Products<'a> {
+    pub positions: usize,
+    pub channels: usize,
+    pub padded_out: usize,
+    pub weights: &'a [f32],
+}
+
+impl Products<'_> {
+    /// `STEP` output channels by `V` vectors of tiles at a time: `STEP * V` accumulators.
+    #[inline(always)]
+    pub fn compute<S: Simd, const STEP: usize, const V: usize>(
+        &self,
+        simd: S,
+        transformed: &[f32],
+        products: &mut [f32],
+    ) {
+        let block = V * S::LANES;
+        let (channels, padded_out) = (self.channels, self.padded_out);
+        assert_eq!(padded_out % STEP, 0);
+        for position in 0..self.positions {
+            let input = &transformed[position * channels * block..][..channels * block];
+            let weights =
+                &self.weights[position * channels * padded_out..][..channels * padded_out];
+            for k in (0..padded_out).step_by(STEP) {
+                let mut acc = [[simd.splat(0.0); V]; STEP];
+                for (x, w) in input
+                    .chunks_exact(block)
+                    .zip(weights.chunks_exact(padded_out))
+                {
+                    let mut vectors = [simd.splat(0.0); V];
+                    for (v, vector) in vectors.iter_mut().enumerate() {
+                        // SAFETY: `x` holds `V * LANES` floats.
+                        *vector = unsafe { simd.load(x.as_ptr().add(v * S::LANES)) };
+                    }
+                    let w = &w[k..k + STEP];
+                    for (acc, &w) in acc.iter_mut().zip(w) {
+                        let w = simd.splat(w);
+                        for (acc, &x) in acc.iter_mut().zip(&vectors) {
+                            *acc = simd.mul_add(w, x, *acc);
+                        }
+                    }
                 }
-            }
-            for (j, acc) in acc.iter().enumerate() {
-                let at = (position * padded_out + k + j) * block;
-                simd.store(&mut job.products[at..], acc[0]);
-                simd.store(&mut job.products[at + S::LANES..], acc[1]);
+                for (j, acc) in acc.iter().enumerate() {
+                    let at = (position * padded_out + k + j) * block;
+                    for (v, &acc) in acc.iter().enumerate() {
+                        simd.store(&mut products[at + v * S::LANES..], acc);
+                    }
+                }
             }
         }
     }
@@ -201,7 +240,7 @@ fn transform_output<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize, pa
 /// Interleaves `even` and `odd` (each tile's two columns) into `out` from column `start`,
 /// dropping what falls past the row's end.
 #[inline(always)]
-fn store_pairs<S: Simd>(
+pub(super) fn store_pairs<S: Simd>(
     simd: S,
     even: S::Vector,
     odd: S::Vector,
@@ -224,6 +263,6 @@ fn store_pairs<S: Simd>(
 
 /// `a - b`.
 #[inline(always)]
-fn sub<S: Simd>(simd: S, a: S::Vector, b: S::Vector) -> S::Vector {
+pub(super) fn sub<S: Simd>(simd: S, a: S::Vector, b: S::Vector) -> S::Vector {
     simd.mul_add(simd.splat(-1.0), b, a)
 }

@@ -25,6 +25,7 @@
 mod kernel;
 mod lattice;
 mod phases;
+mod strided;
 
 use std::mem::MaybeUninit;
 
@@ -61,6 +62,9 @@ pub(crate) struct Winograd {
     /// (convolution) are laid out in the convolution this computes (`weights`, `pad`,
     /// `out_channels` are that convolution's).
     phases: Option<phases::Phases>,
+    /// Whether this is a convolution of stride 2 run by the strided kernel (`strided`),
+    /// `weights` its transform.
+    strided: bool,
 }
 
 impl Winograd {
@@ -75,6 +79,20 @@ impl Winograd {
         weight: &Array4<f32>,
         groups: usize,
     ) -> Option<Winograd> {
+        let strided_kernel = strided::fits(&spec, weight, groups)
+            .then(|| strided::compiled(isa))
+            .flatten();
+        if let Some(kernel) = strided_kernel {
+            return Some(Winograd {
+                kernel,
+                pad: spec.pad_before(),
+                dilation: (1, 1),
+                weights: strided::transform_weights(weight),
+                out_channels: weight.dim().0,
+                phases: None,
+                strided: true,
+            });
+        }
         if spec.stride != (1, 1) {
             return phases::plan_strided(isa, spec, weight, groups);
         }
@@ -88,6 +106,7 @@ impl Winograd {
             weights: transform_weights(weight),
             out_channels: weight.dim().0,
             phases: None,
+            strided: false,
         })
     }
 
@@ -124,6 +143,7 @@ impl Winograd {
             weights: transform_weights(&turned),
             out_channels,
             phases: None,
+            strided: false,
         })
     }
 
@@ -141,7 +161,10 @@ impl Winograd {
         input: &ArrayView4<f32>,
         output: &mut ArrayViewMut4<MaybeUninit<f32>>,
     ) {
-        if let Some(phases) = &self.phases {
+        if self.strided {
+            let weights = (&self.weights[..], self.out_channels);
+            strided::run(self.kernel, weights, self.pad, bias, input, output);
+        } else if let Some(phases) = &self.phases {
             phases::run(self, phases, bias, input, output);
         } else if self.dilation != (1, 1) {
             lattice::run(self, bias, input, output);
@@ -213,7 +236,7 @@ impl Winograd {
                             channels,
                             channel_stride: layout.channel_stride(),
                             rows: std::array::from_fn(|i| (2 * tile_row + i) * row_stride),
-                            columns: [0, phase_len, 1, phase_len + 1],
+                            columns: [0, phase_len, 1, phase_len + 1, 0],
                             tiles,
                             weights: &self.weights,
                             out_channels: self.out_channels,

@@ -105,6 +105,7 @@ pub(super) fn plan(
             first,
             out_channels,
         })),
+        strided: false,
     })
 }
 
@@ -152,6 +153,7 @@ pub(super) fn plan_strided(
             stride: spec.stride,
             pad: spec.pad_before(),
         })),
+        strided: false,
     })
 }
 
