@@ -6,7 +6,9 @@
 //! upconvolutions. A dilated layer runs as dense ones on its lattice's classes (`lattice`)
 //! where their tiles fill the kernel's blocks. A strided layer whose filter is three strides
 //! wide runs as one such convolution on its phases (`phases`): a transposed one onto all
-//! its output's phases at once, a convolution from its input's.
+//! its output's phases at once, a convolution from its input's. A 3x3 convolution of stride
+//! 2 (down-s2) has a kernel of its own on the sets of 32 registers (`strided`): 2x2 output
+//! tiles from 5x5 input tiles, 25 multiply-adds per tile and channel pair instead of 36.
 //!
 //! The input is laid out as for the row kernels' stride 2 (even and odd columns apart, with
 //! the padding), so that the 4x4 input tiles of consecutive output tiles are contiguous
