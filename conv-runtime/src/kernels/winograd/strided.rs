@@ -112,7 +112,7 @@ impl Kernel<WinogradFamily> for StridedTiles {
 /// The kernel compiled for `isa`, on the sets of 32 registers only (AVX-512, NEON), where
 /// eight accumulators sit beside the broadcast weights and the 25 values of a tile's
 /// transform: on AVX2 it ran down-s2 no faster than the direct kernel (Zen 4, one thread,
-/// 1.51 ms both, four channels by two vectors; eight by one 1.26x slower), and the direct
+/// 1.51 ms both, four channels by two vectors; eight by one 1.17x slower), and the direct
 /// kernel's sums are the exact ones.
 pub(super) fn compiled(isa: Isa) -> Option<Compiled<WinogradFamily>> {
     match Detected::or_portable(isa) {
