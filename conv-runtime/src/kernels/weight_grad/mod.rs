@@ -287,9 +287,8 @@ impl Problem<'_> {
     }
 
     /// Runs `task(group, out_block, in_block)` for every block of `blocking`, in parallel
-    /// when the problem is large, and returns the results in block order.
-    /// Computes every block with `task`, which returns the block's filters, and writes
-    /// them into `filters`.
+    /// when the problem is large; each task's result, its block's filters, goes into
+    /// `filters` from the task that computed it.
     pub fn run_tasks(
         &self,
         blocking: Blocking,
