@@ -39,7 +39,7 @@ use crate::shape::geometry::GeometrySpec;
 const POSITIONS: usize = 25;
 
 /// Output channels per step of the products (the weights' channels are rounded up to it).
-pub(super) const STEP: usize = 8;
+const STEP: usize = 8;
 
 /// Whether a convolution of `spec` with `weight` (`[out, in / groups, kh, kw]`) is one this
 /// kernel runs: 3x3, stride 2 on both axes, no dilation, one group, at least `MIN_CHANNELS`
@@ -124,7 +124,7 @@ pub(super) fn compiled(isa: Isa) -> Option<Compiled<WinogradFamily>> {
     }
 }
 
-/// `T d T^T` along five values: `[d0 - d2, d2, d4 - d2, d1, d3]`.
+/// `T` along one axis of five values: `[d0 - d2, d2, d4 - d2, d1, d3]`.
 #[inline(always)]
 fn transform<S: Simd>(simd: S, d: [S::Vector; 5]) -> [S::Vector; 5] {
     [
@@ -175,7 +175,7 @@ fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
     }
 }
 
-/// `A' m A'^T` along five values: outputs `m0 + m1 + m3` and `m1 + m2 + m4`.
+/// `A'` along one axis of five values: outputs `m0 + m1 + m3` and `m1 + m2 + m4`.
 #[inline(always)]
 fn inverse<S: Simd>(simd: S, m: [S::Vector; 5]) -> [S::Vector; 2] {
     [
