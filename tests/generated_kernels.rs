@@ -666,6 +666,56 @@ fn winograd_strided_tiles_match_the_reference() {
     ));
 }
 
+/// Transposed convolutions of a 2x2 filter of stride 2 into few channels run the pixel
+/// kernel (each input pixel's four outputs, read in place): one to seven output channels per
+/// group (blocks of one and of three, a last block partly empty), one input channel and
+/// several, two groups, widths around whole vectors and tiles of every instruction set (4, 8
+/// and 16 lanes, tiles of one and two vectors: a row's last tile partial or whole, a row of
+/// only a partial tile), one row and many, batches, a strided input, one thread and three:
+/// the reference's numbers, on every instruction set; and so is an output one row and one
+/// column larger, asked for at run time, which the row kernel runs.
+#[test]
+fn one_tap_pixels_match_the_reference() {
+    let geometry = conv!(k = 2, stride = 2);
+    let spec = geometry.spec();
+    let sizes = [(1, 1), (3, 7), (2, 16), (5, 17), (1, 31), (40, 33), (4, 64)];
+    for (case, (h, w)) in sizes.into_iter().enumerate() {
+        let case = case as u64;
+        for (in_per_group, out_per_group) in [(1, 1), (5, 2), (16, 3), (3, 4), (4, 7)] {
+            for groups in [1, 2] {
+                let in_channels = in_per_group * groups;
+                let weight = random_array((in_channels, out_per_group, 2, 2), case ^ 7);
+                let bias: Option<Array1<f32>> =
+                    Some(random_array(out_per_group * groups, case ^ 9));
+                let shape = (2, in_channels, h, w);
+                let what = format!(
+                    "{spec} transposed, {groups} groups of {in_per_group} to {out_per_group}"
+                );
+                let reference = |x: &Array4<f32>| {
+                    reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, groups, None)
+                        .unwrap()
+                };
+                let run = conv_transpose2d(geometry, (&weight, &bias, groups));
+                matches_in_either_layout(run, reference, shape, case, &what);
+            }
+        }
+        let weight = random_array((3, 3, 2, 2), case ^ 5);
+        let bias: Option<Array1<f32>> = Some(random_array(3, case ^ 3));
+        let largest = (2 * h + 1, 2 * w + 1);
+        let reference = |x: &Array4<f32>| {
+            reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, 1, Some(largest)).unwrap()
+        };
+        let run = |isa, x: &ArrayView4<f32>| {
+            ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
+                .and_then(|layer| layer.with_isa(isa))
+                .and_then(|layer| layer.forward_with_output_size(x, largest))
+                .unwrap()
+        };
+        let what = format!("{spec} transposed to {largest:?}");
+        matches_in_either_layout(run, reference, (1, 3, h, w), case, &what);
+    }
+}
+
 /// Convolutions with one output channel per group run several output rows per kernel call
 /// where a row is little work: at every height (one row, a few, more rows than a call takes,
 /// rows split unevenly among threads), stride 1 (two input channels per group; with one,

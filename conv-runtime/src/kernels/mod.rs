@@ -4,6 +4,7 @@
 //! weight-gradient correlation.
 
 pub(crate) mod depthwise;
+pub(crate) mod one_tap;
 pub(crate) mod row;
 pub(crate) mod weight_grad;
 pub(crate) mod winograd;

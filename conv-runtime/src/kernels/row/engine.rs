@@ -13,6 +13,7 @@ use super::select::{Choice, Selected, select};
 use super::{Forward, RunTimeTaps, TapList, Transposed};
 use crate::isa::Isa;
 use crate::kernels::depthwise::Depthwise;
+use crate::kernels::one_tap::OneTap;
 use crate::kernels::winograd::Winograd;
 use crate::shape::geometry::{Geometry, GeometrySpec};
 
@@ -40,6 +41,9 @@ pub(crate) struct Engine {
     /// Runs the operation in place of the row kernel where it is a 3x3 convolution of
     /// stride 1 with many channels.
     winograd: Option<Winograd>,
+    /// Runs the operation in place of the row kernel where it is a transposed convolution
+    /// of a 2x2 filter of stride 2 into few channels.
+    one_tap: Option<OneTap>,
 }
 
 impl Engine {
@@ -74,6 +78,7 @@ impl Engine {
         let pack = |block| PackedWeights::transposed(weight.view(), groups, block);
         Engine {
             winograd: Winograd::plan_transposed(isa, Transposed::<G>::SPEC, weight, groups),
+            one_tap: OneTap::plan(isa, Transposed::<G>::SPEC, weight, groups),
             ..Engine::new::<Transposed<G>>(choice, pack, bias, out_channels, groups, true)
         }
     }
@@ -101,6 +106,7 @@ impl Engine {
             transposed,
             depthwise: None,
             winograd: None,
+            one_tap: None,
         }
     }
 
@@ -163,6 +169,10 @@ impl Engine {
         }
         if let Some(depthwise) = &self.depthwise {
             depthwise.run(&self.bias, input, out);
+        } else if let Some(one_tap) = &self.one_tap
+            && one_tap.suits(input.dim(), out.dim())
+        {
+            one_tap.run(&self.bias, input, out);
         } else if let Some(winograd) = &self.winograd
             && winograd.suits((out.dim().2, out.dim().3))
         {
