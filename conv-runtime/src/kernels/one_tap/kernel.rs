@@ -75,15 +75,31 @@ impl<const OCB: usize, const V: usize> Kernel<OneTapFamily> for Pixels<OCB, V> {
                 start += tile;
             }
             if start < width {
-                // The row's last, partial tile: each channel's remaining pixels go through a
-                // buffer padded with zeros, and the outputs through another.
+                // The row's last, partial tile. Each output lane is computed from its input
+                // lane alone, so the tile's vectors may read past the row into the next (or
+                // the next channel's plane): the extra lanes' outputs are not stored. Only
+                // where that would read past the input does a channel's rest of the row go
+                // through a buffer padded with zeros.
                 let count = width - start;
                 let at = row * width + start;
                 let acc = accumulate::<S, OCB, V>(simd, job.weights, channels, bias, |c| {
-                    let mut padded = [0.0f32; MAX_TILE];
-                    padded[..count].copy_from_slice(&job.input[c * plane + at..][..count]);
-                    // SAFETY: `padded` holds `MAX_TILE >= V * LANES` floats.
-                    std::array::from_fn(|v| unsafe { simd.load(padded.as_ptr().add(v * S::LANES)) })
+                    let first = c * plane + at;
+                    if first + tile <= job.input.len() {
+                        // SAFETY: the tile's `V * LANES` floats from `first` are inside the
+                        // input, as just tested.
+                        std::array::from_fn(|v| unsafe {
+                            simd.load(job.input.as_ptr().add(first + v * S::LANES))
+                        })
+                    } else {
+                        let mut padded = [0.0f32; MAX_TILE];
+                        for (slot, &value) in padded.iter_mut().zip(&job.input[first..][..count]) {
+                            *slot = value;
+                        }
+                        // SAFETY: `padded` holds `MAX_TILE >= V * LANES` floats.
+                        std::array::from_fn(|v| unsafe {
+                            simd.load(padded.as_ptr().add(v * S::LANES))
+                        })
+                    }
                 });
                 store_partial::<S, OCB, V>(simd, acc, job.out, r * PHASES * width, start, width);
             }

@@ -26,10 +26,11 @@ use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
 
-/// Input rows (all of a group's channels) a call should read at most: 32 KB, the L1 data
-/// cache of the cores we run on, so that the rows a block read are still there for the
-/// next block.
-const CALL_INPUT_FLOATS: usize = 8 * 1024;
+/// Input rows (all of a group's channels) a call should read at most: 256 KB, a quarter of
+/// the L2 of the cores we run on, so that the rows one block read are still there for the
+/// next. unet-up (32 KB per input row) ran as fast with 4 to 16 rows per call and 1.5%
+/// slower with one (Zen 4, one thread, five alternated rounds).
+const CALL_INPUT_FLOATS: usize = 64 * 1024;
 
 /// A 2x2 transposed convolution of stride 2, packed for the pixel kernel.
 #[derive(Clone)]
@@ -49,8 +50,8 @@ impl OneTap {
     /// The pixel kernel's packing of a transposed convolution of `spec` with `weight`
     /// (`[in_channels, out_channels / groups, 2, 2]`), on `isa` (the portable set where
     /// `isa` is not available), if its filter is 2x2, of stride 2, without dilation,
-    /// padding or output padding; and if its output channels are few enough that the row
-    /// kernel, which runs the wider layers at about the same speed, does worse.
+    /// padding or output padding, and if the set has a blocking for its output channels
+    /// that beats the row kernel's ([`select`]).
     pub fn plan(
         isa: Isa,
         spec: GeometrySpec,
@@ -64,10 +65,10 @@ impl OneTap {
             && spec.pad_before() == (0, 0)
             && spec.pad_after() == (0, 0);
         let (in_channels, out_per_group, _, _) = weight.dim();
-        if !fits || groups == 0 || out_per_group == 0 || out_per_group > MAX_OUT {
+        if !fits || groups == 0 || out_per_group == 0 {
             return None;
         }
-        let (kernel, block) = select(isa, out_per_group);
+        let (kernel, block) = select(isa, out_per_group)?;
         let in_per_group = in_channels / groups;
         let blocks = out_per_group.div_ceil(block);
         let mut weights = Vec::with_capacity(groups * blocks * in_per_group * PHASES * block);
@@ -191,32 +192,49 @@ impl OneTap {
     }
 }
 
-/// The most output channels per group the family takes: wider layers (unet-up's 64) run
-/// the row kernel's paired blocking at about the FMA peak already.
-const MAX_OUT: usize = 7;
-
 /// The largest block of any blocking.
 const MAX_BLOCK: usize = 4;
 
-/// The blocking for `out_per_group` output channels on `isa`, and its block: three
-/// channels (an RGB image) by the four phases, 12 accumulators, or one channel by two
-/// vectors (four on the NEON's narrower ones), 8 or 16.
-fn select(isa: Isa, out_per_group: usize) -> (Compiled<OneTapFamily>, usize) {
-    let wide = out_per_group >= 3;
-    match Detected::or_portable(isa) {
+/// The blocking for `out_per_group` output channels on `isa`, and its block; none where the
+/// row kernel runs the layer faster.
+///
+/// Four output channels by the four phases, 16 accumulators and one load per 16
+/// multiply-adds on the sets of 32 registers: unet-up (128 to 64 channels) 1.09x faster
+/// than the row kernel's paired blocking (Zen 4, one thread, five alternated rounds, median
+/// 2.59 -> 2.37 ms, 113 GF/s; two threads 1.30 -> 1.18), where five (2.41) and six (2.62)
+/// channels did worse. Three channels (an RGB image, the seed's upconvolution) take a block
+/// of three, 12 accumulators: 0.025 -> 0.016 ms against the row kernel, with its copy of the
+/// input. One or two channels take one by two vectors of pixels, 8 accumulators.
+///
+/// On AVX2's 16 registers a block of three (12 accumulators, a broadcast per multiply-add)
+/// ran the seed's upconvolution 0.029 -> 0.024 ms, but unet-up 1.27x slower than the row
+/// kernel (3.79 against 2.97 ms), and one channel by three vectors, which reads the input
+/// once per channel, 1.7x slower: wider layers stay with the row kernel there. On NEON
+/// (32 registers of four lanes) the AVX-512 blockings, unmeasured.
+fn select(isa: Isa, out_per_group: usize) -> Option<(Compiled<OneTapFamily>, usize)> {
+    let kernel = match Detected::or_portable(isa) {
         #[cfg(target_arch = "x86_64")]
-        Detected::Avx512(simd) if wide => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
+        Detected::Avx512(simd) => match out_per_group {
+            1 | 2 => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
+            3 => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
+            _ => (Compiled::new::<Pixels<4, 1>, _>(simd), 4),
+        },
         #[cfg(target_arch = "x86_64")]
-        Detected::Avx512(simd) => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
-        #[cfg(target_arch = "x86_64")]
-        Detected::Avx2(simd) if wide => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
-        #[cfg(target_arch = "x86_64")]
-        Detected::Avx2(simd) => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
+        Detected::Avx2(simd) => match out_per_group {
+            1 | 2 => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
+            3 => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
+            _ => return None,
+        },
         #[cfg(target_arch = "aarch64")]
-        Detected::Neon(simd) if wide => (Compiled::new::<Pixels<3, 2>, _>(simd), 3),
-        #[cfg(target_arch = "aarch64")]
-        Detected::Neon(simd) => (Compiled::new::<Pixels<1, 4>, _>(simd), 1),
-        Detected::Portable(simd) if wide => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
-        Detected::Portable(simd) => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
-    }
+        Detected::Neon(simd) => match out_per_group {
+            1 | 2 => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
+            3 => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
+            _ => (Compiled::new::<Pixels<4, 1>, _>(simd), 4),
+        },
+        Detected::Portable(simd) => match out_per_group {
+            1 | 2 => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
+            _ => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
+        },
+    };
+    Some(kernel)
 }

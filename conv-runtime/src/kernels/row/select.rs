@@ -157,8 +157,8 @@ impl<T: TapList> Chooser<T> {
         // three 24-column tiles of which 8 columns are wasted) 1.08x faster (Zen 3, one
         // thread, eight alternated rounds, median 1.388 -> 1.269 ms, min 1.162 -> 1.080);
         // four vectors, 12 accumulators, left too few registers and ran 1.27x slower.
-        // (sr-x3 itself now runs Winograd on its phases; seed-upconv and other RGB outputs
-        // still take this blocking.)
+        // (sr-x3 itself now runs Winograd on its phases, seed-upconv the one-tap family;
+        // other RGB outputs still take this blocking.)
         // On AVX-512, where the padding is wide, layers of 16 channels or more take the kernel
         // vectorised along output channels, sixteen pixels by one vector, whose end tiles
         // leave out every pixel whose tap reads padding where the row kernel can only leave
@@ -209,7 +209,9 @@ impl<T: TapList> Chooser<T> {
     /// (an RGB image, as the seed's upconvolution) get a block of their own on AVX2: as three
     /// one-channel blocks they read the input three times; one block of three with two
     /// vectors keeps 12 accumulators in registers and ran seed-upconv 1.4x faster (Zen 3,
-    /// 0.067 -> 0.046 ms).
+    /// 0.067 -> 0.046 ms). The 2x2 layers without padding (the seed's, U-Net's) now run the
+    /// one-tap family where it has a blocking (AVX-512 always, AVX2 up to three channels):
+    /// the figures here are from before it.
     fn paired_phases(self) -> Selected {
         let out = self.out_per_group;
         let wide = out >= 4;
