@@ -716,6 +716,31 @@ fn one_tap_pixels_match_the_reference() {
     }
 }
 
+/// Convolutions of a 2x2 filter of stride 2 with 16 or more output channels per group run
+/// the patch kernel on AVX-512 (each output pixel from its own 2x2 patch, read in place):
+/// whole and partial blocks of 16 channels, one input channel and several, two groups, odd
+/// heights and widths (a last input row and column no output reads), output rows of less
+/// than a vector, around whole vectors (a last partial vector reading past its row, or
+/// through a buffer at the input's end) and of several, batches, a strided input, one
+/// thread and three: the reference's numbers, on every instruction set.
+#[test]
+fn one_tap_patches_match_the_reference() {
+    let geometry = conv!(k = 2, stride = 2);
+    let sizes = [(2, 2), (3, 5), (5, 33), (8, 64), (9, 65), (4, 35), (40, 97)];
+    for (case, (h, w)) in sizes.into_iter().enumerate() {
+        let case = case as u64;
+        for (in_per_group, out_per_group) in [(1, 16), (3, 17), (5, 33)] {
+            for groups in [1, 2] {
+                let weight = random_array((out_per_group * groups, in_per_group, 2, 2), case ^ 7);
+                let bias: Option<Array1<f32>> =
+                    Some(random_array(out_per_group * groups, case ^ 9));
+                let weights = (&weight, &bias, groups);
+                conv_matches_in_either_layout(geometry, weights, (2, h, w), case);
+            }
+        }
+    }
+}
+
 /// Convolutions with one output channel per group run several output rows per kernel call
 /// where a row is little work: at every height (one row, a few, more rows than a call takes,
 /// rows split unevenly among threads), stride 1 (two input channels per group; with one,

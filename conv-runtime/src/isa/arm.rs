@@ -63,6 +63,12 @@ unsafe impl Simd for Neon {
         unsafe { (vzip1q_f32(a, b), vzip2q_f32(a, b)) }
     }
 
+    #[inline(always)]
+    fn deinterleave(self, a: float32x4_t, b: float32x4_t) -> (float32x4_t, float32x4_t) {
+        // SAFETY: NEON is always present on aarch64.
+        unsafe { (vuzp1q_f32(a, b), vuzp2q_f32(a, b)) }
+    }
+
     fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
         fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
             K::run(Neon(()), job);

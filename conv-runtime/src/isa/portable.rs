@@ -72,6 +72,27 @@ unsafe impl Simd for Portable {
         )
     }
 
+    #[inline(always)]
+    fn deinterleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector) {
+        let pick = |i: usize| {
+            if i < LANES / 2 {
+                a[2 * i]
+            } else {
+                b[2 * i - LANES]
+            }
+        };
+        (
+            std::array::from_fn(pick),
+            std::array::from_fn(|i| {
+                if i < LANES / 2 {
+                    a[2 * i + 1]
+                } else {
+                    b[2 * i + 1 - LANES]
+                }
+            }),
+        )
+    }
+
     fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
         fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
             K::run(Portable, job);

@@ -50,8 +50,85 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `a` and `b` interleaved lane by lane, `[a0, b0, a1, b1, ...]`, as two vectors.
     fn interleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);
 
+    /// The even and the odd lanes of `a` followed by `b`: `[a0, a2, ..., b0, b2, ...]` and
+    /// `[a1, a3, ..., b1, b3, ...]`, the inverse of [`interleave`](Self::interleave).
+    fn deinterleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);
+
     /// Kernel `K` compiled for this set: a function compiled for the set's features, with
     /// `K`'s body, and every operation above in it, inlined into it. Calling it is sound only
     /// where the set is available, which the token `self` proves.
     fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F>;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::isa::{Compiled, Family, Isa, Kernel, Simd};
+
+    /// Two vectors' worth of floats in, the set's two results out.
+    struct Lanes;
+
+    impl Family for Lanes {
+        type Job<'a> = [[f32; 32]; 2];
+    }
+
+    /// `deinterleave` of the first two vectors of `job[0]` into `job[1]`.
+    struct Split;
+
+    impl Kernel<Lanes> for Split {
+        #[inline(always)]
+        fn run<S: Simd>(simd: S, job: &mut [[f32; 32]; 2]) {
+            // SAFETY: `job[0]` holds 32 floats, two vectors of the widest set.
+            let (a, b) = unsafe {
+                let from = job[0].as_ptr();
+                (simd.load(from), simd.load(from.add(S::LANES)))
+            };
+            let (even, odd) = simd.deinterleave(a, b);
+            simd.store(&mut job[1], even);
+            simd.store(&mut job[1][S::LANES..], odd);
+        }
+    }
+
+    /// `interleave` of the first two vectors of `job[0]` into `job[1]`.
+    struct Merge;
+
+    impl Kernel<Lanes> for Merge {
+        #[inline(always)]
+        fn run<S: Simd>(simd: S, job: &mut [[f32; 32]; 2]) {
+            // SAFETY: as in `Split`.
+            let (a, b) = unsafe {
+                let from = job[0].as_ptr();
+                (simd.load(from), simd.load(from.add(S::LANES)))
+            };
+            let (low, high) = simd.interleave(a, b);
+            simd.store(&mut job[1], low);
+            simd.store(&mut job[1][S::LANES..], high);
+        }
+    }
+
+    /// On every set this CPU has: `deinterleave` puts the even lanes of two vectors in the
+    /// first result and the odd ones in the second, and `interleave` puts them back.
+    #[test]
+    fn deinterleave_splits_what_interleave_merges() {
+        for isa in Isa::available() {
+            let lanes = match isa {
+                Isa::Avx512 => 16,
+                Isa::Avx2 | Isa::Portable => 8,
+                Isa::Neon => 4,
+            };
+            let values: [f32; 32] = std::array::from_fn(|i| i as f32);
+            let mut split = [values, [0.0; 32]];
+            Compiled::<Lanes>::for_isa::<Split>(isa).run(&mut split);
+            let expected: Vec<f32> = (0..2 * lanes)
+                .map(|i| if i < lanes { 2 * i } else { 2 * (i - lanes) + 1 } as f32)
+                .collect();
+            assert_eq!(split[1][..2 * lanes], expected[..], "{isa} deinterleave");
+            let mut merged = [split[1], [0.0; 32]];
+            Compiled::<Lanes>::for_isa::<Merge>(isa).run(&mut merged);
+            assert_eq!(
+                merged[1][..2 * lanes],
+                values[..2 * lanes],
+                "{isa} interleave"
+            );
+        }
+    }
 }

@@ -81,6 +81,21 @@ unsafe impl Simd for Avx2 {
         }
     }
 
+    #[inline(always)]
+    fn deinterleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
+        // SAFETY: token. `shuffle` picks lanes within each 128-bit half ([a0 a2 b0 b2 |
+        // a4 a6 b4 b6], and the odd ones likewise); the 64-bit permute puts the pairs in
+        // order: 0, 2, 1, 3.
+        unsafe {
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let odd = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+            let order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            (order(even), order(odd))
+        }
+    }
+
     fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
         #[target_feature(enable = "avx2,fma")]
         fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {
@@ -156,6 +171,19 @@ unsafe impl Simd for Avx512 {
             (
                 _mm512_permutex2var_ps(a, low, b),
                 _mm512_permutex2var_ps(a, high, b),
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn deinterleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
+        // SAFETY: token. Index `i` picks lane `i` of `a`, and `16 + i` lane `i` of `b`.
+        unsafe {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            (
+                _mm512_permutex2var_ps(a, even, b),
+                _mm512_permutex2var_ps(a, odd, b),
             )
         }
     }

@@ -10,17 +10,26 @@
 //! Here each input vector is loaded once, from the caller's array, for the four phases of
 //! a block of output channels, and each call writes two whole output rows per input row.
 //!
+//! The convolutions of that geometry (a 2x2 filter of stride 2: patch embeddings, and the
+//! input gradient of every such upconvolution) are the same product turned around: each
+//! output pixel from its own 2x2 patch. The patch kernel (`patches`) reads the caller's
+//! input in place too, splitting each pair of input vectors into its even and odd columns
+//! in registers, where the row kernel copies the input into its column phases first.
+//!
 //! The taps need no constants: compiled once, in this crate, for every instruction set, so
 //! these layers add nothing to a geometry's build cost.
 
 mod kernel;
+mod patches;
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use self::kernel::{OneTapFamily, PHASES, PixelJob, Pixels};
+use self::patches::{PatchFamily, PatchJob, Patches};
 use crate::isa::{Compiled, Detected, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::shared_output::SharedOutput;
@@ -32,18 +41,28 @@ use crate::shape::geometry::GeometrySpec;
 /// slower with one (Zen 4, one thread, five alternated rounds).
 const CALL_INPUT_FLOATS: usize = 64 * 1024;
 
-/// A 2x2 transposed convolution of stride 2, packed for the pixel kernel.
+/// A 2x2 convolution or transposed convolution of stride 2, packed for the patch or the
+/// pixel kernel.
 #[derive(Clone)]
 pub(crate) struct OneTap {
-    kernel: Compiled<OneTapFamily>,
+    kernel: Direction,
     /// Output channels per call.
     block: usize,
-    /// `[group][block][in channel][phase][block channel]`, zeros past the group's last
-    /// output channel.
+    /// `[group][block][in channel][phase (tap) 2a + b][block channel]`, zeros past the
+    /// group's last output channel.
     weights: Vec<f32>,
     in_per_group: usize,
     out_per_group: usize,
     groups: usize,
+}
+
+/// Which way the taps go, and the kernel that runs them.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// Transposed: each input pixel to its four outputs.
+    Spread(Compiled<OneTapFamily>),
+    /// Convolution: each output pixel from its four inputs.
+    Gather(Compiled<PatchFamily>),
 }
 
 impl OneTap {
@@ -58,38 +77,49 @@ impl OneTap {
         weight: &Array4<f32>,
         groups: usize,
     ) -> Option<OneTap> {
-        let fits = spec.kernel_size == (2, 2)
-            && spec.stride == (2, 2)
-            && spec.dilation == (1, 1)
-            && spec.output_padding == (0, 0)
-            && spec.pad_before() == (0, 0)
-            && spec.pad_after() == (0, 0);
         let (in_channels, out_per_group, _, _) = weight.dim();
-        if !fits || groups == 0 || out_per_group == 0 {
+        if !fits(&spec) || groups == 0 || out_per_group == 0 {
             return None;
         }
         let (kernel, block) = select(isa, out_per_group)?;
         let in_per_group = in_channels / groups;
-        let blocks = out_per_group.div_ceil(block);
-        let mut weights = Vec::with_capacity(groups * blocks * in_per_group * PHASES * block);
-        for group in 0..groups {
-            for b in 0..blocks {
-                for c in 0..in_per_group {
-                    for phase in 0..PHASES {
-                        for j in b * block..(b + 1) * block {
-                            let (a, bx) = (phase / 2, phase % 2);
-                            weights.push(if j < out_per_group {
-                                weight[[group * in_per_group + c, j, a, bx]]
-                            } else {
-                                0.0
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        let weights = pack(
+            block,
+            (in_per_group, out_per_group, groups),
+            |g, c, j, a, b| weight[[g * in_per_group + c, j, a, b]],
+        );
         Some(OneTap {
-            kernel,
+            kernel: Direction::Spread(kernel),
+            block,
+            weights,
+            in_per_group,
+            out_per_group,
+            groups,
+        })
+    }
+
+    /// The patch kernel's packing of a convolution of `spec` with `weight` (`[out_channels,
+    /// in_channels / groups, 2, 2]`), under the same conditions as [`plan`](Self::plan)
+    /// ([`select_patches`]).
+    pub fn plan_conv(
+        isa: Isa,
+        spec: GeometrySpec,
+        weight: &Array4<f32>,
+        groups: usize,
+    ) -> Option<OneTap> {
+        let (out_channels, in_per_group, _, _) = weight.dim();
+        let out_per_group = out_channels / groups.max(1);
+        if !fits(&spec) || groups == 0 || out_per_group == 0 {
+            return None;
+        }
+        let (kernel, block) = select_patches(isa, out_per_group)?;
+        let weights = pack(
+            block,
+            (in_per_group, out_per_group, groups),
+            |g, c, j, a, b| weight[[g * out_per_group + j, c, a, b]],
+        );
+        Some(OneTap {
+            kernel: Direction::Gather(kernel),
             block,
             weights,
             in_per_group,
@@ -99,18 +129,22 @@ impl OneTap {
     }
 
     /// Whether the family computes an output of shape `output` from an input of shape
-    /// `input`: twice its height and width. A larger output asked for at run time (PyTorch's
-    /// `output_size`: one more row or column, of bias only) goes to the row kernel.
+    /// `input`: twice its height and width when transposed, half of them (rounded down)
+    /// when not. A larger transposed output asked for at run time (PyTorch's `output_size`:
+    /// one more row or column, of bias only) goes to the row kernel.
     pub fn suits(
         &self,
         input: (usize, usize, usize, usize),
         output: (usize, usize, usize, usize),
     ) -> bool {
-        (output.2, output.3) == (2 * input.2, 2 * input.3)
+        match self.kernel {
+            Direction::Spread(_) => (output.2, output.3) == (2 * input.2, 2 * input.3),
+            Direction::Gather(_) => (output.2, output.3) == (input.2 / 2, input.3 / 2),
+        }
     }
 
-    /// The transposed convolution of a checked `input` into `output` (standard layout, of
-    /// the checked shape), adding `bias` (one per output channel).
+    /// The operation on a checked `input` into `output` (standard layout, of the checked
+    /// shape), adding `bias` (one per output channel).
     pub fn run(
         &self,
         bias: &[f32],
@@ -118,8 +152,15 @@ impl OneTap {
         output: &mut ArrayViewMut4<MaybeUninit<f32>>,
     ) {
         let (batch, _, in_h, in_w) = input.dim();
+        let (out_h, out_w) = (output.dim().2, output.dim().3);
         let out_channels = self.groups * self.out_per_group;
-        let (in_plane, out_plane) = (in_h * in_w, PHASES * in_h * in_w);
+        let (in_plane, out_plane) = (in_h * in_w, out_h * out_w);
+        // The rows tasks split: input rows, each making two output rows, when transposed;
+        // output rows, each from two input rows, when not.
+        let (rows, out_per_row, in_per_row) = match self.kernel {
+            Direction::Spread(_) => (in_h, 2 * out_w, in_w),
+            Direction::Gather(_) => (out_h, out_w, 2 * in_w),
+        };
         // Read in place where the caller's array is in standard layout; a strided view is
         // copied once.
         let input = input.as_standard_layout();
@@ -133,18 +174,19 @@ impl OneTap {
         if batch == 0 || out_plane == 0 {
             return;
         }
-        let multiply_adds = batch * out_channels * self.in_per_group * out_plane;
+        let multiply_adds = batch * out_channels * self.in_per_group * out_plane.max(in_plane);
         let threads = forward_threads(multiply_adds);
         let images = batch * self.groups;
-        let chunks = (threads * TASKS_PER_THREAD).div_ceil(images).clamp(1, in_h);
-        let chunk_rows = in_h.div_ceil(chunks);
-        let chunks = in_h.div_ceil(chunk_rows);
-        let call_rows = (CALL_INPUT_FLOATS / (self.in_per_group * in_w).max(1)).clamp(1, in_h);
+        let chunks = (threads * TASKS_PER_THREAD).div_ceil(images).clamp(1, rows);
+        let chunk_rows = rows.div_ceil(chunks);
+        let chunks = rows.div_ceil(chunk_rows);
+        let call_rows =
+            (CALL_INPUT_FLOATS / (self.in_per_group * in_per_row).max(1)).clamp(1, rows);
         let blocks = self.out_per_group.div_ceil(self.block);
         let block_weights = self.in_per_group * PHASES * self.block;
 
-        // Input rows `rows` of image `image`'s group `group` into every block.
-        let call = |image: usize, group: usize, rows: std::ops::Range<usize>| {
+        // Rows `rows` of image `image`'s group `group` for every block.
+        let call = |image: usize, group: usize, rows: Range<usize>| {
             let first_in = (image * self.groups + group) * self.in_per_group;
             let input = &input[first_in * in_plane..][..self.in_per_group * in_plane];
             for b in 0..blocks {
@@ -155,33 +197,50 @@ impl OneTap {
                     std::array::from_fn(|_| <&mut [MaybeUninit<f32>]>::default());
                 for (j, slice) in slices.iter_mut().take(count).enumerate() {
                     let start = (image * out_channels + channel0 + j) * out_plane
-                        + rows.start * PHASES * in_w;
+                        + rows.start * out_per_row;
                     // SAFETY: `out` points at the whole output, `batch * out_channels *
-                    // out_plane` floats in standard layout; output rows `2 * rows.start..2 *
-                    // rows.end` of channel `channel0 + j` of `image` are inside it. Tasks
-                    // take disjoint row ranges of disjoint (image, group)s, each block its
-                    // own channels, one call at a time: no two live slices overlap.
-                    *slice = unsafe { out.slice(start, rows.len() * PHASES * in_w) };
+                    // out_plane` floats in standard layout; the output rows of `rows` (two
+                    // per row when transposed) of channel `channel0 + j` of `image` are
+                    // inside it. Tasks take disjoint row ranges of disjoint (image, group)s,
+                    // each block its own channels, one call at a time: no two live slices
+                    // overlap.
+                    *slice = unsafe { out.slice(start, rows.len() * out_per_row) };
                 }
-                let mut job = PixelJob {
-                    input,
-                    channels: self.in_per_group,
-                    plane: in_plane,
-                    width: in_w,
-                    rows: rows.clone(),
-                    weights: &self.weights[(group * blocks + b) * block_weights..][..block_weights],
-                    bias: &bias[channel0..channel0 + count],
-                    out: &mut slices[..count],
-                };
-                self.kernel.run(&mut job);
+                let weights =
+                    &self.weights[(group * blocks + b) * block_weights..][..block_weights];
+                let bias = &bias[channel0..channel0 + count];
+                let out = &mut slices[..count];
+                match self.kernel {
+                    Direction::Spread(kernel) => kernel.run(&mut PixelJob {
+                        input,
+                        channels: self.in_per_group,
+                        plane: in_plane,
+                        width: in_w,
+                        rows: rows.clone(),
+                        weights,
+                        bias,
+                        out,
+                    }),
+                    Direction::Gather(kernel) => kernel.run(&mut PatchJob {
+                        input,
+                        channels: self.in_per_group,
+                        plane: in_plane,
+                        in_w,
+                        out_w,
+                        rows: rows.clone(),
+                        weights,
+                        bias,
+                        out,
+                    }),
+                }
             }
         };
         let task = |index: usize| {
             let (image, chunk) = (index / chunks, index % chunks);
             let (image, group) = (image / self.groups, image % self.groups);
-            let rows = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(in_h);
-            for start in rows.clone().step_by(call_rows) {
-                call(image, group, start..(start + call_rows).min(rows.end));
+            let task_rows = chunk * chunk_rows..((chunk + 1) * chunk_rows).min(rows);
+            for start in task_rows.clone().step_by(call_rows) {
+                call(image, group, start..(start + call_rows).min(task_rows.end));
             }
         };
         if threads == 1 {
@@ -192,8 +251,47 @@ impl OneTap {
     }
 }
 
+/// Whether a geometry is one the family runs: a 2x2 filter of stride 2, without dilation,
+/// padding or output padding.
+fn fits(spec: &GeometrySpec) -> bool {
+    spec.kernel_size == (2, 2)
+        && spec.stride == (2, 2)
+        && spec.dilation == (1, 1)
+        && spec.output_padding == (0, 0)
+        && spec.pad_before() == (0, 0)
+        && spec.pad_after() == (0, 0)
+}
+
+/// The weights in blocks of `block` output channels, `[group][block][in channel][tap 2a +
+/// b][block channel]`, from `weight(group, in channel, out channel, a, b)` (channels within
+/// the group), zeros past a group's last output channel.
+fn pack(
+    block: usize,
+    (in_per_group, out_per_group, groups): (usize, usize, usize),
+    weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let blocks = out_per_group.div_ceil(block);
+    let mut weights = Vec::with_capacity(groups * blocks * in_per_group * PHASES * block);
+    for group in 0..groups {
+        for b in 0..blocks {
+            for c in 0..in_per_group {
+                for phase in 0..PHASES {
+                    for j in b * block..(b + 1) * block {
+                        weights.push(if j < out_per_group {
+                            weight(group, c, j, phase / 2, phase % 2)
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+        }
+    }
+    weights
+}
+
 /// The largest block of any blocking.
-const MAX_BLOCK: usize = 4;
+const MAX_BLOCK: usize = 16;
 
 /// The blocking for `out_per_group` output channels on `isa`, and its block; none where the
 /// row kernel runs the layer faster.
@@ -237,4 +335,17 @@ fn select(isa: Isa, out_per_group: usize) -> Option<(Compiled<OneTapFamily>, usi
         },
     };
     Some(kernel)
+}
+
+/// The patch kernel's blocking for `out_per_group` output channels on `isa`, and its
+/// block: sixteen output channels by one vector on AVX-512, as the row kernel's blocking
+/// of stride-2 convolutions; elsewhere (and for fewer channels) the row kernel.
+fn select_patches(isa: Isa, out_per_group: usize) -> Option<(Compiled<PatchFamily>, usize)> {
+    match Detected::or_portable(isa) {
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx512(simd) if out_per_group >= 16 => {
+            Some((Compiled::new::<Patches<16>, _>(simd), 16))
+        }
+        _ => None,
+    }
 }

@@ -62,6 +62,7 @@ impl Engine {
         Engine {
             depthwise: Depthwise::plan(isa, Forward::<G>::SPEC, weight, groups),
             winograd: Winograd::plan(isa, Forward::<G>::SPEC, weight, groups),
+            one_tap: OneTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups),
             ..Engine::new::<Forward<G>>(choice, pack, bias, out_channels, groups, false)
         }
     }
