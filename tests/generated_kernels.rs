@@ -717,7 +717,8 @@ fn one_tap_pixels_match_the_reference() {
 }
 
 /// Convolutions of a 2x2 filter of stride 2 with 16 or more output channels per group run
-/// the patch kernel on AVX-512 (each output pixel from its own 2x2 patch, read in place):
+/// the patch kernel on AVX-512 and NEON (each output pixel from its own 2x2 patch, read in
+/// place):
 /// whole and partial blocks of 16 channels, one input channel and several, two groups, odd
 /// heights and widths (a last input row and column no output reads), output rows of less
 /// than a vector, around whole vectors (a last partial vector reading past its row, or

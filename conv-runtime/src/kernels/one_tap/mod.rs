@@ -338,14 +338,18 @@ fn select(isa: Isa, out_per_group: usize) -> Option<(Compiled<OneTapFamily>, usi
 }
 
 /// The patch kernel's blocking for `out_per_group` output channels on `isa`, and its
-/// block: sixteen output channels by one vector on AVX-512, as the row kernel's blocking
-/// of stride-2 convolutions; elsewhere (and for fewer channels) the row kernel.
+/// block: sixteen output channels by one vector on the sets of 32 registers, as the row
+/// kernel's blocking of stride-2 convolutions on AVX-512 (unmeasured on NEON); elsewhere,
+/// and for fewer channels, the row kernel.
 fn select_patches(isa: Isa, out_per_group: usize) -> Option<(Compiled<PatchFamily>, usize)> {
+    if out_per_group < 16 {
+        return None;
+    }
     match Detected::or_portable(isa) {
         #[cfg(target_arch = "x86_64")]
-        Detected::Avx512(simd) if out_per_group >= 16 => {
-            Some((Compiled::new::<Patches<16>, _>(simd), 16))
-        }
+        Detected::Avx512(simd) => Some((Compiled::new::<Patches<16>, _>(simd), 16)),
+        #[cfg(target_arch = "aarch64")]
+        Detected::Neon(simd) => Some((Compiled::new::<Patches<16>, _>(simd), 16)),
         _ => None,
     }
 }
