@@ -720,9 +720,9 @@ fn one_tap_pixels_match_the_reference() {
 /// the patch kernel on AVX-512 and NEON (each output pixel from its own 2x2 patch, read in
 /// place): whole and partial blocks of 16 channels, one input channel and several, two
 /// groups, odd heights and widths (a last input row and column no output reads), output
-/// rows of less than a vector, around whole vectors (a last partial vector reading past its row, or
-/// through a buffer at the input's end) and of several, batches, a strided input, one
-/// thread and three: the reference's numbers, on every instruction set.
+/// rows of less than a vector, around whole vectors (a last partial vector reading past its
+/// row, or through a buffer at the input's end) and of several, batches, a strided input,
+/// one thread and three: the reference's numbers, on every instruction set.
 #[test]
 fn one_tap_patches_match_the_reference() {
     let geometry = conv!(k = 2, stride = 2);
