@@ -269,6 +269,29 @@ fn conv_matches_in_either_layout<G: Geometry>(
     matches_in_either_layout(conv2d(geometry, weights), reference, shape, seed, &what);
 }
 
+/// [`matches_in_either_layout`] for the transposed convolution of `geometry` with `weight`
+/// and `bias` (one group) into the largest output its input allows, asked for at run time.
+fn largest_output_matches<G: ZeroPadded>(
+    geometry: G,
+    (weight, bias): (&Array4<f32>, &Option<Array1<f32>>),
+    shape: (usize, usize, usize, usize),
+    seed: u64,
+) {
+    let spec = G::SPEC;
+    let (_, largest) = spec.transposed_output_range((shape.2, shape.3)).unwrap();
+    let reference = |x: &Array4<f32>| {
+        reference::conv_transpose2d(x, weight, bias.as_ref(), &spec, 1, Some(largest)).unwrap()
+    };
+    let run = |isa, x: &ArrayView4<f32>| {
+        ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
+            .and_then(|layer| layer.with_isa(isa))
+            .and_then(|layer| layer.forward_with_output_size(x, largest))
+            .unwrap()
+    };
+    let what = format!("{spec} transposed to {largest:?}");
+    matches_in_either_layout(run, reference, shape, seed, &what);
+}
+
 macro_rules! grid {
     ($($name:ident: $geometry:expr;)*) => {$(
         #[test]
@@ -583,21 +606,7 @@ fn winograd_phases_match_the_reference() {
             };
             let run = conv_transpose2d(geometry, (&weight, &bias, 1));
             matches_in_either_layout(run, reference, shape, case, &what);
-            // The largest output the input allows.
-            let input = (shape.2, shape.3);
-            let (_, largest) = spec.transposed_output_range(input).unwrap();
-            let reference = |x: &Array4<f32>| {
-                reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, 1, Some(largest))
-                    .unwrap()
-            };
-            let run = |isa, x: &ArrayView4<f32>| {
-                ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
-                    .and_then(|layer| layer.with_isa(isa))
-                    .and_then(|layer| layer.forward_with_output_size(x, largest))
-                    .unwrap()
-            };
-            let what = format!("{spec} transposed to {largest:?}");
-            matches_in_either_layout(run, reference, shape, case, &what);
+            largest_output_matches(geometry, (&weight, &bias), shape, case);
         }
     }
     check(conv!(k = 9, stride = 3, padding = 3), 3);
@@ -701,18 +710,7 @@ fn one_tap_pixels_match_the_reference() {
         }
         let weight = random_array((3, 3, 2, 2), case ^ 5);
         let bias: Option<Array1<f32>> = Some(random_array(3, case ^ 3));
-        let largest = (2 * h + 1, 2 * w + 1);
-        let reference = |x: &Array4<f32>| {
-            reference::conv_transpose2d(x, &weight, bias.as_ref(), &spec, 1, Some(largest)).unwrap()
-        };
-        let run = |isa, x: &ArrayView4<f32>| {
-            ConvTranspose2d::from_weights(geometry, weight.clone(), bias.clone(), 1)
-                .and_then(|layer| layer.with_isa(isa))
-                .and_then(|layer| layer.forward_with_output_size(x, largest))
-                .unwrap()
-        };
-        let what = format!("{spec} transposed to {largest:?}");
-        matches_in_either_layout(run, reference, (1, 3, h, w), case, &what);
+        largest_output_matches(geometry, (&weight, &bias), (1, 3, h, w), case);
     }
 }
 

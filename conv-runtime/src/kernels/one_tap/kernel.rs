@@ -71,7 +71,8 @@ impl<const OCB: usize, const V: usize> Kernel<OneTapFamily> for Pixels<OCB, V> {
                         simd.load(job.input.as_ptr().add(c * plane + at + v * S::LANES))
                     })
                 });
-                store_tile::<S, OCB, V>(simd, acc, job.out, r * PHASES * width, start, width);
+                let at = (r * PHASES * width, start, tile);
+                store_tile::<S, OCB, V>(simd, acc, job.out, at, width);
                 start += tile;
             }
             if start < width {
@@ -101,7 +102,8 @@ impl<const OCB: usize, const V: usize> Kernel<OneTapFamily> for Pixels<OCB, V> {
                         })
                     }
                 });
-                store_partial::<S, OCB, V>(simd, acc, job.out, r * PHASES * width, start, width);
+                let at = (r * PHASES * width, start, count);
+                store_tile::<S, OCB, V>(simd, acc, job.out, at, width);
             }
         }
     }
@@ -136,16 +138,16 @@ fn accumulate<S: Simd, const OCB: usize, const V: usize>(
     acc
 }
 
-/// Writes a whole tile starting at input column `start`: output rows `2i` and `2i + 1`
-/// (from `first`, the offset of row `2i` in each channel's slice) interleave phases 0 and
-/// 1, and 2 and 3, lane by lane.
+/// Writes the tile starting at input column `start`, of `count` pixels: output rows `2i`
+/// and `2i + 1` (from `first`, the offset of row `2i` in each channel's slice) interleave
+/// phases 0 and 1, and 2 and 3, lane by lane; a row's last tile, if partial, through a
+/// buffer.
 #[inline(always)]
 fn store_tile<S: Simd, const OCB: usize, const V: usize>(
     simd: S,
     acc: [[[S::Vector; V]; PHASES]; OCB],
     out: &mut [&mut [MaybeUninit<f32>]],
-    first: usize,
-    start: usize,
+    (first, start, count): (usize, usize, usize),
     width: usize,
 ) {
     // Over the block's constant `OCB` channels, not the job's: a loop of run-time length
@@ -153,42 +155,24 @@ fn store_tile<S: Simd, const OCB: usize, const V: usize>(
     for (j, acc) in acc.iter().enumerate() {
         let Some(out) = out.get_mut(j) else { break };
         for half in 0..2 {
-            let row = &mut out[first + half * 2 * width..][..2 * width];
+            let row = &mut out[first + half * 2 * width..][2 * start..2 * width];
             let pairs = acc[2 * half].iter().zip(&acc[2 * half + 1]);
-            for (v, (&even, &odd)) in pairs.enumerate() {
-                let (low, high) = simd.interleave(even, odd);
-                let at = 2 * (start + v * S::LANES);
-                simd.store_uninit(&mut row[at..], low);
-                simd.store_uninit(&mut row[at + S::LANES..], high);
-            }
-        }
-    }
-}
-
-/// Writes a row's last tile, of `width - start` pixels, through a buffer.
-#[inline(always)]
-fn store_partial<S: Simd, const OCB: usize, const V: usize>(
-    simd: S,
-    acc: [[[S::Vector; V]; PHASES]; OCB],
-    out: &mut [&mut [MaybeUninit<f32>]],
-    first: usize,
-    start: usize,
-    width: usize,
-) {
-    let count = width - start;
-    for (j, acc) in acc.iter().enumerate() {
-        let Some(out) = out.get_mut(j) else { break };
-        for half in 0..2 {
-            let mut buffer = [0.0f32; 2 * MAX_TILE];
-            let pairs = acc[2 * half].iter().zip(&acc[2 * half + 1]);
-            for (v, (&even, &odd)) in pairs.enumerate() {
-                let (low, high) = simd.interleave(even, odd);
-                simd.store(&mut buffer[2 * v * S::LANES..], low);
-                simd.store(&mut buffer[(2 * v + 1) * S::LANES..], high);
-            }
-            let row = &mut out[first + half * 2 * width..][..2 * width];
-            for (slot, &value) in row[2 * start..].iter_mut().zip(&buffer[..2 * count]) {
-                slot.write(value);
+            if count == V * S::LANES {
+                for (v, (&even, &odd)) in pairs.enumerate() {
+                    let (low, high) = simd.interleave(even, odd);
+                    simd.store_uninit(&mut row[2 * v * S::LANES..], low);
+                    simd.store_uninit(&mut row[(2 * v + 1) * S::LANES..], high);
+                }
+            } else {
+                let mut buffer = [0.0f32; 2 * MAX_TILE];
+                for (v, (&even, &odd)) in pairs.enumerate() {
+                    let (low, high) = simd.interleave(even, odd);
+                    simd.store(&mut buffer[2 * v * S::LANES..], low);
+                    simd.store(&mut buffer[(2 * v + 1) * S::LANES..], high);
+                }
+                for (slot, &value) in row.iter_mut().zip(&buffer[..2 * count]) {
+                    slot.write(value);
+                }
             }
         }
     }

@@ -83,19 +83,13 @@ impl OneTap {
         }
         let (kernel, block) = select(isa, out_per_group)?;
         let in_per_group = in_channels / groups;
-        let weights = pack(
+        let dims = (in_per_group, out_per_group, groups);
+        Some(OneTap::packed(
+            Direction::Spread(kernel),
             block,
-            (in_per_group, out_per_group, groups),
+            dims,
             |g, c, j, a, b| weight[[g * in_per_group + c, j, a, b]],
-        );
-        Some(OneTap {
-            kernel: Direction::Spread(kernel),
-            block,
-            weights,
-            in_per_group,
-            out_per_group,
-            groups,
-        })
+        ))
     }
 
     /// The patch kernel's packing of a convolution of `spec` with `weight` (`[out_channels,
@@ -113,19 +107,49 @@ impl OneTap {
             return None;
         }
         let (kernel, block) = select_patches(isa, out_per_group)?;
-        let weights = pack(
+        let dims = (in_per_group, out_per_group, groups);
+        Some(OneTap::packed(
+            Direction::Gather(kernel),
             block,
-            (in_per_group, out_per_group, groups),
+            dims,
             |g, c, j, a, b| weight[[g * out_per_group + j, c, a, b]],
-        );
-        Some(OneTap {
-            kernel: Direction::Gather(kernel),
+        ))
+    }
+
+    /// The layer's weights in blocks of `block` output channels for `kernel`, `[group][block]
+    /// [in channel][tap 2a + b][block channel]`, from `weight(group, in channel, out
+    /// channel, a, b)` (channels within the group), zeros past a group's last output channel.
+    fn packed(
+        kernel: Direction,
+        block: usize,
+        (in_per_group, out_per_group, groups): (usize, usize, usize),
+        weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
+    ) -> OneTap {
+        let blocks = out_per_group.div_ceil(block);
+        let mut weights = Vec::with_capacity(groups * blocks * in_per_group * PHASES * block);
+        for group in 0..groups {
+            for b in 0..blocks {
+                for c in 0..in_per_group {
+                    for phase in 0..PHASES {
+                        for j in b * block..(b + 1) * block {
+                            weights.push(if j < out_per_group {
+                                weight(group, c, j, phase / 2, phase % 2)
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        OneTap {
+            kernel,
             block,
             weights,
             in_per_group,
             out_per_group,
             groups,
-        })
+        }
     }
 
     /// Whether the family computes an output of shape `output` from an input of shape
@@ -260,34 +284,6 @@ fn fits(spec: &GeometrySpec) -> bool {
         && spec.output_padding == (0, 0)
         && spec.pad_before() == (0, 0)
         && spec.pad_after() == (0, 0)
-}
-
-/// The weights in blocks of `block` output channels, `[group][block][in channel][tap 2a +
-/// b][block channel]`, from `weight(group, in channel, out channel, a, b)` (channels within
-/// the group), zeros past a group's last output channel.
-fn pack(
-    block: usize,
-    (in_per_group, out_per_group, groups): (usize, usize, usize),
-    weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
-) -> Vec<f32> {
-    let blocks = out_per_group.div_ceil(block);
-    let mut weights = Vec::with_capacity(groups * blocks * in_per_group * PHASES * block);
-    for group in 0..groups {
-        for b in 0..blocks {
-            for c in 0..in_per_group {
-                for phase in 0..PHASES {
-                    for j in b * block..(b + 1) * block {
-                        weights.push(if j < out_per_group {
-                            weight(group, c, j, phase / 2, phase % 2)
-                        } else {
-                            0.0
-                        });
-                    }
-                }
-            }
-        }
-    }
-    weights
 }
 
 /// The largest block of any blocking.
