@@ -6,10 +6,10 @@ use std::ops::Range;
 
 use crate::isa::{Family, Kernel, Simd};
 
-/// The one-tap kernels' family: every kernel computes one [`PixelJob`].
-pub(crate) struct OneTapFamily;
+/// The pixel kernels' family: every kernel computes one [`PixelJob`].
+pub(crate) struct PixelFamily;
 
-impl Family for OneTapFamily {
+impl Family for PixelFamily {
     type Job<'a> = PixelJob<'a>;
 }
 
@@ -46,7 +46,7 @@ pub(crate) struct Pixels<const OCB: usize, const V: usize>;
 /// goes through.
 const MAX_TILE: usize = 64;
 
-impl<const OCB: usize, const V: usize> Kernel<OneTapFamily> for Pixels<OCB, V> {
+impl<const OCB: usize, const V: usize> Kernel<PixelFamily> for Pixels<OCB, V> {
     #[inline(always)]
     fn run<S: Simd>(simd: S, job: &mut PixelJob<'_>) {
         const { assert!(V * 16 <= MAX_TILE) };

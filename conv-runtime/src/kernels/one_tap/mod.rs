@@ -17,7 +17,8 @@
 //! in registers, where the row kernel copies the input into its column phases first.
 //!
 //! The taps need no constants: compiled once, in this crate, for every instruction set, so
-//! these layers add nothing to a geometry's build cost.
+//! these layers compile no code per geometry (a program links the family once, with its
+//! first layer).
 
 mod kernel;
 mod patches;
@@ -28,7 +29,7 @@ use std::ops::Range;
 use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
-use self::kernel::{OneTapFamily, PHASES, PixelJob, Pixels};
+use self::kernel::{PHASES, PixelFamily, PixelJob, Pixels};
 use self::patches::{PatchFamily, PatchJob, Patches};
 use crate::isa::{Compiled, Detected, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
@@ -60,7 +61,7 @@ pub(crate) struct OneTap {
 #[derive(Clone, Copy)]
 enum Direction {
     /// Transposed: each input pixel to its four outputs.
-    Spread(Compiled<OneTapFamily>),
+    Spread(Compiled<PixelFamily>),
     /// Convolution: each output pixel from its four inputs.
     Gather(Compiled<PatchFamily>),
 }
@@ -305,7 +306,7 @@ const MAX_BLOCK: usize = 16;
 /// kernel (3.79 against 2.97 ms), and one channel by three vectors, which reads the input
 /// once per channel, 1.7x slower: wider layers stay with the row kernel there. On NEON
 /// (32 registers of four lanes) the AVX-512 blockings, unmeasured.
-fn select(isa: Isa, out_per_group: usize) -> Option<(Compiled<OneTapFamily>, usize)> {
+fn select(isa: Isa, out_per_group: usize) -> Option<(Compiled<PixelFamily>, usize)> {
     let kernel = match Detected::or_portable(isa) {
         #[cfg(target_arch = "x86_64")]
         Detected::Avx512(simd) => match out_per_group {
