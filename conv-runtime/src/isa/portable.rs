@@ -74,23 +74,14 @@ unsafe impl Simd for Portable {
 
     #[inline(always)]
     fn deinterleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector) {
-        let pick = |i: usize| {
-            if i < LANES / 2 {
-                a[2 * i]
-            } else {
-                b[2 * i - LANES]
-            }
-        };
-        (
-            std::array::from_fn(pick),
+        // Lane `i` of the result of `parity` is value `2i + parity` of `a` followed by `b`.
+        let lanes = |parity: usize| {
             std::array::from_fn(|i| {
-                if i < LANES / 2 {
-                    a[2 * i + 1]
-                } else {
-                    b[2 * i + 1 - LANES]
-                }
-            }),
-        )
+                let at = 2 * i + parity;
+                if at < LANES { a[at] } else { b[at - LANES] }
+            })
+        };
+        (lanes(0), lanes(1))
     }
 
     fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {

@@ -71,10 +71,11 @@ mod tests {
         type Job<'a> = [[f32; 32]; 2];
     }
 
-    /// `deinterleave` of the first two vectors of `job[0]` into `job[1]`.
-    struct Split;
+    /// `deinterleave` (if `SPLIT`) or `interleave` of the first two vectors of `job[0]`,
+    /// into `job[1]`.
+    struct Pair<const SPLIT: bool>;
 
-    impl Kernel<Lanes> for Split {
+    impl<const SPLIT: bool> Kernel<Lanes> for Pair<SPLIT> {
         #[inline(always)]
         fn run<S: Simd>(simd: S, job: &mut [[f32; 32]; 2]) {
             // SAFETY: `job[0]` holds 32 floats, two vectors of the widest set.
@@ -82,26 +83,13 @@ mod tests {
                 let from = job[0].as_ptr();
                 (simd.load(from), simd.load(from.add(S::LANES)))
             };
-            let (even, odd) = simd.deinterleave(a, b);
-            simd.store(&mut job[1], even);
-            simd.store(&mut job[1][S::LANES..], odd);
-        }
-    }
-
-    /// `interleave` of the first two vectors of `job[0]` into `job[1]`.
-    struct Merge;
-
-    impl Kernel<Lanes> for Merge {
-        #[inline(always)]
-        fn run<S: Simd>(simd: S, job: &mut [[f32; 32]; 2]) {
-            // SAFETY: as in `Split`.
-            let (a, b) = unsafe {
-                let from = job[0].as_ptr();
-                (simd.load(from), simd.load(from.add(S::LANES)))
+            let (first, second) = if SPLIT {
+                simd.deinterleave(a, b)
+            } else {
+                simd.interleave(a, b)
             };
-            let (low, high) = simd.interleave(a, b);
-            simd.store(&mut job[1], low);
-            simd.store(&mut job[1][S::LANES..], high);
+            simd.store(&mut job[1], first);
+            simd.store(&mut job[1][S::LANES..], second);
         }
     }
 
@@ -117,13 +105,13 @@ mod tests {
             };
             let values: [f32; 32] = std::array::from_fn(|i| i as f32);
             let mut split = [values, [0.0; 32]];
-            Compiled::<Lanes>::for_isa::<Split>(isa).run(&mut split);
+            Compiled::<Lanes>::for_isa::<Pair<true>>(isa).run(&mut split);
             let expected: Vec<f32> = (0..2 * lanes)
                 .map(|i| if i < lanes { 2 * i } else { 2 * (i - lanes) + 1 } as f32)
                 .collect();
             assert_eq!(split[1][..2 * lanes], expected[..], "{isa} deinterleave");
             let mut merged = [split[1], [0.0; 32]];
-            Compiled::<Lanes>::for_isa::<Merge>(isa).run(&mut merged);
+            Compiled::<Lanes>::for_isa::<Pair<false>>(isa).run(&mut merged);
             assert_eq!(
                 merged[1][..2 * lanes],
                 values[..2 * lanes],
