@@ -1,7 +1,7 @@
 //! A layer's operation, ready to run: the row kernel chosen for its geometry and instruction
 //! set, the weights packed for that kernel, and the bias; for a depthwise convolution of
 //! stride 1, the plane kernel's packing, for a 3x3 convolution with many channels, the
-//! Winograd kernel's, and for a 2x2 transposed convolution of stride 2, the pixel kernel's,
+//! Winograd kernel's, and for a 2x2 layer of stride 2 without padding, the one-tap family's,
 //! which run it instead.
 
 use std::mem::MaybeUninit;
@@ -42,8 +42,9 @@ pub(crate) struct Engine {
     /// Runs the operation in place of the row kernel where it is a 3x3 convolution of
     /// stride 1 with many channels.
     winograd: Option<Winograd>,
-    /// Runs the operation in place of the row kernel where it is a transposed convolution
-    /// of a 2x2 filter of stride 2 without padding, on the sets it has blockings for.
+    /// Runs the operation in place of the row kernel where it is a convolution or a
+    /// transposed convolution of a 2x2 filter of stride 2 without padding, on the sets it has
+    /// blockings for.
     one_tap: Option<OneTap>,
 }
 
