@@ -1,6 +1,7 @@
 //! How the kernels' operands sit in memory: the planar layout with column phases that every
-//! kernel reads, and the per-thread buffers that hold it.
+//! kernel reads, the per-thread buffers that hold it, and the layers' aligned outputs.
 
+pub(crate) mod aligned;
 pub(crate) mod border;
 pub(crate) mod layout;
 pub(crate) mod scratch;

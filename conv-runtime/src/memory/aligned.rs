@@ -1,0 +1,50 @@
+//! Layer outputs that start on a cache line.
+//!
+//! The allocator places a large array 16 bytes past a page boundary, so every AVX-512 store
+//! of an output row whose length is a multiple of 16 floats straddles two cache lines and
+//! costs two: depthwise-d2, whose 2 MB output is written by whole-vector stores, ran 3-4%
+//! faster from an aligned output (Zen 4, one thread, 0.163 -> 0.158 ms, five alternated
+//! rounds). A network's next layer reads that output as its input, aligned too.
+
+use std::mem::MaybeUninit;
+
+use ndarray::{Array1, Array4, s};
+
+/// Alignment of the first element, in bytes: a cache line and an AVX-512 vector.
+const ALIGN_BYTES: usize = 64;
+const ALIGN_FLOATS: usize = ALIGN_BYTES / size_of::<f32>();
+
+/// A new standard-layout array of `shape`, uninitialised, whose first element starts on a
+/// 64-byte boundary. It owns `ALIGN_FLOATS - 1` floats more than it shows, in front of and
+/// behind its elements.
+pub(crate) fn uninit_aligned(shape: [usize; 4]) -> Array4<MaybeUninit<f32>> {
+    let len: usize = shape.iter().product();
+    let storage = Array1::<f32>::uninit(len + ALIGN_FLOATS - 1);
+    // `align_offset` may answer "not possible" (`usize::MAX`) in principle; any offset up to
+    // `ALIGN_FLOATS - 1` keeps the elements inside the storage.
+    let offset = storage
+        .as_ptr()
+        .align_offset(ALIGN_BYTES)
+        .min(ALIGN_FLOATS - 1);
+    storage
+        .slice_move(s![offset..offset + len])
+        .into_shape_with_order(shape)
+        .expect("a contiguous run of the shape's length takes the shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_start_on_a_cache_line_and_have_their_shape() {
+        for shape in [[1, 1, 1, 1], [2, 3, 5, 7], [1, 128, 64, 64], [0, 4, 4, 4]] {
+            let array = uninit_aligned(shape);
+            assert_eq!(array.shape(), shape);
+            assert!(array.is_standard_layout());
+            if !array.is_empty() {
+                assert_eq!(array.as_ptr() as usize % ALIGN_BYTES, 0, "{shape:?}");
+            }
+        }
+    }
+}
