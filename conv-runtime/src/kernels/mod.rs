@@ -6,6 +6,7 @@
 pub(crate) mod depthwise;
 pub(crate) mod one_tap;
 pub(crate) mod row;
+pub(crate) mod two_tap;
 pub(crate) mod weight_grad;
 pub(crate) mod winograd;
 

@@ -15,6 +15,7 @@ use super::{Forward, RunTimeTaps, TapList, Transposed};
 use crate::isa::Isa;
 use crate::kernels::depthwise::Depthwise;
 use crate::kernels::one_tap::OneTap;
+use crate::kernels::two_tap::TwoTap;
 use crate::kernels::winograd::Winograd;
 use crate::memory::aligned::uninit_aligned;
 use crate::shape::geometry::{Geometry, GeometrySpec};
@@ -47,6 +48,9 @@ pub(crate) struct Engine {
     /// transposed convolution of a 2x2 filter of stride 2 without padding, on the sets it has
     /// blockings for.
     one_tap: Option<OneTap>,
+    /// Runs the operation in place of the row kernel where it is a transposed convolution
+    /// whose filter is two strides wide, with many channels.
+    two_tap: Option<TwoTap>,
 }
 
 impl Engine {
@@ -83,6 +87,7 @@ impl Engine {
         Engine {
             winograd: Winograd::plan_transposed(isa, Transposed::<G>::SPEC, weight, groups),
             one_tap: OneTap::plan(isa, Transposed::<G>::SPEC, weight, groups),
+            two_tap: TwoTap::plan(isa, Transposed::<G>::SPEC, weight, groups),
             ..Engine::new::<Transposed<G>>(choice, pack, bias, out_channels, groups, true)
         }
     }
@@ -111,6 +116,7 @@ impl Engine {
             depthwise: None,
             winograd: None,
             one_tap: None,
+            two_tap: None,
         }
     }
 
@@ -178,6 +184,8 @@ impl Engine {
             && one_tap.suits(input.dim(), out.dim())
         {
             one_tap.run(&self.bias, input, out);
+        } else if let Some(two_tap) = &self.two_tap {
+            two_tap.run(&self.bias, input, out);
         } else if let Some(winograd) = &self.winograd
             && winograd.suits((out.dim().2, out.dim().3))
         {

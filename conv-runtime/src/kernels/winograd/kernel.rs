@@ -263,6 +263,6 @@ pub(super) fn store_pairs<S: Simd>(
 
 /// `a - b`.
 #[inline(always)]
-pub(super) fn sub<S: Simd>(simd: S, a: S::Vector, b: S::Vector) -> S::Vector {
+pub(crate) fn sub<S: Simd>(simd: S, a: S::Vector, b: S::Vector) -> S::Vector {
     simd.mul_add(simd.splat(-1.0), b, a)
 }

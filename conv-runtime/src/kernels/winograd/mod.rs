@@ -34,6 +34,7 @@ use std::mem::MaybeUninit;
 use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
+pub(crate) use self::kernel::sub;
 use self::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob, Tiles, WinogradFamily};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
