@@ -714,24 +714,27 @@ fn one_tap_pixels_match_the_reference() {
     }
 }
 
-/// Transposed convolutions whose filter is two strides wide, with 16 or more channels in
-/// and out, run the two-tap family (F(2x2, 2x2) on each phase): strides 1, 2 and 3 and
-/// unequal ones, with padding of less than a stride, a stride and more, output padding,
-/// channel counts around the 16 the family pads them to, one input pixel and odd sizes (a
-/// phase's last tile half outside the output) from the smallest input on, blocks of tiles whole and partial, batches,
-/// a strided input, one thread and three: the reference's numbers, on every instruction
-/// set; and so is the largest output asked for at run time.
+/// Transposed convolutions and convolutions whose filter is two strides wide, with 16 or
+/// more channels in and out, run the two-tap family (F(2x2, 2x2) on each output phase, or
+/// on the input's phases): strides 1, 2 and 3 and unequal ones, with padding of less than
+/// a stride, a stride and more, output padding, channel counts around the 16 the family
+/// pads them to, the smallest input and odd sizes (a phase's last tile half outside the
+/// output), blocks of tiles whole and partial, batches, a strided input, one thread and
+/// three: the reference's numbers, on every instruction set; and so is the largest
+/// transposed output asked for at run time.
 #[test]
 fn two_tap_matches_the_reference() {
     fn check<G: ZeroPadded>(geometry: G) {
         let spec = G::SPEC;
+        let (kh, kw) = spec.kernel_size;
         let sizes = [(1, 1), (2, 3), (5, 8), (9, 17), (16, 16), (7, 33)];
         for (case, (h, w)) in sizes.into_iter().enumerate() {
             let case = case as u64;
             let min = spec.transposed_min_input_size();
-            let (h, w) = (h + min.0 - 1, w + min.1 - 1);
-            let (kh, kw) = spec.kernel_size;
-            for (in_channels, out_channels) in [(16, 16), (17, 20), (33, 40)] {
+            let (th, tw) = (h + min.0 - 1, w + min.1 - 1);
+            let min = spec.min_input_size();
+            let (ch, cw) = (h + min.0 - 1, w + min.1 - 1);
+            for (in_channels, out_channels) in [(16, 16), (17, 20), (20, 33)] {
                 let weight = random_array((in_channels, out_channels, kh, kw), case ^ 7);
                 let bias: Option<Array1<f32>> = Some(random_array(out_channels, case ^ 9));
                 let reference = |x: &Array4<f32>| {
@@ -739,11 +742,18 @@ fn two_tap_matches_the_reference() {
                 };
                 let run = conv_transpose2d(geometry, (&weight, &bias, 1));
                 let what = format!("{spec} transposed, {in_channels} to {out_channels}");
-                matches_in_either_layout(run, reference, (2, in_channels, h, w), case, &what);
+                matches_in_either_layout(run, reference, (2, in_channels, th, tw), case, &what);
+                // The convolution's outputs sum `kh * kw` products per channel, the
+                // transposed one's 4: its filters are scaled to outputs of the same size (as
+                // initialisation scales filters by their fan-in), since the tolerance is
+                // absolute.
+                let scale = (4.0 / (kh * kw) as f32).sqrt();
+                let weight = random_array((out_channels, in_channels, kh, kw), case ^ 11) * scale;
+                conv_matches_in_either_layout(geometry, (&weight, &bias, 1), (2, ch, cw), case);
             }
             let weight = random_array((16, 18, kh, kw), case ^ 5);
             let bias: Option<Array1<f32>> = Some(random_array(18, case ^ 3));
-            largest_output_matches(geometry, (&weight, &bias), (1, 16, h, w), case);
+            largest_output_matches(geometry, (&weight, &bias), (1, 16, th, tw), case);
         }
     }
     check(conv!(k = 4, stride = 2, padding = 1));

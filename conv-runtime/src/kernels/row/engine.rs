@@ -48,8 +48,8 @@ pub(crate) struct Engine {
     /// transposed convolution of a 2x2 filter of stride 2 without padding, on the sets it has
     /// blockings for.
     one_tap: Option<OneTap>,
-    /// Runs the operation in place of the row kernel where it is a transposed convolution
-    /// whose filter is two strides wide, with many channels.
+    /// Runs the operation in place of the row kernel where it is a convolution or a
+    /// transposed convolution whose filter is two strides wide, with many channels.
     two_tap: Option<TwoTap>,
 }
 
@@ -69,6 +69,7 @@ impl Engine {
             depthwise: Depthwise::plan(isa, Forward::<G>::SPEC, weight, groups),
             winograd: Winograd::plan(isa, Forward::<G>::SPEC, weight, groups),
             one_tap: OneTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups),
+            two_tap: TwoTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups),
             ..Engine::new::<Forward<G>>(choice, pack, bias, out_channels, groups, false)
         }
     }

@@ -29,10 +29,11 @@ pub(super) const CHANNEL_ALIGN: usize = 16;
 
 /// One block of one phase's tiles, of one image.
 pub(crate) struct TileBlockJob<'a> {
-    /// The image, channels last: `[row][column][channel]`, `channels` floats per pixel, one
-    /// row of zeros above and one column of zeros left of the input, zeros past it.
+    /// The image, channels last: `[row][column][channel]`, `pixel` floats per pixel, of
+    /// which the first `channels` are summed over.
     pub input: &'a [f32],
     pub channels: usize,
+    pub pixel: usize,
     /// Pixels per row of `input`.
     pub columns: usize,
     /// Each tile's input tile, 3x3 pixels from pixel index `tiles[t]` (row times `columns`
@@ -90,18 +91,19 @@ impl Kernel<TileBlockFamily> for TileBlock {
 /// -1, 0], [0, 1, 0], [0, -1, 1]]`: `[position][tile][channel]`.
 #[inline(always)]
 fn transform_input<S: Simd>(simd: S, job: &mut TileBlockJob<'_>) {
-    let channels = job.channels;
-    let row = job.columns * channels;
-    for (t, &pixel) in job.tiles.iter().enumerate() {
-        let at = pixel * channels;
-        assert!(at + 2 * row + 3 * channels <= job.input.len());
+    let (channels, pixel) = (job.channels, job.pixel);
+    let row = job.columns * pixel;
+    assert!(channels <= pixel);
+    for (t, &first) in job.tiles.iter().enumerate() {
+        let at = first * pixel;
+        assert!(at + 2 * row + 3 * pixel <= job.input.len());
         for c in (0..channels).step_by(S::LANES) {
             // d[i][j]: row i, column j of the tile, channels c.. (Loops, not
             // `array::from_fn`: a closure is compiled without the set's features.)
             let mut d = [[simd.splat(0.0); 3]; 3];
             for (i, d) in d.iter_mut().enumerate() {
                 for (j, d) in d.iter_mut().enumerate() {
-                    let lanes = &job.input[at + i * row + j * channels + c..][..S::LANES];
+                    let lanes = &job.input[at + i * row + j * pixel + c..][..S::LANES];
                     // SAFETY: `lanes` holds `LANES` floats.
                     *d = unsafe { simd.load(lanes.as_ptr()) };
                 }

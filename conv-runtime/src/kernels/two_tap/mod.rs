@@ -1,23 +1,28 @@
-//! The two-tap family: transposed convolutions whose filter is two strides wide (`k = 2s`:
-//! the 4x4 upsamplers of stride 2 in DCGAN's and pix2pix's generators, dcgan-up of the
-//! suite), by Winograd's F(2x2, 2x2) on each phase.
+//! The two-tap family: layers whose filter is two strides wide (`k = 2s`: the 4x4
+//! upsamplers of stride 2 in DCGAN's and pix2pix's generators, dcgan-up of the suite, and
+//! the 4x4 downsamplers of their discriminators, which are those layers' input gradients),
+//! by Winograd's F(2x2, 2x2).
 //!
 //! Output `y` of a transposed convolution of stride `s` and padding `p` gathers input `iy`
 //! times tap `ky` where `y + p = s * iy + ky`. Writing `y + p = s * q + r` (`r < s`), the
 //! taps it takes are `ky = r` (input `q`) and `ky = r + s` (input `q - 1`): the outputs of
 //! phase `r` are a 2-tap correlation of the input over `q`, and in two dimensions each of
-//! the `s * s` phases is a 2x2 convolution. F(2x2, 2x2) computes a 2x2 tile of such a
-//! convolution from its 3x3 input tile with 9 products per input and output channel where
-//! the direct convolution takes 16; its transforms only add and subtract (`B^T = [[1, -1,
-//! 0], [0, 1, 0], [0, -1, 1]]`, `G = [[1, 0], [1, 1], [0, 1]]`, `A^T = [[1, 1, 0], [0, 1,
-//! 1]]`), so the sums stay as accurate as the direct ones.
+//! the `s * s` phases is a 2x2 convolution. A convolution of that geometry is the adjoint:
+//! output `q` reads input `s * (q + j) + r - p` times tap `r + s * j` (`j < 2`), a 2x2
+//! convolution of the grid whose channel `(r, c)` holds input channel `c`'s phase `r`.
+//!
+//! F(2x2, 2x2) computes a 2x2 tile of a 2x2 convolution from its 3x3 input tile with 9
+//! products per input and output channel where the direct convolution takes 16; its
+//! transforms only add and subtract (`B^T = [[1, -1, 0], [0, 1, 0], [0, -1, 1]]`, `G = [[1,
+//! 0], [1, 1], [0, 1]]`, `A^T = [[1, 1, 0], [0, 1, 1]]`), so the sums stay as accurate as
+//! the direct ones.
 //!
 //! The row kernel ran dcgan-up (16x16 input) with rows of 16 pixels, short for its vectors;
 //! here the products are vectorised over output channels, each tile's transformed input
 //! value broadcast (a small matrix product per position, as in a GEMM micro-kernel), so the
 //! size of the image does not matter: the input is laid out channels last once per call,
 //! every task transforms the tiles of its block of one phase, multiplies, transforms back,
-//! and writes its outputs `s` apart.
+//! and writes its outputs, `s` apart for a transposed layer.
 //!
 //! Compiled once, in this crate, for every instruction set: no build cost per geometry.
 
@@ -41,22 +46,35 @@ use crate::shape::geometry::{GeometrySpec, PaddingMode};
 /// the output channels fill a vector.
 const MIN_CHANNELS: usize = 16;
 
-/// A transposed convolution whose filter is two strides wide, packed for the tile kernel.
+/// A layer whose filter is two strides wide, packed for the tile kernel.
 #[derive(Clone)]
 pub(crate) struct TwoTap {
     kernel: Compiled<TileBlockFamily>,
+    direction: Direction,
     stride: (usize, usize),
-    /// The padding above and left of the output.
+    /// The padding above and left of the output (transposed) or the input (convolution).
     pad: (usize, usize),
-    /// `G g G^T` of each phase's 2x2 filters, `[phase][position][in channel][out channel]`,
-    /// both channel counts padded to `CHANNEL_ALIGN` with zeros.
+    /// `G g G^T` of each phase's 2x2 filters, `[phase][position][channel][out channel]`,
+    /// both channel counts padded to `CHANNEL_ALIGN` with zeros: one phase per output phase
+    /// of a transposed layer, one of `s * s` input channels per input channel of a
+    /// convolution.
     weights: Vec<f32>,
-    in_channels: usize,
+    /// The channels the products sum over: the input's, times `s * s` for a convolution.
+    channels: usize,
     out_channels: usize,
 }
 
-/// One axis of one phase: its outputs are `first_output + s * k` for `k < count`, output `k`
-/// at grid index `first_q + k`, reading inputs `q - 1` and `q`.
+/// Which way the taps go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    /// A transposed convolution: each output phase a 2x2 convolution of the input.
+    Transposed,
+    /// A convolution: one 2x2 convolution of the input's phases, as channels.
+    Convolution,
+}
+
+/// One axis of one output phase: its outputs are `first_output + step * k` for `k <
+/// count`, output `k` at grid index `first_q + k`, reading grid pixels `first_q + k..` on.
 #[derive(Clone, Copy, Debug)]
 struct PhaseAxis {
     first_output: usize,
@@ -65,7 +83,8 @@ struct PhaseAxis {
 }
 
 impl PhaseAxis {
-    /// Phase `r`'s outputs along an axis of `outputs` with stride `s` and padding `pad`.
+    /// Phase `r`'s outputs along an axis of `outputs` of a transposed convolution with
+    /// stride `s` and padding `pad`.
     fn new(r: usize, s: usize, pad: usize, outputs: usize) -> PhaseAxis {
         // The first output `y` with `(y + pad) % s == r`.
         let first_output = (r + s - pad % s) % s;
@@ -76,9 +95,23 @@ impl PhaseAxis {
         }
     }
 
+    /// Every one of `outputs`, as a convolution's single phase.
+    fn all(outputs: usize) -> PhaseAxis {
+        PhaseAxis {
+            first_output: 0,
+            first_q: 0,
+            count: outputs,
+        }
+    }
+
     /// 2-output tiles along the axis.
     fn tiles(&self) -> usize {
         self.count.div_ceil(2)
+    }
+
+    /// Grid pixels the tiles read: up to the last tile's third.
+    fn reach(&self) -> usize {
+        self.first_q + 2 * self.tiles() + 1
     }
 }
 
@@ -94,55 +127,67 @@ impl TwoTap {
         groups: usize,
     ) -> Option<TwoTap> {
         let (in_channels, out_channels, kh, kw) = weight.dim();
-        let (sh, sw) = spec.stride;
-        let fits = groups == 1
-            && spec.dilation == (1, 1)
-            && spec.padding_mode == PaddingMode::Zeros
-            && (kh, kw) == (2 * sh, 2 * sw)
-            && in_channels >= MIN_CHANNELS
-            && out_channels >= MIN_CHANNELS;
-        if !fits {
+        if !fits(&spec, (kh, kw), groups, (in_channels, out_channels)) {
             return None;
         }
-        let (in_padded, out_padded) = (
-            in_channels.next_multiple_of(CHANNEL_ALIGN),
-            out_channels.next_multiple_of(CHANNEL_ALIGN),
+        let (sh, sw) = spec.stride;
+        // Phase `(ry, rx)`'s tap `t` reads input `q - 1 + t`: tap `r + s * (1 - t)` of the
+        // layer's.
+        let weights = packed(
+            (sh * sw, in_channels, out_channels),
+            |phase, c, o, ty, tx| {
+                let (ry, rx) = (phase / sw, phase % sw);
+                weight[[c, o, ry + sh * (1 - ty), rx + sw * (1 - tx)]]
+            },
         );
-        let mut weights = vec![0.0f32; sh * sw * POSITIONS * in_padded * out_padded];
-        for ry in 0..sh {
-            for rx in 0..sw {
-                let phase = ry * sw + rx;
-                for c in 0..in_channels {
-                    for o in 0..out_channels {
-                        // Tap `t` of the phase's filter reads input `q - 1 + t`: tap
-                        // `r + s * (1 - t)` of the layer's.
-                        let filter = std::array::from_fn(|ty| {
-                            std::array::from_fn(|tx| {
-                                f64::from(weight[[c, o, ry + sh * (1 - ty), rx + sw * (1 - tx)]])
-                            })
-                        });
-                        let transformed = transform_filter(filter);
-                        for (position, &value) in transformed.iter().flatten().enumerate() {
-                            let at =
-                                ((phase * POSITIONS + position) * in_padded + c) * out_padded + o;
-                            weights[at] = value as f32;
-                        }
-                    }
-                }
-            }
-        }
         Some(TwoTap {
             kernel: Compiled::for_isa::<TileBlock>(isa),
+            direction: Direction::Transposed,
             stride: spec.stride,
             pad: spec.pad_before(),
             weights,
-            in_channels,
+            channels: in_channels,
             out_channels,
         })
     }
 
-    /// The transposed convolution of a checked `input` into `output` (standard layout, of
-    /// the checked shape), adding `bias` (one per output channel).
+    /// The tile kernel's packing of a convolution of `spec` with `weight` (`[out_channels,
+    /// in_channels, kh, kw]`), under the same conditions as [`plan`](Self::plan).
+    pub fn plan_conv(
+        isa: Isa,
+        spec: GeometrySpec,
+        weight: &Array4<f32>,
+        groups: usize,
+    ) -> Option<TwoTap> {
+        let (out_channels, in_channels, kh, kw) = weight.dim();
+        if !fits(&spec, (kh, kw), groups, (in_channels, out_channels)) {
+            return None;
+        }
+        let (sh, sw) = spec.stride;
+        let phases = sh * sw;
+        // Grid channel `(ry * sw + rx) * in_channels + c`, tap `(jy, jx)`: the layer's
+        // `(ry + s * jy, rx + s * jx)`.
+        let weights = packed(
+            (1, phases * in_channels, out_channels),
+            |_, channel, o, jy, jx| {
+                let (phase, c) = (channel / in_channels, channel % in_channels);
+                let (ry, rx) = (phase / sw, phase % sw);
+                weight[[o, c, ry + sh * jy, rx + sw * jx]]
+            },
+        );
+        Some(TwoTap {
+            kernel: Compiled::for_isa::<TileBlock>(isa),
+            direction: Direction::Convolution,
+            stride: spec.stride,
+            pad: spec.pad_before(),
+            weights,
+            channels: phases * in_channels,
+            out_channels,
+        })
+    }
+
+    /// The layer on a checked `input` into `output` (standard layout, of the checked
+    /// shape), adding `bias` (one per output channel).
     pub fn run(
         &self,
         bias: &[f32],
@@ -151,47 +196,63 @@ impl TwoTap {
     ) {
         let (batch, in_channels, in_h, in_w) = input.dim();
         let (out_h, out_w) = (output.dim().2, output.dim().3);
-        assert_eq!(in_channels, self.in_channels);
         let (sh, sw) = self.stride;
-        let (in_padded, out_padded) = (
-            in_channels.next_multiple_of(CHANNEL_ALIGN),
+        let (channels, out_padded) = (
+            self.channels.next_multiple_of(CHANNEL_ALIGN),
             self.out_channels.next_multiple_of(CHANNEL_ALIGN),
         );
-        let rows: Vec<PhaseAxis> = (0..sh)
-            .map(|r| PhaseAxis::new(r, sh, self.pad.0, out_h))
-            .collect();
-        let columns: Vec<PhaseAxis> = (0..sw)
-            .map(|r| PhaseAxis::new(r, sw, self.pad.1, out_w))
-            .collect();
-        // A tile at grid `(q, q')` reads inputs `q - 1..q + 2`: laid out one zero row and
-        // column in, at pixel `(q, q')` on, as far as the furthest tile reads or the input
-        // reaches.
-        let reach = |axes: &[PhaseAxis], inputs: usize| {
-            axes.iter()
-                .map(|axis| axis.first_q + 2 * axis.tiles() + 1)
-                .max()
-                .unwrap_or(0)
-                .max(inputs + 1)
+        // Each output phase's rows and columns, how far apart its outputs are, and how far
+        // its tiles read the laid-out grid (for a transposed layer: the input, one zero row
+        // and column in, as far as the furthest tile reads or the input reaches).
+        let (rows, columns, step, grid) = match self.direction {
+            Direction::Transposed => {
+                assert_eq!(in_channels, self.channels);
+                let rows: Vec<PhaseAxis> = (0..sh)
+                    .map(|r| PhaseAxis::new(r, sh, self.pad.0, out_h))
+                    .collect();
+                let columns: Vec<PhaseAxis> = (0..sw)
+                    .map(|r| PhaseAxis::new(r, sw, self.pad.1, out_w))
+                    .collect();
+                let reach = |axes: &[PhaseAxis], inputs: usize| {
+                    axes.iter()
+                        .map(PhaseAxis::reach)
+                        .max()
+                        .unwrap_or(0)
+                        .max(inputs + 1)
+                };
+                let grid = (reach(&rows, in_h), reach(&columns, in_w));
+                (rows, columns, (sh, sw), grid)
+            }
+            Direction::Convolution => {
+                assert_eq!(in_channels * sh * sw, self.channels);
+                let (rows, columns) = (PhaseAxis::all(out_h), PhaseAxis::all(out_w));
+                (
+                    vec![rows],
+                    vec![columns],
+                    (1, 1),
+                    (rows.reach(), columns.reach()),
+                )
+            }
         };
-        let (layout_rows, layout_columns) = (reach(&rows, in_h), reach(&columns, in_w));
-        let pixel_row = layout_columns * in_padded;
-        let image_len = layout_rows * pixel_row;
+        // Pixels an odd number of cache lines apart: a power of two (16 x 16 x 512 floats)
+        // put the pixels a layout loop writes (and a tile's columns) into a few L1 sets.
+        let pixel = ((channels / CHANNEL_ALIGN) | 1) * CHANNEL_ALIGN;
+        let image_len = grid.0 * grid.1 * pixel;
         let mut bias_padded = bias.to_vec();
         bias_padded.resize(out_padded, 0.0);
 
-        // Tasks: (image, phase, block of the phase's tiles in row-major order).
+        // Tasks: (phase, block of the phase's tiles in row-major order), image by image.
         let phases: Vec<(PhaseAxis, PhaseAxis)> = rows
             .iter()
             .flat_map(|&row| columns.iter().map(move |&column| (row, column)))
             .collect();
-        let blocks: Vec<usize> = phases
-            .iter()
-            .map(|(row, column)| (row.tiles() * column.tiles()).div_ceil(BLOCK_TILES))
-            .collect();
-        let tasks: Vec<(usize, usize)> = blocks
+        let tasks: Vec<(usize, usize)> = phases
             .iter()
             .enumerate()
-            .flat_map(|(phase, &count)| (0..count).map(move |block| (phase, block)))
+            .flat_map(|(phase, (row, column))| {
+                let blocks = (row.tiles() * column.tiles()).div_ceil(BLOCK_TILES);
+                (0..blocks).map(move |block| (phase, block))
+            })
             .collect();
         let out = SharedOutput(
             output
@@ -202,28 +263,35 @@ impl TwoTap {
         let out_plane = out_h * out_w;
         let multiply_adds = batch * in_channels * self.out_channels * out_plane * 4;
         let threads = forward_threads(multiply_adds);
-        let phase_weights = POSITIONS * in_padded * out_padded;
+        let phase_weights = POSITIONS * channels * out_padded;
 
         with_scratch(image_len, |laid_out| {
             for (image, input) in input.outer_iter().enumerate() {
-                lay_out_channels_last(&input, laid_out, (layout_columns, in_padded), threads);
+                let layout = (grid.1, pixel);
+                match self.direction {
+                    Direction::Transposed => {
+                        lay_out_shifted(&input, laid_out, layout, threads);
+                    }
+                    Direction::Convolution => {
+                        lay_out_phases(&input, laid_out, layout, (self.stride, self.pad), threads);
+                    }
+                }
                 let laid_out = &*laid_out;
                 let task = |&(phase, block): &(usize, usize)| {
                     let (row, column) = phases[phase];
                     let tiles_across = column.tiles();
                     let first = block * BLOCK_TILES;
                     let count = BLOCK_TILES.min(row.tiles() * tiles_across - first);
-                    // Each tile's grid position and its input tile's top-left pixel.
-                    let grid: Vec<(usize, usize)> = (first..first + count)
+                    // Each tile's place in the phase's tiles and its input tile's top-left
+                    // grid pixel.
+                    let places: Vec<(usize, usize)> = (first..first + count)
                         .map(|t| (t / tiles_across, t % tiles_across))
                         .collect();
-                    let tiles: Vec<usize> = grid
+                    let tiles: Vec<usize> = places
                         .iter()
-                        .map(|&(ty, tx)| {
-                            (row.first_q + 2 * ty) * layout_columns + column.first_q + 2 * tx
-                        })
+                        .map(|&(ty, tx)| (row.first_q + 2 * ty) * grid.1 + column.first_q + 2 * tx)
                         .collect();
-                    let transformed_len = POSITIONS * BLOCK_TILES * in_padded;
+                    let transformed_len = POSITIONS * BLOCK_TILES * channels;
                     let products_len = POSITIONS * BLOCK_TILES * out_padded;
                     let results_len = BLOCK_TILES * 4 * out_padded;
                     with_scratch(transformed_len + products_len + results_len, |scratch| {
@@ -231,8 +299,9 @@ impl TwoTap {
                         let (products, results) = rest.split_at_mut(products_len);
                         self.kernel.run(&mut TileBlockJob {
                             input: laid_out,
-                            channels: in_padded,
-                            columns: layout_columns,
+                            channels,
+                            pixel,
+                            columns: grid.1,
                             tiles: &tiles,
                             weights: &self.weights[phase * phase_weights..][..phase_weights],
                             bias: &bias_padded,
@@ -242,15 +311,15 @@ impl TwoTap {
                         });
                         // Where each tile's corners go in a channel's output plane: a
                         // channel at a time, so that the stores stay in one plane.
-                        let targets: Vec<(usize, usize)> = grid
+                        let targets: Vec<(usize, usize)> = places
                             .iter()
                             .enumerate()
                             .flat_map(|(t, &(ty, tx))| {
                                 (0..4).filter_map(move |corner| {
                                     let (ky, kx) = (2 * ty + corner / 2, 2 * tx + corner % 2);
                                     (ky < row.count && kx < column.count).then(|| {
-                                        let y = row.first_output + ky * sh;
-                                        let x = column.first_output + kx * sw;
+                                        let y = row.first_output + ky * step.0;
+                                        let x = column.first_output + kx * step.1;
                                         ((t * 4 + corner) * out_padded, y * out_w + x)
                                     })
                                 })
@@ -258,15 +327,14 @@ impl TwoTap {
                             .collect();
                         for o in 0..self.out_channels {
                             let plane = (image * self.out_channels + o) * out_plane;
-                            // SAFETY: `out` points at the whole output, `batch * out_channels
-                            // * out_plane` floats in standard layout, and this is channel
-                            // `o`'s plane of `image`. Tasks write disjoint outputs of it
-                            // (each output belongs to one phase and one tile of it), but
-                            // interleaved: only single elements are written through the
-                            // slice, never read, each by one task.
-                            let plane = unsafe { out.slice(plane, out_plane) };
                             for &(from, to) in &targets {
-                                plane[to].write(results[from + o]);
+                                // SAFETY: `out` points at the whole output, `batch *
+                                // out_channels * out_plane` floats in standard layout;
+                                // output `to` (inside the plane: `ky < row.count`, `kx <
+                                // column.count`) of channel `o` of `image` is inside it. Each
+                                // output belongs to one phase and one tile of it, so one task
+                                // writes it; no slice of the output is live.
+                                unsafe { out.write(plane + to, results[from + o]) };
                             }
                         }
                     });
@@ -284,6 +352,54 @@ impl TwoTap {
     }
 }
 
+/// Whether a layer of `spec`, filters of `kernel_size` in `groups`, with `channels` (in,
+/// out) is one the family runs: a filter two strides wide on both axes, one group, no
+/// dilation, zero padding, at least `MIN_CHANNELS` channels in and out.
+fn fits(
+    spec: &GeometrySpec,
+    (kh, kw): (usize, usize),
+    groups: usize,
+    (in_channels, out_channels): (usize, usize),
+) -> bool {
+    let (sh, sw) = spec.stride;
+    groups == 1
+        && spec.dilation == (1, 1)
+        && spec.padding_mode == PaddingMode::Zeros
+        && (kh, kw) == (2 * sh, 2 * sw)
+        && in_channels >= MIN_CHANNELS
+        && out_channels >= MIN_CHANNELS
+}
+
+/// `G g G^T` of every phase's filters, `[phase][position][channel][out channel]`, both
+/// channel counts padded to `CHANNEL_ALIGN` with zeros, from `tap(phase, channel, out
+/// channel, ty, tx)`, computed in `f64`.
+fn packed(
+    (phases, channels, out_channels): (usize, usize, usize),
+    tap: impl Fn(usize, usize, usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let (channels_padded, out_padded) = (
+        channels.next_multiple_of(CHANNEL_ALIGN),
+        out_channels.next_multiple_of(CHANNEL_ALIGN),
+    );
+    let mut weights = vec![0.0f32; phases * POSITIONS * channels_padded * out_padded];
+    for phase in 0..phases {
+        for c in 0..channels {
+            for o in 0..out_channels {
+                let filter = std::array::from_fn(|ty| {
+                    std::array::from_fn(|tx| f64::from(tap(phase, c, o, ty, tx)))
+                });
+                let transformed = transform_filter(filter);
+                for (position, &value) in transformed.iter().flatten().enumerate() {
+                    let at =
+                        ((phase * POSITIONS + position) * channels_padded + c) * out_padded + o;
+                    weights[at] = value as f32;
+                }
+            }
+        }
+    }
+    weights
+}
+
 /// `G g G^T` of a 2x2 filter `g`, `G = [[1, 0], [1, 1], [0, 1]]`, row by row.
 fn transform_filter(g: [[f64; 2]; 2]) -> [[f64; 3]; 3] {
     let g_times = |v: [f64; 2]| [v[0], v[0] + v[1], v[1]];
@@ -293,44 +409,80 @@ fn transform_filter(g: [[f64; 2]; 2]) -> [[f64; 3]; 3] {
     std::array::from_fn(|i| g_times([columns[0][i], columns[1][i]]))
 }
 
-/// One image, `[channel][row][column]`, into `target` channels last: pixel `(row + 1,
-/// column + 1)` of `(columns, channels)` per row holds the input's `(row, column)`, every
-/// other value zero.
-fn lay_out_channels_last(
+/// One image, `[channel][row][column]`, into `target` channels last, `columns` pixels of
+/// `pixel` floats per row: pixel `(row + 1, column + 1)` holds the input's `(row,
+/// column)`, every other value zero.
+fn lay_out_shifted(
     input: &ArrayView3<f32>,
     target: &mut [f32],
-    (columns, channels): (usize, usize),
+    (columns, pixel): (usize, usize),
     threads: usize,
 ) {
-    let (in_channels, in_h, in_w) = input.dim();
-    let pixel_row = columns * channels;
-    let input = input.as_standard_layout();
-    let input = input.as_slice().expect("standard layout");
-    let plane = in_h * in_w;
-    let lay_out_row = |(row, target): (usize, &mut [f32])| {
-        target.fill(0.0);
+    let in_h = input.dim().1;
+    lay_out_rows(target, columns * pixel, threads, |row, target| {
         if row == 0 || row > in_h {
             return;
         }
-        // Pixel by pixel, its channels in order: the stores run on, the loads read `in_w`
-        // floats of each channel's row.
-        let first = (row - 1) * in_w;
-        for x in 0..in_w {
-            let pixel = &mut target[(x + 1) * channels..][..in_channels];
-            for (c, value) in pixel.iter_mut().enumerate() {
-                *value = input[c * plane + first + x];
+        // Channel by channel, each row read in order, its values to a row of pixels (an
+        // odd number of lines apart: all in L1 for the next channels).
+        for (c, source) in input.outer_iter().enumerate() {
+            for (x, &value) in source.row(row - 1).iter().enumerate() {
+                target[(x + 1) * pixel + c] = value;
             }
         }
+    });
+}
+
+/// One image, `[channel][row][column]`, into `target` as the grid of its phases for a
+/// convolution of `stride` and `pad`, channels last, `columns` pixels of `pixel` floats per
+/// row: grid pixel `(m, m')`, channel `(ry * sw + rx) * in_channels + c` holds input
+/// channel `c`'s `(s * m + ry - pad, s' * m' + rx - pad')`, zero outside the input.
+fn lay_out_phases(
+    input: &ArrayView3<f32>,
+    target: &mut [f32],
+    (columns, pixel): (usize, usize),
+    ((sh, sw), (pad_top, pad_left)): ((usize, usize), (usize, usize)),
+    threads: usize,
+) {
+    let (in_channels, in_h, _) = input.dim();
+    lay_out_rows(target, columns * pixel, threads, |m, target| {
+        for ry in 0..sh {
+            let Some(y) = (sh * m + ry).checked_sub(pad_top).filter(|&y| y < in_h) else {
+                continue;
+            };
+            // Channel by channel, each input row read phase by phase: input column `x` is
+            // grid column `(x + pad) / s` of phase `(x + pad) % s` (see `lay_out_shifted`);
+            // those past the grid's columns no tile reads.
+            for (c, source) in input.outer_iter().enumerate() {
+                let source = source.row(y);
+                for rx in 0..sw {
+                    let first = (rx + sw - pad_left % sw) % sw;
+                    let m_first = (first + pad_left) / sw;
+                    let values = source.iter().skip(first).step_by(sw);
+                    for (m_x, &value) in (m_first..columns).zip(values) {
+                        target[m_x * pixel + (ry * sw + rx) * in_channels + c] = value;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Zeros `target`, then calls `lay_out` with each row of `row_len` floats and its index:
+/// on `threads` threads where there are several.
+fn lay_out_rows(
+    target: &mut [f32],
+    row_len: usize,
+    threads: usize,
+    lay_out: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
+    let row = |(index, target): (usize, &mut [f32])| {
+        target.fill(0.0);
+        lay_out(index, target);
     };
     if threads > 1 {
-        target
-            .par_chunks_mut(pixel_row)
-            .enumerate()
-            .for_each(lay_out_row);
+        target.par_chunks_mut(row_len).enumerate().for_each(row);
     } else {
-        target
-            .chunks_mut(pixel_row)
-            .enumerate()
-            .for_each(lay_out_row);
+        target.chunks_mut(row_len).enumerate().for_each(row);
     }
 }
