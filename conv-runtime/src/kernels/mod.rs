@@ -1,7 +1,8 @@
 //! The kernel families, each a module with its own selection, layout and driver: the forward
 //! row kernel, which runs both directions of a layer, the plane kernel of depthwise
-//! convolutions, the Winograd kernel of 3x3 convolutions with many channels, and the
-//! weight-gradient correlation.
+//! convolutions, the Winograd kernel of 3x3 convolutions with many channels, the one-tap
+//! family of 2x2 layers of stride 2, the two-tap family of layers whose filter is two
+//! strides wide, and the weight-gradient correlation.
 
 pub(crate) mod depthwise;
 pub(crate) mod one_tap;

@@ -1,8 +1,9 @@
 //! A layer's operation, ready to run: the row kernel chosen for its geometry and instruction
 //! set, the weights packed for that kernel, and the bias; for a depthwise convolution of
 //! stride 1, the plane kernel's packing, for a 3x3 convolution with many channels, the
-//! Winograd kernel's, and for a 2x2 layer of stride 2 without padding, the one-tap family's,
-//! which run it instead.
+//! Winograd kernel's, for a 2x2 layer of stride 2 without padding, the one-tap family's, and
+//! for a layer whose filter is two strides wide, the two-tap family's, which run it
+//! instead.
 
 use std::mem::MaybeUninit;
 
