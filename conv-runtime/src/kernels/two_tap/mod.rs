@@ -55,9 +55,8 @@ pub(crate) struct TwoTap {
     /// The padding above and left of the output (transposed) or the input (convolution).
     pad: (usize, usize),
     /// `G g G^T` of each phase's 2x2 filters, `[phase][position][channel][out channel]`,
-    /// both channel counts padded to `CHANNEL_ALIGN` with zeros: one phase per output phase
-    /// of a transposed layer, one of `s * s` input channels per input channel of a
-    /// convolution.
+    /// both channel counts padded to `CHANNEL_ALIGN` with zeros: a phase per output phase
+    /// of a transposed layer; one for a convolution, whose channels are its input's phases.
     weights: Vec<f32>,
     /// The channels the products sum over: the input's, times `s * s` for a convolution.
     channels: usize,
