@@ -260,7 +260,8 @@ impl TwoTap {
                 .as_mut_ptr(),
         );
         let out_plane = out_h * out_w;
-        let multiply_adds = batch * in_channels * self.out_channels * out_plane * 4;
+        // The direct layer's: four taps per output for each channel the products sum over.
+        let multiply_adds = batch * self.channels * self.out_channels * out_plane * 4;
         let threads = forward_threads(multiply_adds);
         let phase_weights = POSITIONS * channels * out_padded;
 
