@@ -37,6 +37,7 @@ use self::kernel::{
     BLOCK_TILES, CHANNEL_ALIGN, POSITIONS, TileBlock, TileBlockFamily, TileBlockJob,
 };
 use crate::isa::{Compiled, Isa};
+use crate::kernels::row::prepare::each_channel;
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
@@ -74,6 +75,7 @@ enum Direction {
 
 /// One axis of one output phase: its outputs are `first_output + step * k` for `k <
 /// count`, output `k` at grid index `first_q + k`, reading grid pixels `first_q + k..` on.
+/// (Of a convolution's input, the same arithmetic finds each phase's columns in the grid.)
 #[derive(Clone, Copy, Debug)]
 struct PhaseAxis {
     first_output: usize,
@@ -456,10 +458,9 @@ fn lay_out_phases(
             for (c, source) in input.outer_iter().enumerate() {
                 let source = source.row(y);
                 for rx in 0..sw {
-                    let first = (rx + sw - pad_left % sw) % sw;
-                    let m_first = (first + pad_left) / sw;
-                    let values = source.iter().skip(first).step_by(sw);
-                    for (m_x, &value) in (m_first..columns).zip(values) {
+                    let phase = PhaseAxis::new(rx, sw, pad_left, source.len());
+                    let values = source.iter().skip(phase.first_output).step_by(sw);
+                    for (m_x, &value) in (phase.first_q..columns).zip(values) {
                         target[m_x * pixel + (ry * sw + rx) * in_channels + c] = value;
                     }
                 }
@@ -468,21 +469,17 @@ fn lay_out_phases(
     });
 }
 
-/// Zeros `target`, then calls `lay_out` with each row of `row_len` floats and its index:
-/// on `threads` threads where there are several.
+/// Zeros `target`, then calls `lay_out` with each row of `row_len` floats and its index,
+/// on `threads` threads where there is enough to lay out ([`each_channel`], whose chunks
+/// here are rows).
 fn lay_out_rows(
     target: &mut [f32],
     row_len: usize,
     threads: usize,
     lay_out: impl Fn(usize, &mut [f32]) + Send + Sync,
 ) {
-    let row = |(index, target): (usize, &mut [f32])| {
-        target.fill(0.0);
-        lay_out(index, target);
-    };
-    if threads > 1 {
-        target.par_chunks_mut(row_len).enumerate().for_each(row);
-    } else {
-        target.chunks_mut(row_len).enumerate().for_each(row);
-    }
+    each_channel(target, row_len, threads, |index, row| {
+        row.fill(0.0);
+        lay_out(index, row);
+    });
 }
