@@ -23,10 +23,54 @@ thread_local! {
 /// (a second operand, or a layer run from inside another's parallel section) each get their
 /// own.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buffer = POOL.with_borrow_mut(Vec::pop).unwrap_or_default();
-    buffer.resize(len + ALIGN_FLOATS, 0.0);
+    let needed = len + ALIGN_FLOATS;
+    let mut buffer = POOL.with_borrow_mut(|pool| take_fitting(pool, needed));
+    // Only grown, never shrunk: a buffer's floats are zeroed once, when it first reaches
+    // a size, not each time a larger request follows a smaller one.
+    if buffer.len() < needed {
+        buffer.resize(needed, 0.0);
+    }
     let start = buffer.as_ptr().align_offset(ALIGN_BYTES).min(ALIGN_FLOATS);
     let result = f(&mut buffer[start..start + len]);
     POOL.with_borrow_mut(|pool| pool.push(buffer));
     result
+}
+
+/// Takes out of `pool` the smallest buffer of at least `needed` floats or, where none is that
+/// large, the largest (the least to grow); an empty one if the pool is. (The last buffer
+/// returned, taken regardless of size, swapped a layer's large and small buffers between
+/// its requests and zeroed the large one on every call.)
+fn take_fitting(pool: &mut Vec<Vec<f32>>, needed: usize) -> Vec<f32> {
+    let fitting = (0..pool.len())
+        .filter(|&i| pool[i].len() >= needed)
+        .min_by_key(|&i| pool[i].len());
+    let largest = || (0..pool.len()).max_by_key(|&i| pool[i].len());
+    match fitting.or_else(largest) {
+        Some(i) => pool.swap_remove(i),
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_fitting_buffer_is_lent() {
+        let mut pool = vec![vec![0.0; 100], vec![0.0; 10], vec![0.0; 50]];
+        assert_eq!(take_fitting(&mut pool, 40).len(), 50);
+        assert_eq!(take_fitting(&mut pool, 400).len(), 100);
+        assert_eq!(take_fitting(&mut pool, 1).len(), 10);
+        assert!(take_fitting(&mut pool, 1).is_empty());
+    }
+
+    #[test]
+    fn lent_buffers_are_aligned_and_as_long_as_asked() {
+        for len in [1, 1000, 10] {
+            with_scratch(len, |buffer| {
+                assert_eq!(buffer.len(), len);
+                assert_eq!(buffer.as_ptr().align_offset(ALIGN_BYTES), 0);
+            });
+        }
+    }
 }
