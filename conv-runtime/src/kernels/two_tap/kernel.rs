@@ -49,8 +49,12 @@ pub(crate) struct TileBlockJob<'a> {
     pub transformed: &'a mut [f32],
     pub products: &'a mut [f32],
     /// The result: each tile's four outputs `(a, b)` (row `a`, column `b` of its 2x2 tile),
-    /// `[tile][2a + b][out_channel]`, bias added.
+    /// `[tile][2a + b][out_channel]`, bias added, `out_stride` floats from one tile corner
+    /// to the next.
     pub out: &'a mut [f32],
+    /// At least the padded output channels; more keeps a power-of-two channel count from
+    /// putting every corner's channel `o` in one cache set (the scatter reads them so).
+    pub out_stride: usize,
 }
 
 /// The kernel: written once, compiled for each instruction set.
@@ -67,7 +71,8 @@ impl Kernel<TileBlockFamily> for TileBlock {
         assert_eq!(job.weights.len(), POSITIONS * channels * out_padded);
         assert!(job.transformed.len() >= POSITIONS * BLOCK_TILES * channels);
         assert!(job.products.len() >= POSITIONS * BLOCK_TILES * out_padded);
-        assert!(job.out.len() >= tiles * 4 * out_padded);
+        assert!(job.out_stride >= out_padded);
+        assert!(job.out.len() >= tiles * 4 * job.out_stride);
         transform_input(simd, job);
         for position in 0..POSITIONS {
             let input =
@@ -223,7 +228,7 @@ fn transform_output<S: Simd>(simd: S, job: &mut TileBlockJob<'_>) {
                 ];
                 for b in 0..2 {
                     let value = simd.add(simd.add(s[b], s[b + 1]), bias);
-                    let at = (t * 4 + 2 * a + b) * out_padded + c;
+                    let at = (t * 4 + 2 * a + b) * job.out_stride + c;
                     simd.store(&mut job.out[at..], value);
                 }
             }
