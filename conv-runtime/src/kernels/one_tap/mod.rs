@@ -293,13 +293,16 @@ const MAX_BLOCK: usize = 16;
 /// The blocking for `out_per_group` output channels on `isa`, and its block; none where the
 /// row kernel runs the layer faster.
 ///
-/// Four output channels by the four phases, 16 accumulators and one load per 16
-/// multiply-adds on the sets of 32 registers: unet-up (128 to 64 channels) 1.09x faster
-/// than the row kernel's paired blocking (Zen 4, one thread, five alternated rounds, median
-/// 2.59 -> 2.37 ms, 113 GF/s; two threads 1.30 -> 1.18), where five (2.41) and six (2.62)
-/// channels did worse. Three channels (an RGB image, the seed's upconvolution) take a block
-/// of three, 12 accumulators: 0.025 -> 0.016 ms against the row kernel, with its copy of the
-/// input. One or two channels take one by two vectors of pixels, 8 accumulators.
+/// On the sets of 32 registers, three output channels by the four phases by two vectors of
+/// pixels: 24 accumulators, two loads of input per 12 broadcast weights. Four channels by
+/// one vector (16 accumulators, one load per 16 multiply-adds, each with its broadcast)
+/// had been the fastest on Zen 4 (unet-up 2.37 ms, 1.09x faster than the row kernel; five
+/// and six channels slower), but a core issuing two 512-bit FMAs a cycle waits there on its
+/// two loads a cycle: on an Intel Xeon (one thread, fastest of five alternated runs of
+/// `suite --only unet-up --quick`) four by one took 2.49 ms, two by two 2.29, three by two
+/// 2.09. The same block runs three channels (an RGB image, the seed's upconvolution: 0.013
+/// -> 0.012 ms against three by one). One or two channels take one by two vectors of
+/// pixels, 8 accumulators.
 ///
 /// On AVX2's 16 registers a block of three (12 accumulators, a broadcast per multiply-add)
 /// ran the seed's upconvolution 0.029 -> 0.024 ms, but unet-up 1.27x slower than the row
@@ -311,8 +314,7 @@ fn select(isa: Isa, out_per_group: usize) -> Option<(Compiled<PixelFamily>, usiz
         #[cfg(target_arch = "x86_64")]
         Detected::Avx512(simd) => match out_per_group {
             1 | 2 => (Compiled::new::<Pixels<1, 2>, _>(simd), 1),
-            3 => (Compiled::new::<Pixels<3, 1>, _>(simd), 3),
-            _ => (Compiled::new::<Pixels<4, 1>, _>(simd), 4),
+            _ => (Compiled::new::<Pixels<3, 2>, _>(simd), 3),
         },
         #[cfg(target_arch = "x86_64")]
         Detected::Avx2(simd) => match out_per_group {
