@@ -4,7 +4,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::isa::{Family, Kernel, Simd};
+use crate::isa::{Family, Isa, Kernel, Simd};
 
 /// The Winograd kernels' family: every kernel computes one [`TileRowJob`].
 pub(crate) struct WinogradFamily;
@@ -13,9 +13,29 @@ impl Family for WinogradFamily {
     type Job<'a> = TileRowJob<'a>;
 }
 
-/// Output channels per step of the products: four broadcast weights times two vectors of
-/// tiles, eight accumulators, the row kernel's blocking.
-pub(super) const CHANNEL_STEP: usize = 4;
+/// Output channels per step of the products on AVX-512: eight broadcast weights times two
+/// vectors of tiles, sixteen accumulators and two loads of tiles per eight weights. Four
+/// (eight accumulators, two loads per four) had been enough on Zen 4, but leave a core
+/// that issues two 512-bit FMAs a cycle no slack for the FMA latency nor for its two loads
+/// a cycle: unet-enc ran 6.45 -> 5.86 ms with eight (Intel Xeon, one thread, fastest of
+/// five alternated runs of `suite --only unet-enc --quick`). The sets of 16 registers keep
+/// four ([`SMALL_CHANNEL_STEP`]), as do layers of four output channels or fewer.
+pub(super) const CHANNEL_STEP: usize = 8;
+
+/// Output channels per step on the other sets, and on every set for layers of at most
+/// this many output channels (an RGB image: sr-x3), whose steps of eight would be mostly
+/// zero filters.
+pub(super) const SMALL_CHANNEL_STEP: usize = 4;
+
+/// The output channels the transformed weights hold, `out_channels` rounded up to a whole
+/// number of steps (the extra filters zero).
+pub(super) fn padded_out_channels(out_channels: usize) -> usize {
+    if out_channels <= SMALL_CHANNEL_STEP {
+        SMALL_CHANNEL_STEP
+    } else {
+        out_channels.next_multiple_of(CHANNEL_STEP)
+    }
+}
 
 /// The most tiles a block has: two vectors of the widest set (AVX-512's 16 lanes).
 pub(super) const MAX_TILES: usize = 32;
@@ -35,9 +55,14 @@ pub(crate) struct TileRowJob<'a> {
     pub columns: [usize; 5],
     /// Tiles in the row.
     pub tiles: usize,
-    /// The transformed weights, `[16][in_channels][out_channels rounded up to CHANNEL_STEP]`.
+    /// The transformed weights, `[16][in_channels][padded_out_channels(out_channels)]`.
     pub weights: &'a [f32],
     pub out_channels: usize,
+    /// Whether AVX-512 may step eight output channels at a time ([`CHANNEL_STEP`]): the
+    /// lattice's rows keep four, with which context-d4 ran 1.72 ms against 1.77 (Intel
+    /// Xeon, one thread, fastest of seven alternated runs of `suite --only context-d4
+    /// --quick`), where the dense rows gain. The strided kernel steps as it does.
+    pub wide_steps: bool,
     pub bias: &'a [f32],
     /// Scratch: the block's transformed input, `[16][in_channels][MAX_TILES]`, and products,
     /// `[16][out_channels rounded up][MAX_TILES]`.
@@ -57,7 +82,7 @@ impl Kernel<WinogradFamily> for Tiles {
         let block = 2 * S::LANES;
         const { assert!(2 * S::LANES <= MAX_TILES) };
         let channels = job.channels;
-        let padded_out = job.out_channels.next_multiple_of(CHANNEL_STEP);
+        let padded_out = padded_out_channels(job.out_channels);
         assert_eq!(job.weights.len(), 16 * channels * padded_out);
         assert!(job.transformed.len() >= 16 * channels * block);
         assert!(job.products.len() >= 16 * padded_out * block);
@@ -139,7 +164,11 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
         padded_out,
         weights: job.weights,
     };
-    products.compute::<S, CHANNEL_STEP, 2>(simd, job.transformed, job.products);
+    if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out % CHANNEL_STEP == 0 {
+        products.compute::<S, CHANNEL_STEP, 2>(simd, job.transformed, job.products);
+    } else {
+        products.compute::<S, SMALL_CHANNEL_STEP, 2>(simd, job.transformed, job.products);
+    }
 }
 
 /// The products of a block of tiles: for each of `positions` positions, `weights^T x

@@ -23,7 +23,7 @@ use ndarray::{ArrayView2, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use super::Winograd;
-use super::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob};
+use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::PlaneLayout;
@@ -121,7 +121,7 @@ pub(super) fn run(
     };
     let row_map = RowMap::new(&Gather::all(&columns, winograd.pad.1, in_w), layout);
     let staged_at = columns.staged_positions();
-    let out_padded = winograd.out_channels.next_multiple_of(CHANNEL_STEP);
+    let out_padded = padded_out_channels(winograd.out_channels);
     let threads = forward_threads(winograd.out_channels * channels * out_h * out_w * 9);
     let plane = out_h * out_w;
     // Every tile row: its row class and its index among that class's.
@@ -167,6 +167,7 @@ pub(super) fn run(
                             tiles: columns.tiles,
                             weights: &winograd.weights,
                             out_channels: winograd.out_channels,
+                            wide_steps: false,
                             bias,
                             transformed,
                             products,

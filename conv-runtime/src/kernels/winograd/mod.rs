@@ -35,7 +35,7 @@ use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 pub(crate) use self::kernel::sub;
-use self::kernel::{CHANNEL_STEP, MAX_TILES, TileRowJob, Tiles, WinogradFamily};
+use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, padded_out_channels};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::prepare;
@@ -196,7 +196,7 @@ impl Winograd {
             col_phases: 2,
             phase_len: (tiles.next_multiple_of(MAX_TILES) + 1).max((pad_left + in_w).div_ceil(2)),
         };
-        let out_padded = self.out_channels.next_multiple_of(CHANNEL_STEP);
+        let out_padded = padded_out_channels(self.out_channels);
         // Counted as the direct convolution's, as the other families count.
         let threads = forward_threads(self.out_channels * channels * out_h * out_w * 9);
         let plane = out_h * out_w;
@@ -243,6 +243,7 @@ impl Winograd {
                             tiles,
                             weights: &self.weights,
                             out_channels: self.out_channels,
+                            wide_steps: true,
                             bias,
                             transformed,
                             products,
@@ -274,10 +275,10 @@ fn fits(spec: GeometrySpec, weight: &Array4<f32>, groups: usize) -> bool {
 }
 
 /// `G g G^T` of each 3x3 filter `g = weight[k][c]`, computed in `f64`, laid out
-/// `[16][c][k]` with the output channels rounded up to `CHANNEL_STEP` (zero filters).
+/// `[16][c][k]` with the output channels rounded up by [`padded_out_channels`] (zero filters).
 fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
     let (out_channels, in_channels, _, _) = weight.dim();
-    let padded = out_channels.next_multiple_of(CHANNEL_STEP);
+    let padded = padded_out_channels(out_channels);
     let mut transformed = vec![0.0f32; 16 * in_channels * padded];
     // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
     let g_times = |v: [f64; 3]| {

@@ -290,6 +290,7 @@ pub(super) fn run(
                         tiles,
                         weights,
                         out_channels,
+                        wide_steps: false,
                         bias,
                         transformed,
                         products,
