@@ -78,6 +78,15 @@ impl Isa {
         }
     }
 
+    /// Floats per vector of the set (its kernels' `Simd::LANES`).
+    pub(crate) fn lanes(self) -> usize {
+        match self {
+            Isa::Portable | Isa::Avx2 => 8,
+            Isa::Avx512 => 16,
+            Isa::Neon => 4,
+        }
+    }
+
     /// Whether this build has kernels for the set and the running CPU supports it.
     pub fn is_available(self) -> bool {
         self.detect().is_some()

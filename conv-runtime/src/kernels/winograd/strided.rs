@@ -237,12 +237,15 @@ pub(super) fn run(
     let (pad_top, pad_left) = pad;
     let (tile_rows, tiles) = (out_h.div_ceil(2), out_w.div_ceil(2));
     // Tile row `r` reads padded rows `4r..4r + 5`; a block of tiles from `t` reads phase
-    // columns up to `t + MAX_TILES` (`t + LANES`, and one more for the fifth column).
+    // columns up to `t + LANES` (and one more for the fifth column). Rounded up to the
+    // kernel's vectors, not to `MAX_TILES`: down-s2's layout is then 1.2 MB, not 2.2, and
+    // stays in a 2 MB L2.
+    let lanes = kernel.isa().lanes();
     let layout = PlaneLayout {
         channels,
         rows: (4 * tile_rows + 1).max(pad_top + in_h),
         col_phases: 4,
-        phase_len: (tiles.next_multiple_of(MAX_TILES) + 1).max((pad_left + in_w).div_ceil(4)),
+        phase_len: (tiles.next_multiple_of(lanes) + 1).max((pad_left + in_w).div_ceil(4)),
     };
     let out_padded = out_channels.next_multiple_of(STEP);
     // Counted as the direct convolution's, as the other families count.
@@ -259,8 +262,8 @@ pub(super) fn run(
             );
             let prepared = &*prepared;
             let tile_row = |tile_row: usize| {
-                let transformed_len = POSITIONS * channels * MAX_TILES;
-                let products_len = POSITIONS * out_padded * MAX_TILES;
+                let transformed_len = POSITIONS * channels * lanes;
+                let products_len = POSITIONS * out_padded * lanes;
                 with_scratch(transformed_len + products_len, |scratch| {
                     let (transformed, products) = scratch.split_at_mut(transformed_len);
                     let rows = (out_h - 2 * tile_row).min(2);
