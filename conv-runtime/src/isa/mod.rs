@@ -163,3 +163,28 @@ impl Detected {
         isa.detect().unwrap_or(Detected::Portable(Portable))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Isa::lanes` is each available set's `Simd::LANES`, which layouts sized by it rely on.
+    #[test]
+    fn lanes_are_the_sets_own() {
+        fn lanes_of<S: Simd>(_: S) -> usize {
+            S::LANES
+        }
+        for isa in Isa::available() {
+            let lanes = match Detected::or_portable(isa) {
+                Detected::Portable(simd) => lanes_of(simd),
+                #[cfg(target_arch = "x86_64")]
+                Detected::Avx2(simd) => lanes_of(simd),
+                #[cfg(target_arch = "x86_64")]
+                Detected::Avx512(simd) => lanes_of(simd),
+                #[cfg(target_arch = "aarch64")]
+                Detected::Neon(simd) => lanes_of(simd),
+            };
+            assert_eq!(isa.lanes(), lanes, "{isa}");
+        }
+    }
+}

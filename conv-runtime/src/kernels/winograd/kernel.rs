@@ -164,7 +164,7 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
         padded_out,
         weights: job.weights,
     };
-    if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out % CHANNEL_STEP == 0 {
+    if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out.is_multiple_of(CHANNEL_STEP) {
         products.compute::<S, CHANNEL_STEP, 2>(simd, job.transformed, job.products);
     } else {
         products.compute::<S, SMALL_CHANNEL_STEP, 2>(simd, job.transformed, job.products);
