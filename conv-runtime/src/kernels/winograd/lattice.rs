@@ -26,7 +26,7 @@ use super::Winograd;
 use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
-use crate::memory::layout::PlaneLayout;
+use crate::memory::layout::{PlaneLayout, contiguous};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 
@@ -241,8 +241,10 @@ fn lay_out_plane(
     target: &mut [f32],
 ) {
     let in_h = source.nrows();
-    // The source row after one zero, which the map's padding reads.
+    // The source row after one zero, which the map's padding reads; a non-contiguous row
+    // is gathered first.
     let mut zero_then_row = vec![0.0; 1 + source.ncols()];
+    let mut gathered = Vec::new();
     let rows = target
         .chunks_exact_mut(layout.row_stride())
         .take(layout.rows);
@@ -252,13 +254,7 @@ fn lay_out_plane(
             continue;
         };
         let source_row = source.row(y);
-        match source_row.as_slice() {
-            Some(values) => zero_then_row[1..].copy_from_slice(values),
-            None => zero_then_row[1..]
-                .iter_mut()
-                .zip(source_row)
-                .for_each(|(slot, &value)| *slot = value),
-        }
+        zero_then_row[1..].copy_from_slice(contiguous(&source_row, &mut gathered));
         for (slot, &from) in row.iter_mut().zip(&row_map.from) {
             *slot = zero_then_row[from as usize];
         }
