@@ -24,6 +24,8 @@ use rayon::prelude::*;
 
 use super::Winograd;
 use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels};
+use super::weave::{Weave, WeaveJob, weaves};
+use crate::isa::Compiled;
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::{PlaneLayout, contiguous};
@@ -121,6 +123,11 @@ pub(super) fn run(
     };
     let row_map = RowMap::new(&Gather::all(&columns, winograd.pad.1, in_w), layout);
     let staged_at = columns.staged_positions();
+    // Each class's run of outputs in a staged row, woven into the output in vectors where
+    // there are 2, 4 or 8 classes.
+    let runs: Vec<usize> = columns.first_tile.iter().map(|&first| 2 * first).collect();
+    let shortest = columns.outputs.iter().copied().min().unwrap_or(0);
+    let weave = weaves(dw).then(|| Compiled::for_isa::<Weave>(winograd.kernel.isa()));
     let out_padded = padded_out_channels(winograd.out_channels);
     let threads = forward_threads(winograd.out_channels * channels * out_h * out_w * 9);
     let plane = out_h * out_w;
@@ -175,18 +182,37 @@ pub(super) fn run(
                         };
                         winograd.kernel.run(&mut job);
                     }
-                    for (index, staged) in staged.chunks_exact(staged_row).enumerate() {
-                        let (channel, row) = (index / 2, 2 * r + index % 2);
-                        if row >= rows.outputs[class] {
-                            continue;
+                    let mut out_rows: Vec<Option<&mut [MaybeUninit<f32>]>> = (0..2 * winograd
+                        .out_channels)
+                        .map(|index| {
+                            let (channel, row) = (index / 2, 2 * r + index % 2);
+                            (row < rows.outputs[class]).then(|| {
+                                let start = channel * plane + rows.output(class, row) * out_w;
+                                // SAFETY: `out` points at this image's output, `plane *
+                                // out_channels` floats in standard layout; output row
+                                // `rows.output(class, row)` (below `out_h`) of `channel` is
+                                // inside it. Each task writes only the output rows of its own
+                                // tile row, each once.
+                                unsafe { out.slice(start, out_w) }
+                            })
+                        })
+                        .collect();
+                    if let Some(weave) = weave {
+                        weave.run(&mut WeaveJob {
+                            staged,
+                            staged_row,
+                            runs: &runs,
+                            shortest,
+                            staged_at: &staged_at,
+                            out: &mut out_rows,
+                        });
+                    } else {
+                        let staged_rows = staged.chunks_exact(staged_row);
+                        for (staged, out_row) in staged_rows.zip(out_rows) {
+                            if let Some(out_row) = out_row {
+                                scatter(&staged_at, staged, out_row);
+                            }
                         }
-                        let start = channel * plane + rows.output(class, row) * out_w;
-                        // SAFETY: `out` points at this image's output, `plane *
-                        // out_channels` floats in standard layout; output row
-                        // `rows.output(class, row)` (below `out_h`) of `channel` is inside it.
-                        // Each task writes only the output rows of its own tile row.
-                        let out_row = unsafe { out.slice(start, out_w) };
-                        scatter(&staged_at, staged, out_row);
                     }
                 });
             };
@@ -200,7 +226,8 @@ pub(super) fn run(
 }
 
 /// Writes a staged row of outputs, the classes' tiles side by side, to its columns: output
-/// column `x` is `staged[staged_at[x]]`.
+/// column `x` is `staged[staged_at[x]]` (where the classes are too many or too few for the
+/// weave).
 fn scatter(staged_at: &[usize], staged: &[f32], out_row: &mut [MaybeUninit<f32>]) {
     for (slot, &at) in out_row.iter_mut().zip(staged_at) {
         slot.write(staged[at]);

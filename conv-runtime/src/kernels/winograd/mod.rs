@@ -28,6 +28,7 @@ mod kernel;
 mod lattice;
 mod phases;
 mod strided;
+mod weave;
 
 use std::mem::MaybeUninit;
 
