@@ -112,12 +112,14 @@ pub(super) fn run(
     let (out_h, out_w) = (output.dim().2, output.dim().3);
     let (dh, dw) = winograd.dilation;
     let (rows, columns) = (Classes::new(out_h, dh), Classes::new(out_w, dw));
-    // A tile row of row class `a` reads padded rows `a + dh * (2 * r + i)`, at most
-    // `out_h - 1 + 3 * dh`; each of the four runs of a row holds every tile, and the tiles
-    // up to the end of the last block.
+    // One row class at a time: tile row `r` of row class `a` reads padded rows `a + dh *
+    // (2 * r + i)`, which the class's layout holds as its rows `2 * r + i`, up to `2 * r + 3`
+    // for the last tile row of class 0, the longest. Each of the four runs of a row holds
+    // every tile, and the tiles up to the end of the last block. (All classes laid out at
+    // once, context-d4's layout was 2.5 MB, more than the Xeon's L2.)
     let layout = PlaneLayout {
         channels,
-        rows: out_h + 3 * dh,
+        rows: 2 * rows.outputs[0].div_ceil(2) + 2,
         col_phases: 4,
         phase_len: columns.tiles.next_multiple_of(MAX_TILES),
     };
@@ -131,95 +133,101 @@ pub(super) fn run(
     let out_padded = padded_out_channels(winograd.out_channels);
     let threads = forward_threads(winograd.out_channels * channels * out_h * out_w * 9);
     let plane = out_h * out_w;
-    // Every tile row: its row class and its index among that class's.
-    let tile_rows: Vec<(usize, usize)> = (0..dh)
-        .flat_map(|class| (0..rows.outputs[class].div_ceil(2)).map(move |r| (class, r)))
-        .collect();
     with_scratch(layout.image_stride(), |prepared| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-            lay_out(&image, winograd.pad.0, &row_map, layout, prepared, threads);
             let out = SharedOutput(
                 out_image
                     .as_slice_mut()
                     .expect("output is in standard layout")
                     .as_mut_ptr(),
             );
-            let prepared = &*prepared;
-            let tile_row = |&(class, r): &(usize, usize)| {
-                let transformed_len = 16 * channels * MAX_TILES;
-                let products_len = 16 * out_padded * MAX_TILES;
-                let staged_row = 2 * columns.tiles;
-                let staged_len = 2 * winograd.out_channels * staged_row;
-                with_scratch(transformed_len + products_len + staged_len, |scratch| {
-                    let (transformed, rest) = scratch.split_at_mut(transformed_len);
-                    let (products, staged) = rest.split_at_mut(products_len);
-                    {
-                        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the kernel
-                        // writes only initialised floats through these slices, so `staged`
-                        // stays initialised.
-                        let uninit: &mut [MaybeUninit<f32>] =
-                            unsafe { &mut *(&mut *staged as *mut [f32] as *mut [_]) };
-                        let mut slices: Vec<&mut [MaybeUninit<f32>]> =
-                            uninit.chunks_exact_mut(staged_row).collect();
-                        let row_stride = layout.row_stride();
-                        let phase_len = layout.phase_len;
-                        let mut job = TileRowJob {
-                            input: prepared,
-                            channels,
-                            channel_stride: layout.channel_stride(),
-                            rows: std::array::from_fn(|i| {
-                                rows.output(class, 2 * r + i) * row_stride
-                            }),
-                            columns: std::array::from_fn(|j| j * phase_len),
-                            tiles: columns.tiles,
-                            weights: &winograd.weights,
-                            out_channels: winograd.out_channels,
-                            wide_steps: false,
-                            bias,
-                            transformed,
-                            products,
-                            out: &mut slices,
-                        };
-                        winograd.kernel.run(&mut job);
-                    }
-                    let mut out_rows: Vec<Option<&mut [MaybeUninit<f32>]>> = (0..2 * winograd
-                        .out_channels)
-                        .map(|index| {
-                            let (channel, row) = (index / 2, 2 * r + index % 2);
-                            (row < rows.outputs[class]).then(|| {
-                                let start = channel * plane + rows.output(class, row) * out_w;
-                                // SAFETY: `out` points at this image's output, `plane *
-                                // out_channels` floats in standard layout; output row
-                                // `rows.output(class, row)` (below `out_h`) of `channel` is
-                                // inside it. Each task writes only the output rows of its own
-                                // tile row, each once.
-                                unsafe { out.slice(start, out_w) }
+            for class in 0..dh {
+                let padded_rows = (class, dh);
+                lay_out(
+                    &image,
+                    winograd.pad.0,
+                    padded_rows,
+                    &row_map,
+                    layout,
+                    prepared,
+                    threads,
+                );
+                let prepared = &*prepared;
+                let tile_row = |r: usize| {
+                    let transformed_len = 16 * channels * MAX_TILES;
+                    let products_len = 16 * out_padded * MAX_TILES;
+                    let staged_row = 2 * columns.tiles;
+                    let staged_len = 2 * winograd.out_channels * staged_row;
+                    with_scratch(transformed_len + products_len + staged_len, |scratch| {
+                        let (transformed, rest) = scratch.split_at_mut(transformed_len);
+                        let (products, staged) = rest.split_at_mut(products_len);
+                        {
+                            // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the kernel
+                            // writes only initialised floats through these slices, so `staged`
+                            // stays initialised.
+                            let uninit: &mut [MaybeUninit<f32>] =
+                                unsafe { &mut *(&mut *staged as *mut [f32] as *mut [_]) };
+                            let mut slices: Vec<&mut [MaybeUninit<f32>]> =
+                                uninit.chunks_exact_mut(staged_row).collect();
+                            let row_stride = layout.row_stride();
+                            let phase_len = layout.phase_len;
+                            let mut job = TileRowJob {
+                                input: prepared,
+                                channels,
+                                channel_stride: layout.channel_stride(),
+                                rows: std::array::from_fn(|i| (2 * r + i) * row_stride),
+                                columns: std::array::from_fn(|j| j * phase_len),
+                                tiles: columns.tiles,
+                                weights: &winograd.weights,
+                                out_channels: winograd.out_channels,
+                                wide_steps: false,
+                                bias,
+                                transformed,
+                                products,
+                                out: &mut slices,
+                            };
+                            winograd.kernel.run(&mut job);
+                        }
+                        let mut out_rows: Vec<Option<&mut [MaybeUninit<f32>]>> = (0..2 * winograd
+                            .out_channels)
+                            .map(|index| {
+                                let (channel, row) = (index / 2, 2 * r + index % 2);
+                                (row < rows.outputs[class]).then(|| {
+                                    let start = channel * plane + rows.output(class, row) * out_w;
+                                    // SAFETY: `out` points at this image's output, `plane *
+                                    // out_channels` floats in standard layout; output row
+                                    // `rows.output(class, row)` (below `out_h`) of `channel` is
+                                    // inside it. Each task writes only the output rows of its own
+                                    // tile row, each once.
+                                    unsafe { out.slice(start, out_w) }
+                                })
                             })
-                        })
-                        .collect();
-                    if let Some(weave) = weave {
-                        weave.run(&mut WeaveJob {
-                            staged,
-                            staged_row,
-                            runs: &runs,
-                            shortest,
-                            staged_at: &staged_at,
-                            out: &mut out_rows,
-                        });
-                    } else {
-                        let staged_rows = staged.chunks_exact(staged_row);
-                        for (staged, out_row) in staged_rows.zip(out_rows) {
-                            if let Some(out_row) = out_row {
-                                scatter(&staged_at, staged, out_row);
+                            .collect();
+                        if let Some(weave) = weave {
+                            weave.run(&mut WeaveJob {
+                                staged,
+                                staged_row,
+                                runs: &runs,
+                                shortest,
+                                staged_at: &staged_at,
+                                out: &mut out_rows,
+                            });
+                        } else {
+                            let staged_rows = staged.chunks_exact(staged_row);
+                            for (staged, out_row) in staged_rows.zip(out_rows) {
+                                if let Some(out_row) = out_row {
+                                    scatter(&staged_at, staged, out_row);
+                                }
                             }
                         }
-                    }
-                });
-            };
-            if threads == 1 {
-                tile_rows.iter().for_each(tile_row);
-            } else {
-                tile_rows.par_iter().for_each(tile_row);
+                    });
+                };
+                let tile_rows = 0..rows.outputs[class].div_ceil(2);
+                if threads == 1 {
+                    tile_rows.for_each(tile_row);
+                } else {
+                    tile_rows.into_par_iter().for_each(tile_row);
+                }
             }
         }
     });
@@ -234,14 +242,15 @@ fn scatter(staged_at: &[usize], staged: &[f32], out_row: &mut [MaybeUninit<f32>]
     }
 }
 
-/// Lays one image out for the lattice's tile rows: per channel, padded rows (input row `y`
-/// at `y + pad_top`, zero rows around), each four runs of `layout.phase_len` floats; run `j`
-/// holds, for each tile of the row, the padded column `b + dw * (2 * t + j)` that tile `t` of
-/// column class `b` reads as its column `j` (as `gathers` say), and zeros after the last
-/// tile.
+/// Lays one image's row class out for the lattice's tile rows: per channel, the padded
+/// rows `first, first + step, ...` (input row `y` at padded row `y + pad_top`, zero rows
+/// around), each four runs of `layout.phase_len` floats; run `j` holds, for each tile of
+/// the row, the padded column `b + dw * (2 * t + j)` that tile `t` of column class `b` reads
+/// as its column `j` (as `row_map` says), and zeros after the last tile.
 fn lay_out(
     image: &ndarray::ArrayView3<f32>,
     pad_top: usize,
+    padded_rows: (usize, usize),
     row_map: &RowMap,
     layout: PlaneLayout,
     scratch: &mut [f32],
@@ -254,7 +263,7 @@ fn lay_out(
         threads,
         |channel, target| {
             let source = image.index_axis(Axis(0), channel);
-            lay_out_plane(&source, pad_top, row_map, layout, target);
+            lay_out_plane(&source, pad_top, padded_rows, row_map, layout, target);
         },
     );
 }
@@ -263,6 +272,7 @@ fn lay_out(
 fn lay_out_plane(
     source: &ArrayView2<f32>,
     pad_top: usize,
+    (first, step): (usize, usize),
     row_map: &RowMap,
     layout: PlaneLayout,
     target: &mut [f32],
@@ -278,7 +288,8 @@ fn lay_out_plane(
         let rows = target
             .chunks_exact_mut(layout.row_stride())
             .take(layout.rows);
-        for (padded_row, row) in rows.enumerate() {
+        for (index, row) in rows.enumerate() {
+            let padded_row = first + step * index;
             let Some(y) = padded_row.checked_sub(pad_top).filter(|&y| y < in_h) else {
                 row.fill(0.0);
                 continue;
