@@ -133,24 +133,30 @@ pub(super) fn run(
     let out_padded = padded_out_channels(winograd.out_channels);
     let threads = forward_threads(winograd.out_channels * channels * out_h * out_w * 9);
     let plane = out_h * out_w;
-    with_scratch(layout.image_stride(), |prepared| {
-        for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-            let out = SharedOutput(
-                out_image
-                    .as_slice_mut()
-                    .expect("output is in standard layout")
-                    .as_mut_ptr(),
-            );
-            for class in 0..dh {
-                let padded_rows = (class, dh);
+    // Where there are at least as many row classes as threads, the threads take whole
+    // classes, each laying out its own in its own buffer: one parallel section per image
+    // instead of two per class (context-d4 made eight per call, and their joins cost two
+    // threads much of their gain). The tile rows of a class stay parallel, for the threads
+    // done with their own classes to take.
+    let classes_in_parallel = threads > 1 && dh >= threads;
+    let layout_threads = if classes_in_parallel { 1 } else { threads };
+    for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
+        let out = SharedOutput(
+            out_image
+                .as_slice_mut()
+                .expect("output is in standard layout")
+                .as_mut_ptr(),
+        );
+        let one_class = |class: usize| {
+            with_scratch(layout.image_stride(), |prepared| {
                 lay_out(
                     &image,
                     winograd.pad.0,
-                    padded_rows,
+                    (class, dh),
                     &row_map,
                     layout,
                     prepared,
-                    threads,
+                    layout_threads,
                 );
                 let prepared = &*prepared;
                 let tile_row = |r: usize| {
@@ -228,9 +234,14 @@ pub(super) fn run(
                 } else {
                     tile_rows.into_par_iter().for_each(tile_row);
                 }
-            }
+            });
+        };
+        if classes_in_parallel {
+            (0..dh).into_par_iter().for_each(one_class);
+        } else {
+            (0..dh).for_each(one_class);
         }
-    });
+    }
 }
 
 /// Writes a staged row of outputs, the classes' tiles side by side, to its columns: output
