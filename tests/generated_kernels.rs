@@ -337,6 +337,10 @@ grid! {
     k7_padding3: conv!(k = 7, padding = 3);
     k7_stride2_padding3_output_padding1: conv!(k = 7, stride = 2, padding = 3, output_padding = 1);
     k7_same_dilation3: conv!(k = 7, padding = same, dilation = 3);
+    // More taps than the specialised kernels unroll (81): the kernel with run-time taps, on
+    // every set; stride 2 leaves the transposed phases 25 taps each, unrolled.
+    k11_padding5_taps_at_run_time: conv!(k = 11, padding = 5);
+    k10_stride2_padding4_taps_at_run_time: conv!(k = 10, stride = 2, padding = 4);
     k1x3_padding0x1: conv!(k = (1, 3), padding = (0, 1));
     k3x1_stride2x1: conv!(k = (3, 1), stride = (2, 1), padding = (1, 0));
     k2x5_asymmetric: conv!(k = (2, 5), stride = (1, 3), dilation = (2, 1), padding = (1, 2), output_padding = (1, 2));

@@ -1,9 +1,39 @@
 //! The row kernel with the taps as run-time values: compiled once, in this crate, whatever
 //! the geometries.
 
+use super::select::{Selected, blocked};
 use super::store::store_tile;
 use super::{MAX_TILE, RowFamily, RowJob};
-use crate::isa::{Kernel, Simd};
+use crate::isa::{Detected, Kernel, Simd};
+
+/// The kernel with run-time taps on the detected set, for a layer of `out_per_group`
+/// output channels per group: what runs filters of more taps than the specialised kernels
+/// unroll ([`MAX_UNROLLED_TAPS`](super::select::MAX_UNROLLED_TAPS)). One column phase per
+/// call. The blockings are the specialised kernel's wide and narrow ones, with the
+/// accumulators within each set's registers.
+pub(super) fn taps_of_any_count(detected: Detected, out_per_group: usize) -> Selected {
+    let wide = out_per_group >= 4;
+    match detected {
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx512(simd) if out_per_group >= 8 => {
+            blocked::<RunTimeRow<8, 2, 1>, _>(simd, 8, 2, 1)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx512(simd) if wide => blocked::<RunTimeRow<4, 2, 1>, _>(simd, 4, 2, 1),
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx512(simd) => blocked::<RunTimeRow<1, 4, 1>, _>(simd, 1, 4, 1),
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx2(simd) if wide => blocked::<RunTimeRow<6, 2, 1>, _>(simd, 6, 2, 1),
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx2(simd) => blocked::<RunTimeRow<1, 4, 1>, _>(simd, 1, 4, 1),
+        #[cfg(target_arch = "aarch64")]
+        Detected::Neon(simd) if wide => blocked::<RunTimeRow<4, 4, 1>, _>(simd, 4, 4, 1),
+        #[cfg(target_arch = "aarch64")]
+        Detected::Neon(simd) => blocked::<RunTimeRow<1, 8, 1>, _>(simd, 1, 8, 1),
+        Detected::Portable(simd) if wide => blocked::<RunTimeRow<4, 1, 1>, _>(simd, 4, 1, 1),
+        Detected::Portable(simd) => blocked::<RunTimeRow<1, 2, 1>, _>(simd, 1, 2, 1),
+    }
+}
 
 /// The kernel with run-time taps, `OCB` output channels by `WV` vectors, `CP` column phases
 /// per call.

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use super::channel_vectors::ChannelVectors;
 use super::edges;
-use super::run_time::RunTimeRow;
+use super::run_time::{self, RunTimeRow};
 use super::specialised::Specialised;
 use super::{RowFamily, TapList};
 use crate::isa::{Compiled, Detected, Isa, Simd};
@@ -60,11 +60,25 @@ impl Choice {
     }
 }
 
+/// The most taps in one phase that the specialised kernels unroll: 9 x 9 (sr-x3's input
+/// gradient, a convolution of stride 3, has 81 in its one phase). Larger filters run the
+/// kernel that takes its taps at run time, compiled once in this crate, on every set: each
+/// unrolled tap costs every blocking's code, and the 16 x 16 and 1 x 256 filters the macro
+/// accepts took 270 s each to compile in the test profile (`cargo test --timings`, Intel
+/// Xeon; 21 s for the thirty-two other geometries of the same test crate), while a tap's
+/// loop overhead shrinks beside the `OCB x WV` multiply-adds it feeds.
+pub(crate) const MAX_UNROLLED_TAPS: usize = 81;
+
 /// The row kernel for tap list `T` on `isa` (the portable set if `isa` is not available),
 /// blocked for a layer with `out_per_group` output channels per group.
 pub(crate) fn select<T: TapList>(isa: Isa, out_per_group: usize) -> Choice {
+    let detected = Detected::or_portable(isa);
+    // A constant: above the limit no specialised kernel is compiled for `T` at all.
+    if const { most_taps(T::PHASES) > MAX_UNROLLED_TAPS } {
+        return Choice::only(run_time::taps_of_any_count(detected, out_per_group));
+    }
     T::with_columns(Chooser::<T> {
-        detected: Detected::or_portable(isa),
+        detected,
         out_per_group,
         taps: PhantomData,
     })
@@ -296,6 +310,18 @@ const fn skips_padding<T: TapList>(lanes: usize) -> bool {
     8 * per_pixel.saturating_sub(per_vector) >= end_tiles
 }
 
+/// The most taps of any phase.
+const fn most_taps(phases: &[PhasePlan]) -> usize {
+    let (mut index, mut most) = (0, 0);
+    while index < phases.len() {
+        if phases[index].taps.len() > most {
+            most = phases[index].taps.len();
+        }
+        index += 1;
+    }
+    most
+}
+
 /// Whether some phase has more than one tap.
 const fn several_taps(phases: &[PhasePlan]) -> bool {
     let mut index = 0;
@@ -332,7 +358,7 @@ fn channel_vectors<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: 
 
 /// Kernel `K`, of `block` output channels by `vectors` vectors and `column_phases` column
 /// phases, compiled for `S`.
-fn blocked<K: crate::isa::Kernel<RowFamily>, S: Simd>(
+pub(super) fn blocked<K: crate::isa::Kernel<RowFamily>, S: Simd>(
     simd: S,
     block: usize,
     vectors: usize,
