@@ -73,10 +73,11 @@ impl BorderMode {
     }
 }
 
-/// The largest number of taps (`kh * kw`) one invocation unrolls.
+/// The largest number of taps (`kh * kw`) one invocation lists.
 ///
 /// 16 x 16 = 256 taps covers every kernel in common use (the largest in torchvision's
-/// models is 11 x 11) while keeping a single `conv!` quick to compile.
+/// models is 11 x 11). The runtime unrolls kernels of up to 81 taps a phase and walks longer
+/// tap lists in a loop, so that a large filter stays quick to compile.
 pub const MAX_TAPS: usize = 256;
 
 /// The largest value any parameter may take. It keeps all shape arithmetic far from
@@ -518,7 +519,8 @@ fn border_mode(param: &Param, errors: &mut Errors) -> BorderMode {
     BorderMode::Zeros
 }
 
-/// Rule: the kernel has at most `MAX_TAPS` taps, since every tap is unrolled.
+/// Rule: the kernel has at most `MAX_TAPS` taps, since every tap is listed in the code the
+/// macro emits.
 fn check_tap_limit(
     param: Option<&Param>,
     kernel: [usize; 2],
@@ -530,13 +532,13 @@ fn check_tap_limit(
         Some(param) if taps > MAX_TAPS => {
             let message = match rank {
                 Rank::Two => format!(
-                    "a {}x{} kernel has {taps} taps; conv! unrolls every tap and accepts \
-                     at most {MAX_TAPS} (for example 16x16)",
+                    "a {}x{} kernel has {taps} taps; conv! lists every tap at compile time \
+                     and accepts at most {MAX_TAPS} (for example 16x16)",
                     kernel[0], kernel[1]
                 ),
                 Rank::One => format!(
-                    "a kernel of {taps} taps is too long; conv1d! unrolls every tap and \
-                     accepts at most {MAX_TAPS}"
+                    "a kernel of {taps} taps is too long; conv1d! lists every tap at compile \
+                     time and accepts at most {MAX_TAPS}"
                 ),
             };
             errors.at(param, param.value.error(message));
