@@ -383,6 +383,17 @@ fn nonfinite_case(isa: Isa, (inputs, outputs): (usize, usize), width: usize, pos
     assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
     assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
 
+    // Likewise the zero padding column left of the input, from a middle row: the channel
+    // kernel must not skip that column's products either.
+    let mut gy = random_array(gy.dim(), 9);
+    gy[[0, 1, 2, 0]] = f32::INFINITY;
+    let grads = layer.backward(&x, &gy).unwrap();
+    let expected =
+        reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1).unwrap();
+    let what = format!("{what}, in column 0 of row 2");
+    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
+    assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
+
     let up = ConvTranspose2d::builder(Strided, inputs, outputs)
         .seed(2)
         .isa(isa)

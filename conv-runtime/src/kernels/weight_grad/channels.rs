@@ -71,6 +71,7 @@ pub(crate) fn filter_blocks(
             grad_layout: layout,
             band,
             real_rows: problem.real_rows(grad_finite),
+            real_columns: problem.real_columns(grad_finite),
         };
         problem.run_tasks(kernel.blocking(), filters, |group, out_block, in_block| {
             let ins: Vec<usize> = (0..nr)
@@ -250,7 +251,10 @@ impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
         let (operands, simd) = (self.operands, self.simd);
         let (input_layout, grad_layout) = (operands.input_layout, operands.grad_layout);
         let rows = operands.tap_rows(&self.rows, row, stride_h);
-        if rows.is_empty() {
+        // Only the pixels whose input is real: aspp-d12 (dilation and padding 12, 32
+        // columns) reads padding with a quarter of its column taps' pixels.
+        let columns = operands.tap_columns(grad_layout.width, col, stride_w);
+        if rows.is_empty() || columns.is_empty() {
             return;
         }
         // Input channel `n`'s sums of this tap, `[NR][tap][block channel]`.
@@ -279,8 +283,8 @@ impl<S: Simd, const MV: usize, const NR: usize> TapPass<'_, '_, S, MV, NR> {
         let mut g_row = grad.wrapping_add(self.grad_base + rows.start * grad_layout.row_stride());
         let x_step = stride_h * input_layout.row_stride();
         for _ in rows {
-            let mut g = g_row;
-            for ox in 0..grad_layout.width {
+            let mut g = g_row.wrapping_add(columns.start * MV * S::LANES);
+            for ox in columns.clone() {
                 // SAFETY: `correlate` asserted that the channels and the block are the
                 // buffers' and the images in them, that every grid row's tap rows are inside
                 // the prepared rows (`(rows - 1) * stride_h + row < input.rows`), and that

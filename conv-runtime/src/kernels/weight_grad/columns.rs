@@ -66,6 +66,7 @@ pub(crate) fn filter_blocks(
             grad_layout,
             band,
             real_rows: problem.real_rows(grad_finite),
+            real_columns: problem.real_columns(grad_finite),
         };
         problem.run_tasks(kernel.blocking(), filters, |group, out_block, in_block| {
             let outs: Vec<usize> = (0..mr)

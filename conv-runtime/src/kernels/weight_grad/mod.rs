@@ -118,6 +118,7 @@ pub(crate) fn correlate(
             input_layout,
             input_finite: finite,
             data_rows: pad_top..pad_top + in_h,
+            data_columns: pad_left..pad_left + in_w,
             parallel,
         };
         match kernel {
@@ -219,6 +220,9 @@ pub(crate) struct Problem<'a> {
     pub input_finite: bool,
     /// The prepared input rows that hold the input's rows (the rest are padding).
     pub data_rows: Range<usize>,
+    /// The prepared input columns (before the split into column phases) that hold the
+    /// input's columns.
+    pub data_columns: Range<usize>,
     pub parallel: bool,
 }
 
@@ -235,6 +239,16 @@ impl Problem<'_> {
             self.data_rows.clone()
         } else {
             0..self.input_layout.rows
+        }
+    }
+
+    /// The prepared columns (before the split into column phases) the channel kernel must
+    /// read, as [`Problem::real_rows`]: all of them where the grad operand is not finite.
+    pub fn real_columns(&self, grad_finite: bool) -> Range<usize> {
+        if grad_finite {
+            self.data_columns.clone()
+        } else {
+            0..usize::MAX
         }
     }
 
@@ -346,6 +360,9 @@ pub(crate) struct Operands<'a, L> {
     /// The prepared input rows the kernel must read: a tap skips the grid rows that would
     /// read only rows outside this range (padding whose products are known to be zero).
     pub real_rows: Range<usize>,
+    /// Likewise the prepared columns (before the split into column phases), which the
+    /// channel kernel skips pixel by pixel; the column kernel reads whole vectors of them.
+    pub real_columns: Range<usize>,
 }
 
 impl<L> Operands<'_, L> {
@@ -381,6 +398,15 @@ impl<L> Operands<'_, L> {
         let first = real.start.saturating_sub(tap_row).div_ceil(stride_h);
         let end = real.end.saturating_sub(tap_row).div_ceil(stride_h);
         band.start.max(first)..band.end.min(end)
+    }
+
+    /// The grid columns, of `width`, whose column of a tap `tap_col` columns right of the
+    /// window origin is one the kernel must read.
+    pub fn tap_columns(&self, width: usize, tap_col: usize, stride_w: usize) -> Range<usize> {
+        let real = &self.real_columns;
+        let first = real.start.saturating_sub(tap_col).div_ceil(stride_w);
+        let end = real.end.saturating_sub(tap_col).div_ceil(stride_w);
+        first.min(width)..end.min(width)
     }
 }
 
