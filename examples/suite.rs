@@ -4,6 +4,8 @@
 //!
 //! Run with nothing else on the machine: `cargo run --release --example suite`
 //! (`CONVGEN_ISA=avx2` or `portable` to measure another path; `--quick` for fewer runs;
+//! `--fastest` for each case's fastest run instead of its median, for comparing two builds
+//! on a busy machine, where other work only ever adds time;
 //! `--only NAME` for one case, `--only NAME --repeat N` to run its forward pass N times for a
 //! profiler, `--backward` added to run its backward pass instead; `--json` for one JSON
 //! object per case and thread count instead of the table, as `tools/peer_suite.py` reads it;
@@ -32,6 +34,7 @@ fn main() {
     // thread count, for the forward pass and, with `--backward`, the backward pass.
     let json = args.iter().any(|arg| arg == "--json");
     let backward = args.iter().any(|arg| arg == "--backward");
+    let fastest = args.iter().any(|arg| arg == "--fastest");
     // `--only NAME` measures one case (for profiling).
     let only = args
         .iter()
@@ -89,8 +92,8 @@ fn main() {
         let forward = || {
             std::hint::black_box(case.forward());
         };
-        let single = one.install(|| median_time(forward, quick));
-        let multi = all.install(|| median_time(forward, quick));
+        let single = one.install(|| median_time(forward, quick, fastest));
+        let multi = all.install(|| median_time(forward, quick, fastest));
         if json {
             let mut passes = vec![("forward", single, multi)];
             if backward {
@@ -98,8 +101,8 @@ fn main() {
                 let backward = || {
                     std::hint::black_box(case.backward(&grad_output));
                 };
-                let single = one.install(|| median_time(backward, quick));
-                let multi = all.install(|| median_time(backward, quick));
+                let single = one.install(|| median_time(backward, quick, fastest));
+                let multi = all.install(|| median_time(backward, quick, fastest));
                 passes.push(("backward", single, multi));
             }
             for (pass, single, multi) in passes {
@@ -143,7 +146,8 @@ fn check(case: &Case) {
 }
 
 /// The median time of `call`, after a first call.
-fn median_time(call: impl Fn(), quick: bool) -> Duration {
+/// The median time of `call` over enough runs (the fastest run with `fastest`).
+fn median_time(call: impl Fn(), quick: bool, fastest: bool) -> Duration {
     // Enough runs for about a quarter of a second per case, at least 5.
     let start = Instant::now();
     call();
@@ -158,7 +162,7 @@ fn median_time(call: impl Fn(), quick: bool) -> Duration {
         })
         .collect();
     times.sort();
-    times[runs / 2]
+    if fastest { times[0] } else { times[runs / 2] }
 }
 
 fn ms(duration: Duration) -> f64 {

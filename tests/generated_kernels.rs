@@ -37,15 +37,18 @@ fn every_blocking_on_every_instruction_set() {
 /// reference's numbers for convolutions and transposed convolutions on every instruction
 /// set, at widths around whole vectors and tiles of 8 and 16 lanes (rows of one tile, whose
 /// first tile is also its last, and of several), for the blockings of one and three output
-/// channels (which compute the padding), four, eight and sixteen, and a partial block of the
-/// channel-vectorised kernel (17); padding 20 reaches a whole 16-lane vector, padding 24
-/// with dilation 8 is wider than the filter (a tap wholly in it), and `same` padding of an
-/// even filter is uneven.
+/// channels (which compute the padding), four, eight and sixteen, and full and partial
+/// blocks of both channel-vectorised kernels (16, 17: one vector; 32, 33: two); padding 20
+/// reaches a whole 16-lane vector, padding 24 with dilation 8 is wider than the filter (a
+/// tap wholly in it), and `same` padding of an even filter is uneven. Taller inputs give
+/// those kernels calls of several rows, whose strips of running sums end within a row or
+/// hold several.
 #[test]
 fn taps_reading_only_padding_are_left_out() {
     fn check<G: ZeroPadded>(geometry: G) {
         let extra_w = [0, 7, 8, 15, 16, 17, 31, 32, 33, 48, 64, 65];
-        check_sizes(geometry, (1, 2, 1), &[1, 3, 4, 8, 16, 17], &extra_w);
+        check_sizes(geometry, (1, 2, 1), &[1, 3, 4, 8, 16, 17, 32, 33], &extra_w);
+        check_sizes(geometry, (1, 2, 19), &[16, 33], &[0, 9, 65]);
     }
     check(conv!(k = 3, dilation = 12, padding = 12));
     check(conv!(k = 3, dilation = 20, padding = 20));

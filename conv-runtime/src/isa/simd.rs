@@ -40,6 +40,14 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// `source` must be valid for reading `LANES` floats.
     unsafe fn load(self, source: *const f32) -> Self::Vector;
 
+    /// Asks for the cache line holding `at` to be brought into L1: a hint, never a read, so
+    /// `at` may point anywhere (even outside any allocation). Nothing where the set has no
+    /// such instruction.
+    #[inline(always)]
+    fn prefetch(self, at: *const f32) {
+        let _ = at;
+    }
+
     /// Stores the vector into the first `LANES` floats of `target`.
     fn store(self, target: &mut [f32], vector: Self::Vector);
 

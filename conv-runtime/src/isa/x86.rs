@@ -46,6 +46,13 @@ unsafe impl Simd for Avx2 {
     }
 
     #[inline(always)]
+    fn prefetch(self, at: *const f32) {
+        // SAFETY: a prefetch is a hint that never faults and reads nothing into the program,
+        // whatever the address; SSE is part of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) }
+    }
+
+    #[inline(always)]
     unsafe fn load(self, source: *const f32) -> __m256 {
         // SAFETY: token; the caller guarantees 8 readable floats; `loadu` needs no alignment.
         unsafe { _mm256_loadu_ps(source) }
@@ -138,6 +145,13 @@ unsafe impl Simd for Avx512 {
     fn add(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: token.
         unsafe { _mm512_add_ps(a, b) }
+    }
+
+    #[inline(always)]
+    fn prefetch(self, at: *const f32) {
+        // SAFETY: a prefetch is a hint that never faults and reads nothing into the program,
+        // whatever the address; SSE is part of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) }
     }
 
     #[inline(always)]

@@ -1,15 +1,16 @@
 //! The row kernel turned around for layers with many output channels and short rows:
 //! vectors run along the output channels, not along the row.
 //!
-//! One call still computes one output row of a block of output channels (a [`RowJob`]), but
-//! a tile is `PX` consecutive output pixels by `CV` vectors of output channels. For each
-//! input channel and tap, the kernel loads the `CV` weight vectors once and broadcasts each
-//! pixel's input value once: `CV + PX` loads feed `CV * PX` multiply-adds. The pixels of a
-//! tile are single floats, not vectors along the row, so a row of any length fills the
-//! registers: the phase rows of a stride-2 transposed convolution of a 16x16 input are 16
-//! columns long, half a tile of the paired row kernel. This is the blocking of oneDNN's and
-//! MLAS's direct convolutions (output channels in the vector, a few pixels unrolled), here
-//! over the planar (NCHW) input the row kernels share, with the taps as constants.
+//! One call computes one output row of a block of output channels (a [`RowJob`]), or on a
+//! convolution several consecutive rows, but a tile is `PX` consecutive output pixels by `CV`
+//! vectors of output channels. For each input channel and tap, the kernel loads the `CV`
+//! weight vectors once and broadcasts each pixel's input value once: `CV + PX` loads feed
+//! `CV * PX` multiply-adds. The pixels of a tile are single floats, not vectors along the
+//! row, so a row of any length fills the registers: the phase rows of a stride-2 transposed
+//! convolution of a 16x16 input are 16 columns long, half a tile of the paired row kernel.
+//! This is the blocking of oneDNN's and MLAS's direct convolutions (output channels in the
+//! vector, a few pixels unrolled), here over the planar (NCHW) input the row kernels share,
+//! with the taps as constants.
 //!
 //! Chosen where it measured faster (see `select`): stride-2 transposed convolutions whose
 //! phases have several taps, and on AVX-512 layers whose padding is wide. Its pixels are
@@ -20,16 +21,21 @@
 //! More spill: LLVM schedules the broadcasts of the next taps early. 5 pixels by 2 vectors
 //! ran dcgan-up in 7.06 ms against 3.80 ms for 4 (Zen 3, each measured beside the paired
 //! row kernel's 5.8-6.2 ms), and 6 pixels spilled as badly. On AVX-512 it is 8 pixels by 2
-//! vectors for short rows and 16 pixels by 1 vector where the padding is wide: 16
-//! accumulators either way, and a tile of 16 pixels leaves out aspp-d12's padded taps
-//! exactly (12 pixels of the first tile, 12 of the last, on 32 columns).
+//! vectors (16 accumulators, 10 loads per 16 multiply-adds) for short rows and for wide
+//! padding from 32 channels, and 16 pixels by 1 vector (17 loads per 16) for wide padding
+//! on 16 to 31 channels, where two vectors would be half empty.
 //!
-//! Two things keep the data in cache. The input channels are walked in chunks whose weights
-//! fit in L1 (16 KB), every tile of a strip of the row reading a chunk before the next
-//! chunk, the strip's running sums in a buffer in between. And the accumulators hold the
-//! tile channel-major where the output is pixel-major per channel, so the strip reaches the
-//! output rows through that buffer, one scalar store per output, which the `taps x input
-//! channels` multiply-adds per output amortise.
+//! Three things keep the data coming. The input channels are walked in chunks whose weights
+//! fit in L1 (16 KB), every tile of a strip reading a chunk before the next chunk, the
+//! strip's running sums in a buffer in between; a strip is as many whole tiles as the buffer
+//! holds, over as many rows as the call has, so that each chunk loaded from L2 feeds a
+//! dozen tiles rather than the two of one 32-column row (aspp-d12). Each tile asks for the
+//! rows its taps will read a few channels ahead: one channel's rows are a plane apart from
+//! the next's, a pattern the hardware prefetchers do not follow, and the first taps of every
+//! channel waited on L2. And the accumulators hold the tile channel-major where the output
+//! is pixel-major per channel, so the strip reaches the output rows through that buffer, one
+//! scalar store per output, which the `taps x input channels` multiply-adds per output
+//! amortise.
 
 use std::marker::PhantomData;
 
@@ -43,14 +49,44 @@ use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
 /// The largest output-channel block (`CV * LANES`) any instantiation uses.
 pub(crate) const MAX_CHANNELS: usize = 32;
 
-/// Pixels per strip: the running sums of a strip of the row stay in a buffer (14 KB) while
-/// the kernel walks the input channels chunk by chunk. A whole number of tiles of 8 and of
-/// 16 pixels.
-const STRIP: usize = 112;
+/// Floats of running sums a strip keeps (14 KB): a strip is as many whole tiles as fit,
+/// 224 pixels of a 16-channel block, 112 of a 32-channel one.
+const STRIP_FLOATS: usize = 3584;
 
 /// Weights per chunk of input channels (16 KB), so that a chunk's weights stay in L1 while
 /// every tile of the strip reads them.
 const CHUNK_WEIGHTS: usize = 4096;
+
+/// How many channels ahead a tile prefetches the input rows its taps will read: a tile's
+/// rows of each channel are a few lines a plane apart, a pattern the hardware prefetchers do
+/// not follow, and L2's latency then stalls every channel's first taps.
+const PREFETCH_CHANNELS: usize = 6;
+
+/// Floats per cache line.
+const LINE_FLOATS: usize = 16;
+
+/// Cache lines a tile of `px` pixels reads per tap row: the widest phase's column span, one
+/// more for a start anywhere in a line.
+const fn prefetch_lines<T: TapList>(px: usize) -> usize {
+    let (mut index, mut widest) = (0, 0);
+    while index < T::PHASES.len() {
+        if let Some(extent) = T::PHASES[index].extent {
+            let span = (extent.cols.1 - extent.cols.0) as usize;
+            if span > widest {
+                widest = span;
+            }
+        }
+        index += 1;
+    }
+    (px + widest).div_ceil(LINE_FLOATS) + 1
+}
+
+/// Output pixels of one strip, for a block of `block` channels and tiles of `tile` pixels:
+/// the driver gives a call as many whole rows as one strip holds, so that every chunk of
+/// weights, loaded from L2 once per strip, feeds as many tiles as fit.
+pub(crate) const fn strip_pixels(block: usize, tile: usize) -> usize {
+    STRIP_FLOATS / block / tile * tile
+}
 
 /// The kernel for tap list `T`: tiles of `PX` output pixels by `CV` vectors of output
 /// channels, one column phase per call.
@@ -66,11 +102,12 @@ impl<T: TapList, const CV: usize, const PX: usize> Kernel<RowFamily> for Channel
 /// Computes one output row for up to `CV * LANES` output channels.
 #[inline(always)]
 fn row<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: S, job: &mut RowJob<'_>) {
-    const { assert!(CV * S::LANES <= MAX_CHANNELS) };
+    const { assert!(CV * S::LANES <= MAX_CHANNELS && strip_pixels(MAX_CHANNELS, PX) > 0) };
     let layout = job.input.layout;
     let block = CV * S::LANES;
-    assert!(job.out.len() <= block && job.bias.len() == job.out.len());
-    assert_eq!(job.rows, 1, "one row per call");
+    // Several rows only where every row is of the one phase (a convolution's).
+    assert!(job.rows == 1 || T::PHASES.len() == 1, "one row per call");
+    assert!(job.bias.len() <= block && job.out.len() == job.bias.len() * job.rows);
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * block);
     assert!(job.phase < T::PHASES.len());
@@ -103,26 +140,31 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
 {
     #[inline(always)]
     fn call<const PHASE: usize>(self) {
-        const { assert!(STRIP.is_multiple_of(PX)) };
         let Pixels { simd, job, .. } = self;
         let block = CV * S::LANES;
         let chunk = (CHUNK_WEIGHTS / (T::FILTER_LEN * block)).max(1);
-        let mut sums = [[0.0f32; MAX_CHANNELS]; STRIP];
-        let mut strip_start = job.cols.start;
-        while strip_start < job.cols.end {
-            let strip_end = (strip_start + STRIP).min(job.cols.end);
-            // The strip's tiles, the last rounded up to whole tile, start from the bias.
-            let tiles = (strip_end - strip_start).div_ceil(PX) * PX;
-            for pixel in &mut sums[..tiles] {
+        // The job's rows one after another, each rounded up to whole tiles: tiles never
+        // straddle two rows, and strips are whole tiles.
+        let width = job.cols.len().div_ceil(PX) * PX;
+        let pixels = job.rows * width;
+        let strip = strip_pixels(block, PX);
+        let mut sums = [0.0f32; STRIP_FLOATS];
+        let mut strip_start = 0;
+        while strip_start < pixels {
+            let strip_end = (strip_start + strip).min(pixels);
+            let sums = &mut sums[..(strip_end - strip_start) * block];
+            // Every pixel of the strip starts from the bias.
+            for pixel in sums.chunks_exact_mut(block) {
                 pixel[..job.bias.len()].copy_from_slice(job.bias);
             }
             let mut first = 0;
             while PHASE != NO_PHASE && first < job.channels.len() {
                 let channels = first..(first + chunk).min(job.channels.len());
-                let mut start = strip_start;
-                while start < strip_end {
-                    let sums = &mut sums[start - strip_start..][..PX];
-                    let at = (start, channels.clone());
+                for at in (strip_start..strip_end).step_by(PX) {
+                    let (row, start) = (at / width, job.cols.start + at % width);
+                    let origin_row = job.origin_row + row as isize * job.origin_step;
+                    let sums = &mut sums[(at - strip_start) * block..][..PX * block];
+                    let at = (start, origin_row, channels.clone());
                     // A constant: where it is false, the edge instances are not compiled.
                     if const { edges::any::<T>(1, PX) } {
                         match edges::of::<T>(start, PX, &job.input.data_columns) {
@@ -137,18 +179,18 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
                     } else {
                         one_tile::<T, S, CV, PX, INTERIOR, PHASE>(simd, job, sums, at);
                     }
-                    start += PX;
                 }
                 first = channels.end;
             }
-            store(&sums[..strip_end - strip_start], job, strip_start);
+            store(sums, block, job, strip_start..strip_end, width);
             strip_start = strip_end;
         }
     }
 }
 
 /// Adds the chunk `channels` (indices into the job's input channels) of the tile starting
-/// at tile column `start` to its running sums.
+/// at tile column `start` of the output row whose windows start at input row `origin_row`
+/// to its running sums, `PX` pixels of `CV * LANES` floats.
 #[inline(always)]
 fn one_tile<
     T: TapList,
@@ -160,27 +202,32 @@ fn one_tile<
 >(
     simd: S,
     job: &RowJob<'_>,
-    sums: &mut [[f32; MAX_CHANNELS]],
-    (start, channels): (usize, Range<usize>),
+    sums: &mut [f32],
+    (start, origin_row, channels): (usize, isize, Range<usize>),
 ) {
     let layout = job.input.layout;
     let block = CV * S::LANES;
+    assert_eq!(sums.len(), PX * block);
     let mut tile = Tile::<T, S, CV, PX, EDGE> {
         simd,
         acc: std::array::from_fn(|p| {
             std::array::from_fn(|v| {
-                // SAFETY: each of `sums`' pixels holds `MAX_CHANNELS >= CV * LANES` floats.
-                unsafe { simd.load(sums[p].as_ptr().add(v * S::LANES)) }
+                // SAFETY: `sums` holds `PX` pixels of `CV * LANES` floats (asserted above).
+                unsafe { simd.load(sums.as_ptr().add(p * block + v * S::LANES)) }
             })
         }),
         input: job.input.data,
         base: 0,
-        origin_row: job.origin_row,
+        origin_row,
         rows: layout.rows,
         row_stride: layout.row_stride(),
         phase_len: layout.phase_len,
         weights: job.weights,
         weight_base: 0,
+        ahead: PREFETCH_CHANNELS * layout.channel_stride(),
+        first_column: T::PHASES[PHASE]
+            .extent
+            .map_or(0, |extent| (extent.cols.0 + T::COL_SHIFT) as usize),
         taps: PhantomData,
     };
     for index in channels {
@@ -189,7 +236,7 @@ fn one_tile<
         tile.weight_base = index * T::FILTER_LEN * block;
         T::visit(PHASE, &mut tile);
     }
-    for (pixel, vectors) in sums.iter_mut().zip(&tile.acc) {
+    for (pixel, vectors) in sums.chunks_exact_mut(block).zip(&tile.acc) {
         for (v, &vector) in vectors.iter().enumerate() {
             simd.store(&mut pixel[v * S::LANES..], vector);
         }
@@ -211,6 +258,10 @@ struct Tile<'a, T, S: Simd, const CV: usize, const PX: usize, const EDGE: u8> {
     weights: &'a [f32],
     /// Index of the current channel's first weight.
     weight_base: usize,
+    /// Floats from the current channel to the one whose rows are prefetched.
+    ahead: usize,
+    /// The phase's leftmost tap column, from the tile's first pixel.
+    first_column: usize,
     taps: PhantomData<T>,
 }
 
@@ -229,7 +280,19 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize, const EDGE: u8> TapV
 {
     #[inline(always)]
     fn row(&mut self, row: isize) -> bool {
-        self.reads_row(row)
+        let reads = self.reads_row(row);
+        if reads && T::COL_STRIDE == 1 && PREFETCH_CHANNELS > 0 {
+            // The lines this tap row will read `PREFETCH_CHANNELS` channels on.
+            let at = self.base
+                + self.ahead
+                + (self.origin_row + row) as usize * self.row_stride
+                + self.first_column;
+            for line in 0..prefetch_lines::<T>(PX) {
+                self.simd
+                    .prefetch(self.input.as_ptr().wrapping_add(at + line * LINE_FLOATS));
+            }
+        }
+        reads
     }
 
     /// One tap into every accumulator: the `CV` weight vectors of tap `WEIGHT` times each
@@ -279,17 +342,27 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize, const EDGE: u8> TapV
     }
 }
 
-/// Writes the sums of the pixels from tile column `start` on into the job's output rows:
-/// tile column `c` is output column `c * out_step + out_offset`.
+/// Writes the sums of the job's pixels `pixels` (its rows one after another, `width` tile
+/// columns each) into its output rows: tile column `c` is output column
+/// `c * out_step + out_offset`.
 #[inline(always)]
-fn store(sums: &[[f32; MAX_CHANNELS]], job: &mut RowJob<'_>, start: usize) {
+fn store(sums: &[f32], block: usize, job: &mut RowJob<'_>, pixels: Range<usize>, width: usize) {
     let (step, offset) = (job.out_step, job.out_offset);
-    for (channel, out) in job.out.iter_mut().enumerate() {
-        for (i, pixel) in sums.iter().enumerate() {
-            let x = ((start + i) * step) as isize + offset;
-            if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
-                slot.write(pixel[channel]);
+    let count = job.bias.len();
+    let mut at = pixels.start;
+    while at < pixels.end {
+        let row = at / width;
+        let row_end = pixels.end.min((row + 1) * width);
+        let sums = &sums[(at - pixels.start) * block..(row_end - pixels.start) * block];
+        let first_column = job.cols.start + at % width;
+        for (channel, out) in job.out[row * count..][..count].iter_mut().enumerate() {
+            for (i, pixel) in sums.chunks_exact(block).enumerate() {
+                let x = ((first_column + i) * step) as isize + offset;
+                if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
+                    slot.write(pixel[channel]);
+                }
             }
         }
+        at = row_end;
     }
 }

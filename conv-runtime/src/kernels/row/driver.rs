@@ -278,10 +278,13 @@ fn run(
     let part_blocks = per_group.div_ceil(block_parts).max(1);
     let rows_per_job = if blocked.kernel.multi_row {
         let per_row = out_w * packed.in_per_group * engine.taps.phases[0].taps.len();
-        // A job's output rows are one slice each: at most `MAX_BLOCK` of them.
-        JOB_WORK
-            .div_ceil(per_row.max(1))
-            .clamp(1, chunk_rows.min(MAX_BLOCK / packed.block))
+        let by_work = JOB_WORK.div_ceil(per_row.max(1));
+        // As many whole rows as one of the kernel's strips holds.
+        let by_strip = blocked.kernel.strip / out_w.next_multiple_of(blocked.kernel.tile);
+        // A job's output rows are one slice each: at most `MAX_SLICES` of them.
+        by_work
+            .max(by_strip)
+            .clamp(1, chunk_rows.min(MAX_SLICES / packed.block))
     } else {
         1
     };
@@ -327,8 +330,8 @@ fn run(
                     // which made 8192 jobs of one channel per image (Zen 3, `perf record`).
                     let slices = job_rows * count;
                     let mut row_slices =
-                        [const { MaybeUninit::<&mut [MaybeUninit<f32>]>::uninit() }; MAX_BLOCK];
-                    assert!(slices <= MAX_BLOCK, "jobs have at most MAX_BLOCK rows");
+                        [const { MaybeUninit::<&mut [MaybeUninit<f32>]>::uninit() }; MAX_SLICES];
+                    assert!(slices <= MAX_SLICES, "jobs have at most MAX_SLICES rows");
                     for (index, slice) in row_slices.iter_mut().take(slices).enumerate() {
                         let (r, j) = (index / count, index % count);
                         let start = (channel0 + j) * plane + (y + r) * out_w;
@@ -404,5 +407,5 @@ fn run(
 /// depthwise-d2 (64 columns by 9 taps per call) more in setting up calls than in its taps.
 const JOB_WORK: usize = 1 << 16;
 
-/// The largest output-channel block any kernel uses.
-const MAX_BLOCK: usize = super::channel_vectors::MAX_CHANNELS;
+/// The most output rows (rows times channels) one kernel call writes.
+const MAX_SLICES: usize = 128;

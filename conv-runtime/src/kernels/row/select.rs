@@ -30,6 +30,9 @@ pub(crate) struct Selected {
     ///
     /// [`RowJob::rows`]: super::RowJob::rows
     pub multi_row: bool,
+    /// Output pixels the kernel computes per pass over a block's weights (0 where it has no
+    /// such pass): a multi-row call should hold as many whole rows as that.
+    pub strip: usize,
 }
 
 impl Selected {
@@ -185,8 +188,19 @@ impl<T: TapList> Chooser<T> {
         // dilation and padding 6 to 17); dilation 18 on 32 columns, whose dead taps the row
         // kernel leaves out as whole vectors, ran 1.14x slower with it. Sixteen by one is then
         // not compiled at all: the constant comes first in both arms.
+        // From 32 channels that kernel is eight pixels by two vectors: ten loads per sixteen
+        // multiply-adds where sixteen by one loads seventeen, which a core issuing two 512-bit
+        // FMAs a cycle feels. With its calls of several rows and its prefetch, aspp-d12 ran
+        // 5.96 -> 5.61 ms at one thread and 3.31 -> 2.79 at two (Intel Xeon, fastest of nine
+        // alternated `suite --only aspp-d12 --fastest` runs; medians 6.67 -> 5.83 and 4.08 ->
+        // 2.97), sixteen by one with the same two changes level at one thread. Sixteen to 31
+        // channels keep sixteen by one, where two vectors would be half empty.
         let skips_padding = const { skips_padding::<T>(16) };
         match self.detected {
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if skips_padding && out >= 32 => {
+                channel_vectors::<T, _, 2, 8>(simd)
+            }
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if skips_padding && out >= 16 => {
                 channel_vectors::<T, _, 1, 16>(simd)
@@ -352,7 +366,8 @@ fn channel_vectors<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: 
         block: CV * S::LANES,
         tile: PX,
         column_phases: 1,
-        multi_row: false,
+        multi_row: T::PHASES.len() == 1,
+        strip: super::channel_vectors::strip_pixels(CV * S::LANES, PX),
     }
 }
 
@@ -370,6 +385,7 @@ pub(super) fn blocked<K: crate::isa::Kernel<RowFamily>, S: Simd>(
         tile: vectors * S::LANES,
         column_phases,
         multi_row: false,
+        strip: 0,
     }
 }
 
