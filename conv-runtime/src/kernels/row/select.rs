@@ -121,18 +121,22 @@ impl<T: TapList> ColumnPairing for Chooser<T> {
                 short_rows: Some(channel_vectors::<T, _, 2, 4>(simd)),
             };
         }
-        // On AVX-512 likewise, with sixteen channels by one vector (tile 16, 16 accumulators):
-        // dcgan-up 1.09x faster than the kernel along output channels (Zen 4, one thread,
-        // eight alternated rounds, median 2.72 -> 2.50 ms). It loads once per multiply-add
-        // where that kernel loads 10 times per 16, which a core issuing two 512-bit FMAs a
-        // cycle (Zen 5, Xeon) may feel: to be measured there.
+        // On AVX-512 likewise, with eight channels by two vectors (tile 32, 16 accumulators,
+        // 10 loads per 16 multiply-adds). Sixteen channels by one vector (tile 16) loads once
+        // per multiply-add, which a core issuing two 512-bit FMAs a cycle feels: down-s2's
+        // input gradient (k = 3, stride 2, phase rows of 32 columns) made its backward 2.83 ->
+        // 2.56 ms with eight by two (Intel Xeon, one thread, fastest of seven alternated
+        // `suite --fastest --backward` runs). Phase rows that fill too little of the wider
+        // tile (a 16x16 input's) run the kernel along output channels, where sixteen by one
+        // had been 1.09x faster than it on dcgan-up (Zen 4, one thread, eight alternated
+        // rounds, median 2.72 -> 2.50 ms; dcgan-up now runs the two-tap family).
         #[cfg(target_arch = "x86_64")]
         if let Detected::Avx512(simd) = self.detected
             && self.out_per_group >= 32
             && const { several_taps(T::PHASES) }
         {
             return Choice {
-                rows: specialised::<T, _, 16, 1, 1>(simd),
+                rows: specialised::<T, _, 8, 2, 1>(simd),
                 short_rows: Some(channel_vectors::<T, _, 2, 8>(simd)),
             };
         }
