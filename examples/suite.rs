@@ -27,6 +27,17 @@ mod suite;
 use peak::fma_peak_gflops;
 use suite::{Case, best_peer_ms, cases};
 
+/// Prints a line, or ends the program quietly where stdout has been closed (`suite | head`),
+/// where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
@@ -64,17 +75,17 @@ fn main() {
     let peak = fma_peak_gflops(isa);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !json {
-        println!(
+        say!(
             "instruction set {isa}, measured FMA peak {peak:.0} GFLOP/s per core, {threads} threads"
         );
-        println!(
+        say!(
             "GFLOP/s count only the taps that touch real data; 'vs peer' is the peer's time over ours"
         );
-        println!();
-        println!(
+        say!();
+        say!(
             "| case | 1 thread ms | GFLOP/s | % peak | {threads} threads ms | speed-up | best peer (1 thread) | vs peer |"
         );
-        println!("|---|---|---|---|---|---|---|---|");
+        say!("|---|---|---|---|---|---|---|---|");
     }
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -115,14 +126,14 @@ fn main() {
                         "gflops": case.useful_flops() / time.as_secs_f64() / 1e9,
                         "flops": case.useful_flops(),
                     });
-                    println!("{record}");
+                    say!("{record}");
                 }
             }
             continue;
         }
         let gflops = case.useful_flops() / single.as_secs_f64() / 1e9;
         let (peer, peer_ms) = best_peer_ms(case.shape.name).unwrap_or(("-", f64::NAN));
-        println!(
+        say!(
             "| {} | {:.3} | {:.0} | {:.0}% | {:.3} | {:.2}x | {peer} {peer_ms:.3} | {:.2}x |",
             case.shape.name,
             ms(single),
