@@ -99,7 +99,8 @@ impl<T: TapList, const CV: usize, const PX: usize> Kernel<RowFamily> for Channel
     }
 }
 
-/// Computes one output row for up to `CV * LANES` output channels.
+/// Computes the job's output rows (one, or several of a convolution) for up to `CV * LANES`
+/// output channels.
 #[inline(always)]
 fn row<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: S, job: &mut RowJob<'_>) {
     const { assert!(CV * S::LANES <= MAX_CHANNELS && strip_pixels(MAX_CHANNELS, PX) > 0) };
