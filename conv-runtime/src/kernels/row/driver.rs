@@ -332,9 +332,14 @@ fn run(
                     let mut row_slices =
                         [const { MaybeUninit::<&mut [MaybeUninit<f32>]>::uninit() }; MAX_SLICES];
                     assert!(slices <= MAX_SLICES, "jobs have at most MAX_SLICES rows");
-                    for (index, slice) in row_slices.iter_mut().take(slices).enumerate() {
-                        let (r, j) = (index / count, index % count);
-                        let start = (channel0 + j) * plane + (y + r) * out_w;
+                    // Row by row, channel by channel: a division per slice to find its row
+                    // and channel was a twentieth of seed-dilated's time (Intel Xeon, `perf
+                    // record`).
+                    let starts = (y..y + job_rows).flat_map(|out_row| {
+                        (channel0..channel0 + count)
+                            .map(move |channel| channel * plane + out_row * out_w)
+                    });
+                    for (slice, start) in row_slices.iter_mut().take(slices).zip(starts) {
                         // SAFETY: `out` points at this image's output, `plane * out_channels`
                         // floats in standard layout, so row `y + r` (`y + job_rows` stops at
                         // the row chunk's end, at most `out_h`) of channel `channel0 + j` is
