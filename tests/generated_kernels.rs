@@ -40,7 +40,10 @@ fn every_blocking_on_every_instruction_set() {
 /// channels (which compute the padding), four, eight and sixteen, and full and partial
 /// blocks of both channel-vectorised kernels (16, 17: one vector; 32, 33: two); padding 20
 /// reaches a whole 16-lane vector, padding 24 with dilation 8 is wider than the filter (a
-/// tap wholly in it), and `same` padding of an even filter is uneven. Taller inputs give
+/// tap wholly in it), and `same` padding of an even filter is uneven. Every padding here is
+/// wider than the 8-pixel tiles (and 20 and 24 than the 16-pixel ones) of the
+/// channel-vectorised kernels, whose tiles next to the end tiles then leave out pixels too,
+/// in rows of one to a dozen tiles. Taller inputs give
 /// those kernels calls of several rows, whose strips of running sums end within a row or
 /// hold several.
 #[test]

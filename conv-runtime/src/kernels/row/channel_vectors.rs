@@ -14,8 +14,9 @@
 //!
 //! Chosen where it measured faster (see `select`): stride-2 transposed convolutions whose
 //! phases have several taps, and on AVX-512 layers whose padding is wide. Its pixels are
-//! separate multiply-adds, so the tiles at a row's ends leave out each pixel whose tap reads
-//! padding (see `edges`), where the row kernel can only leave out whole vectors.
+//! separate multiply-adds, so the tiles at a row's ends, and where the padding is wider than
+//! a tile the tiles next to them, leave out each pixel whose tap reads padding (see
+//! `edges`), where the row kernel can only leave out whole vectors.
 //!
 //! On AVX2 it is 4 pixels by 2 vectors (16 channels): 8 accumulators, as the row kernel.
 //! More spill: LLVM schedules the broadcasts of the next taps early. 5 pixels by 2 vectors
@@ -41,7 +42,7 @@ use std::marker::PhantomData;
 
 use std::ops::Range;
 
-use super::edges::{self, INTERIOR, LEFT_END, RIGHT_END};
+use super::edges::{self, INTERIOR, LEFT_END, LEFT_NEXT, RIGHT_END, RIGHT_NEXT};
 use super::{RowFamily, RowJob, TapList};
 use crate::isa::{Kernel, Simd};
 use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
@@ -166,9 +167,26 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize> PhaseFn
                     let origin_row = job.origin_row + row as isize * job.origin_step;
                     let sums = &mut sums[(at - strip_start) * block..][..PX * block];
                     let at = (start, origin_row, channels.clone());
-                    // A constant: where it is false, the edge instances are not compiled.
-                    if const { edges::any::<T>(1, PX) } {
-                        match edges::of::<T>(start, PX, &job.input.data_columns) {
+                    // Constants: where one is false, its instances are not compiled.
+                    let data = &job.input.data_columns;
+                    if const { edges::any_next::<T>(1, PX) } {
+                        match edges::of_with_next::<T>(start, PX, data) {
+                            LEFT_END => {
+                                one_tile::<T, S, CV, PX, LEFT_END, PHASE>(simd, job, sums, at)
+                            }
+                            RIGHT_END => {
+                                one_tile::<T, S, CV, PX, RIGHT_END, PHASE>(simd, job, sums, at)
+                            }
+                            LEFT_NEXT => {
+                                one_tile::<T, S, CV, PX, LEFT_NEXT, PHASE>(simd, job, sums, at)
+                            }
+                            RIGHT_NEXT => {
+                                one_tile::<T, S, CV, PX, RIGHT_NEXT, PHASE>(simd, job, sums, at)
+                            }
+                            _ => one_tile::<T, S, CV, PX, INTERIOR, PHASE>(simd, job, sums, at),
+                        }
+                    } else if const { edges::any::<T>(1, PX) } {
+                        match edges::of::<T>(start, PX, data) {
                             LEFT_END => {
                                 one_tile::<T, S, CV, PX, LEFT_END, PHASE>(simd, job, sums, at)
                             }
