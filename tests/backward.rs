@@ -361,38 +361,37 @@ fn nonfinite_case(isa: Isa, (inputs, outputs): (usize, usize), width: usize, pos
         .isa(isa)
         .build()
         .unwrap();
+    // The weight gradient of `x` and `gy`, checked against the reference's.
+    let weight_gradient = |x: &Array4<f32>, gy: &Array4<f32>, what: &str| {
+        let grads = layer.backward(x, gy).unwrap();
+        let expected =
+            reference::conv2d_backward(x, layer.weight(), true, gy, &Strided::SPEC, 1).unwrap();
+        assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, what);
+        grads.weight
+    };
     let mut x = random_array((1, inputs, 7, width), 5);
     x[[0, 1, 3, position]] = f32::INFINITY;
     x[[0, 0, 6, position / 2]] = f32::NAN;
     let gy = random_array(layer.output_shape(x.dim().into()).unwrap(), 6);
-    let grads = layer.backward(&x, &gy).unwrap();
-    let expected =
-        reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1).unwrap();
     let what = format!("{isa}, {inputs} -> {outputs}, width {width}, inf at column {position}");
-    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
-    assert!(grads.weight.iter().any(|v| !v.is_finite()), "{what}");
+    let weight = weight_gradient(&x, &gy, &what);
+    assert!(weight.iter().any(|v| !v.is_finite()), "{what}");
 
     // An infinity in the output gradient meets the zero padding row above the input: the
     // kernel must not skip that row's products (they are NaN).
     let (x, mut gy) = (random_array(x.dim(), 8), gy);
     gy[[0, 1, 0, 1]] = f32::INFINITY;
-    let grads = layer.backward(&x, &gy).unwrap();
-    let expected =
-        reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1).unwrap();
     let what = format!("{isa}, {inputs} -> {outputs}, width {width}, inf in the output gradient");
-    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
-    assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
+    let weight = weight_gradient(&x, &gy, &what);
+    assert!(weight.iter().any(|v| v.is_nan()), "{what}");
 
     // Likewise the zero padding column left of the input, from a middle row: the channel
     // kernel must not skip that column's products either.
     let mut gy = random_array(gy.dim(), 9);
     gy[[0, 1, 2, 0]] = f32::INFINITY;
-    let grads = layer.backward(&x, &gy).unwrap();
-    let expected =
-        reference::conv2d_backward(&x, layer.weight(), true, &gy, &Strided::SPEC, 1).unwrap();
     let what = format!("{what}, in column 0 of row 2");
-    assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
-    assert!(grads.weight.iter().any(|v| v.is_nan()), "{what}");
+    let weight = weight_gradient(&x, &gy, &what);
+    assert!(weight.iter().any(|v| v.is_nan()), "{what}");
 
     let up = ConvTranspose2d::builder(Strided, inputs, outputs)
         .seed(2)
