@@ -78,11 +78,13 @@ pub(crate) fn filter_blocks(
                 .map(|n| problem.input_channel(group, in_block * nr, n))
                 .collect();
             let mut sums = vec![0.0f32; taps * nr * block];
+            let result_lines = filters.lines((group, out_block, in_block));
             let mut job = Job {
                 operands: &operands,
                 block: group * blocks_per_group + out_block,
                 in_channels: &ins,
                 sums: &mut sums,
+                result_lines: &result_lines,
             };
             kernel.run.run(&mut job);
             // `[n][tap][j]` to the filter order `[j][n][tap]`: the `nr * taps` runs of
@@ -143,6 +145,8 @@ pub(crate) struct Job<'a> {
     pub in_channels: &'a [usize],
     /// The result, `[NR][tap][block channel]`: zeros on entry, each filter's sum on return.
     pub sums: &'a mut [f32],
+    /// Cache lines to prefetch along the way: where the block's filters will be written.
+    pub result_lines: &'a [*const f32],
 }
 
 /// The channel kernels' family: every kernel computes one [`Job`].
@@ -211,6 +215,11 @@ fn correlate<S: Simd, const MV: usize, const NR: usize>(simd: S, job: &mut Job<'
     operands.check_input_reads(&spec, grad.rows, grad.width);
     assert_eq!(job.sums.len(), taps * NR * grad.block);
 
+    // The result's lines a few at a time, spread over every tap's sweep of every band: all
+    // at once, the prefetches waited on each other's misses.
+    let sweeps = operands.images * operands.bands(grad.rows).count() * taps;
+    let per_sweep = job.result_lines.len().div_ceil(sweeps.max(1));
+    let mut result_lines = job.result_lines.iter();
     for image in 0..operands.images {
         for rows in operands.bands(grad.rows) {
             let mut pass = TapPass::<S, MV, NR> {
@@ -224,6 +233,9 @@ fn correlate<S: Simd, const MV: usize, const NR: usize>(simd: S, job: &mut Job<'
                 simd,
             };
             for tap in super::taps(&spec) {
+                for &line in result_lines.by_ref().take(per_sweep) {
+                    simd.prefetch(line);
+                }
                 pass.tap(tap);
             }
         }
