@@ -73,34 +73,39 @@ pub(crate) fn filter_blocks(
             real_rows: problem.real_rows(grad_finite),
             real_columns: problem.real_columns(grad_finite),
         };
-        problem.run_tasks(kernel.blocking(), filters, |group, out_block, in_block| {
-            let ins: Vec<usize> = (0..nr)
-                .map(|n| problem.input_channel(group, in_block * nr, n))
-                .collect();
-            let mut sums = vec![0.0f32; taps * nr * block];
-            let result_lines = filters.lines((group, out_block, in_block));
-            let mut job = Job {
-                operands: &operands,
-                block: group * blocks_per_group + out_block,
-                in_channels: &ins,
-                sums: &mut sums,
-                result_lines: &result_lines,
-            };
-            kernel.run.run(&mut job);
-            // `[n][tap][j]` to the filter order `[j][n][tap]`: the `nr * taps` runs of
-            // `block` sums transposed as the grad operand's runs are. One value at a time,
-            // the reads striding through `sums`, this was 8% of dcgan-up's backward (Zen 4,
-            // one thread, 5.42 ms against 5.00 without it).
-            let mut filters = vec![0.0f32; taps * nr * block];
-            kernel.transpose.run(&mut TransposeJob {
-                stage: &sums,
-                stride: block,
-                channels: nr * taps,
-                block: nr * taps,
-                target: &mut filters,
-            });
-            filters
-        })
+        problem.run_tasks(
+            kernel.blocking(),
+            filters,
+            |group, out_block, in_block, block_filters| {
+                let ins: Vec<usize> = (0..nr)
+                    .map(|n| problem.input_channel(group, in_block * nr, n))
+                    .collect();
+                let result_lines = filters.lines((group, out_block, in_block));
+                with_scratch(taps * nr * block, |sums| {
+                    sums.fill(0.0);
+                    let mut job = Job {
+                        operands: &operands,
+                        block: group * blocks_per_group + out_block,
+                        in_channels: &ins,
+                        sums,
+                        result_lines: &result_lines,
+                    };
+                    kernel.run.run(&mut job);
+                    // `[n][tap][j]` to the filter order `[j][n][tap]`: the `nr * taps` runs
+                    // of `block` sums transposed as the grad operand's runs are. One value
+                    // at a time, the reads striding through `sums`, this was 8% of
+                    // dcgan-up's backward (Zen 4, one thread, 5.42 ms against 5.00 without
+                    // it).
+                    kernel.transpose.run(&mut TransposeJob {
+                        stage: sums,
+                        stride: block,
+                        channels: nr * taps,
+                        block: nr * taps,
+                        target: block_filters,
+                    });
+                });
+            },
+        )
     })
 }
 

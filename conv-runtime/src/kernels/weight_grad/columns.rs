@@ -68,27 +68,29 @@ pub(crate) fn filter_blocks(
             real_rows: problem.real_rows(grad_finite),
             real_columns: problem.real_columns(grad_finite),
         };
-        problem.run_tasks(kernel.blocking(), filters, |group, out_block, in_block| {
-            let outs: Vec<usize> = (0..mr)
-                .map(|m| problem.grad_channel(group, out_block * mr, m))
-                .collect();
-            let ins: Vec<usize> = (0..nr)
-                .map(|n| problem.input_channel(group, in_block * nr, n))
-                .collect();
-            let mut sums = vec![0.0f32; taps * mr * nr * kernel.vectors * lanes];
-            let mut tails = vec![0.0f32; taps * mr * nr];
-            let mut filters = vec![0.0f32; taps * mr * nr];
-            let mut job = Job {
-                operands: &operands,
-                out_channels: &outs,
-                in_channels: &ins,
-                sums: &mut sums,
-                tails: &mut tails,
-                filters: &mut filters,
-            };
-            kernel.run.run(&mut job);
-            filters
-        })
+        problem.run_tasks(
+            kernel.blocking(),
+            filters,
+            |group, out_block, in_block, block| {
+                let outs: Vec<usize> = (0..mr)
+                    .map(|m| problem.grad_channel(group, out_block * mr, m))
+                    .collect();
+                let ins: Vec<usize> = (0..nr)
+                    .map(|n| problem.input_channel(group, in_block * nr, n))
+                    .collect();
+                let mut sums = vec![0.0f32; taps * mr * nr * kernel.vectors * lanes];
+                let mut tails = vec![0.0f32; taps * mr * nr];
+                let mut job = Job {
+                    operands: &operands,
+                    out_channels: &outs,
+                    in_channels: &ins,
+                    sums: &mut sums,
+                    tails: &mut tails,
+                    filters: block,
+                };
+                kernel.run.run(&mut job);
+            },
+        )
     })
 }
 
