@@ -62,17 +62,7 @@ pub(crate) fn filter_blocks(
     let taps = problem.spec.kernel_size.0 * problem.spec.kernel_size.1;
     with_scratch(images * layout.image_stride(), |buffer| {
         let grad_finite = prepare_grad(grad, layout, kernel.transpose, problem.parallel, buffer);
-        let operands = Operands {
-            spec: problem.spec,
-            images,
-            input: problem.input,
-            input_layout: problem.input_layout,
-            grad: buffer,
-            grad_layout: layout,
-            band,
-            real_rows: problem.real_rows(grad_finite),
-            real_columns: problem.real_columns(grad_finite),
-        };
+        let operands = problem.operands(buffer, layout, grad_finite, band);
         problem.run_tasks(
             kernel.blocking(),
             filters,

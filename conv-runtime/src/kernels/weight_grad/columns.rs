@@ -57,17 +57,7 @@ pub(crate) fn filter_blocks(
     let taps = problem.spec.kernel_size.0 * problem.spec.kernel_size.1;
     with_scratch(images * grad_layout.image_stride(), |buffer| {
         let grad_finite = prepare_grad(grad, grad_layout, problem.parallel, buffer);
-        let operands = Operands {
-            spec: problem.spec,
-            images,
-            input: problem.input,
-            input_layout: problem.input_layout,
-            grad: buffer,
-            grad_layout,
-            band,
-            real_rows: problem.real_rows(grad_finite),
-            real_columns: problem.real_columns(grad_finite),
-        };
+        let operands = problem.operands(buffer, grad_layout, grad_finite, band);
         problem.run_tasks(
             kernel.blocking(),
             filters,

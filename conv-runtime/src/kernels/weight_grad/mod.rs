@@ -271,7 +271,33 @@ pub(crate) struct Problem<'a> {
     pub parallel: bool,
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    /// Both operands as a kernel reads them: the prepared input, and the grad operand
+    /// `grad` laid out by the kernel's `grad_layout` (all finite if `grad_finite`), swept
+    /// in bands of `band` rows.
+    pub fn operands<'g, L>(
+        &self,
+        grad: &'g [f32],
+        grad_layout: L,
+        grad_finite: bool,
+        band: usize,
+    ) -> Operands<'g, L>
+    where
+        'a: 'g,
+    {
+        Operands {
+            spec: self.spec,
+            images: self.images(),
+            input: self.input,
+            input_layout: self.input_layout,
+            grad,
+            grad_layout,
+            band,
+            real_rows: self.real_rows(grad_finite),
+            real_columns: self.real_columns(grad_finite),
+        }
+    }
+
     pub fn images(&self) -> usize {
         self.input.len() / self.input_layout.image_stride()
     }
