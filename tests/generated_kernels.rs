@@ -276,8 +276,9 @@ fn winograd_phases_match_the_reference() {
 }
 
 /// 3x3 convolutions of stride 2 with many channels run the strided Winograd kernel (2x2
-/// output tiles from 5x5 input tiles) on the sets of 32 registers: odd and even output
-/// sizes (a last tile half outside the output, a last tile row of one output row), widths
+/// output tiles from 5x5 input tiles, two tile rows a call) on the sets of 32 registers: odd
+/// and even output sizes (a last tile half outside the output, a last tile row of one output
+/// row, a last call of one tile row or of two whole ones), widths
 /// around whole blocks of tiles (16 and 32 tiles), no padding, padding 1, 2 and wider than
 /// the filter, different paddings per axis, a padding mode, output channels not a multiple
 /// of the kernel's step of eight, batches, a strided input, one thread and three: the
@@ -286,7 +287,16 @@ fn winograd_phases_match_the_reference() {
 fn winograd_strided_tiles_match_the_reference() {
     fn check<G: Geometry>(geometry: G) {
         let min = smallest_input(&G::SPEC);
-        let sizes = [(0, 0), (1, 6), (2, 29), (5, 62), (4, 65), (1, 130)];
+        let sizes = [
+            (0, 0),
+            (1, 6),
+            (2, 29),
+            (5, 62),
+            (4, 65),
+            (1, 130),
+            (9, 20),
+            (13, 3),
+        ];
         for (case, (h, w)) in sizes.into_iter().enumerate() {
             let case = case as u64;
             let (in_channels, out_channels) = if case.is_multiple_of(2) {

@@ -40,7 +40,8 @@ pub(super) fn padded_out_channels(out_channels: usize) -> usize {
 /// The most tiles a block has: two vectors of the widest set (AVX-512's 16 lanes).
 pub(super) const MAX_TILES: usize = 32;
 
-/// One row of output tiles (two output rows), all channels.
+/// One row of output tiles (two output rows), all channels; for the strided kernel, two
+/// rows of tiles (four output rows).
 pub(crate) struct TileRowJob<'a> {
     /// The image laid out with its padding, one plane of `channel_stride` floats per
     /// channel, so that each of the four rows and four columns of the row's input tiles is
@@ -50,8 +51,9 @@ pub(crate) struct TileRowJob<'a> {
     pub channel_stride: usize,
     /// Where, from a channel's start, the first tile reads row `i`, column `j` of its input
     /// tile: `rows[i] + columns[j]`; tile `t` reads `t` floats further on. The tiles are 4x4
-    /// (the last entries unused) but for the strided kernel's 5x5.
-    pub rows: [usize; 5],
+    /// (the first four rows and columns used) but for the strided kernel's 5x5, whose second
+    /// row of tiles reads rows 4 to 8.
+    pub rows: [usize; 9],
     pub columns: [usize; 5],
     /// Tiles in the row.
     pub tiles: usize,
@@ -68,8 +70,8 @@ pub(crate) struct TileRowJob<'a> {
     /// `[16][out_channels rounded up][MAX_TILES]`.
     pub transformed: &'a mut [f32],
     pub products: &'a mut [f32],
-    /// The two output rows of each channel, `[channel][row]`; the second is empty where the
-    /// output has an odd number of rows and this is the last tile row.
+    /// The two output rows of each channel, `[channel][row]` (the strided kernel's four); those
+    /// past the output's last row are empty.
     pub out: &'a mut [&'a mut [MaybeUninit<f32>]],
 }
 
@@ -162,6 +164,7 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
         positions: 16,
         channels,
         padded_out,
+        out_block: padded_out,
         weights: job.weights,
     };
     if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out.is_multiple_of(CHANNEL_STEP) {
@@ -172,13 +175,17 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
 }
 
 /// The products of a block of tiles: for each of `positions` positions, `weights^T x
-/// transformed input`, the weights `[position][channel][padded_out]`, the transformed input
-/// `[position][channel][tile]` and the products `[position][out_channel][tile]`, blocks of
-/// `V` vectors of tiles.
+/// transformed input`, the weights `[position][out_channel / out_block][channel][out_block]`,
+/// the transformed input `[position][channel][tile]` and the products
+/// `[position][out_channel][tile]`, blocks of `V` vectors of tiles.
 pub(super) struct Products<'a> {
     pub positions: usize,
     pub channels: usize,
     pub padded_out: usize,
+    /// Output channels whose weights are together for each input channel: a multiple of
+    /// the step, so that a step's weights for all the input channels are one contiguous
+    /// run (`padded_out`: the weights `[position][channel][out_channel]`).
+    pub out_block: usize,
     pub weights: &'a [f32],
 }
 
@@ -192,24 +199,23 @@ impl Products<'_> {
         products: &mut [f32],
     ) {
         let block = V * S::LANES;
-        let (channels, padded_out) = (self.channels, self.padded_out);
-        assert_eq!(padded_out % STEP, 0);
+        let (channels, padded_out, out_block) = (self.channels, self.padded_out, self.out_block);
+        assert_eq!(out_block % STEP, 0);
+        assert_eq!(padded_out % out_block, 0);
         for position in 0..self.positions {
             let input = &transformed[position * channels * block..][..channels * block];
             let weights =
                 &self.weights[position * channels * padded_out..][..channels * padded_out];
             for k in (0..padded_out).step_by(STEP) {
                 let mut acc = [[simd.splat(0.0); V]; STEP];
-                for (x, w) in input
-                    .chunks_exact(block)
-                    .zip(weights.chunks_exact(padded_out))
-                {
+                let weights = &weights[k / out_block * channels * out_block + k % out_block..];
+                for (x, w) in input.chunks_exact(block).zip(weights.chunks(out_block)) {
                     let mut vectors = [simd.splat(0.0); V];
                     for (v, vector) in vectors.iter_mut().enumerate() {
                         // SAFETY: `x` holds `V * LANES` floats.
                         *vector = unsafe { simd.load(x.as_ptr().add(v * S::LANES)) };
                     }
-                    let w = &w[k..k + STEP];
+                    let w = &w[..STEP];
                     for (acc, &w) in acc.iter_mut().zip(w) {
                         let w = simd.splat(w);
                         for (acc, &x) in acc.iter_mut().zip(&vectors) {

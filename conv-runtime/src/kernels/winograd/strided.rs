@@ -15,10 +15,9 @@
 //! Tile row `r` reads padded rows `4r..4r + 5`; the image is laid out with its columns
 //! dealt into four phases, so that padded column `4t + j` of tile `t` is phase `j % 4` at
 //! `t + j / 4`, and a vector of consecutive tiles reads each of its 25 inputs as one
-//! contiguous vector. A block is one vector of tiles (not two, as the stride-1 kernel's):
-//! the outputs of such layers are short (down-s2's 32 columns are 16 tiles), and half-empty
-//! blocks would waste half the products; sixteen output channels per step keep sixteen
-//! accumulators in flight instead.
+//! contiguous vector. A block is one vector of tiles in each of two tile rows (not two
+//! vectors of one row, as the stride-1 kernel's): the outputs of such layers are short
+//! (down-s2's 32 columns are 16 tiles), and half-empty blocks would waste half the products.
 
 use std::mem::MaybeUninit;
 
@@ -38,12 +37,17 @@ use crate::shape::geometry::GeometrySpec;
 /// Products per tile and channel pair.
 const POSITIONS: usize = 25;
 
-/// Output channels per step of the products (the weights' channels are rounded up to it).
-/// Sixteen, not eight: each step loads one vector of tiles and one weight per channel, and
-/// a core that issues two 512-bit FMAs a cycle but two loads waits on the loads at eight
-/// (down-s2, Intel Xeon with AVX-512, one thread: 1.21 ms at eight, 1.11 ms at sixteen,
-/// fastest of nine runs of `suite --only down-s2 --quick`).
-const STEP: usize = 16;
+/// Rows of tiles per call: two, so that each broadcast weight multiplies two vectors of
+/// tiles. With one, each multiply-add loaded a weight and the sixteen of a step loaded a
+/// vector of tiles besides: seventeen loads to sixteen multiply-adds, and a core that issues
+/// two 512-bit FMAs a cycle but two loads waited on the loads. Two rows of eight channels
+/// load ten (down-s2, Intel Xeon with AVX-512: one thread 1.00 -> 0.85 ms, two threads 0.50
+/// -> 0.45, fastest of six alternated runs of `suite --only down-s2 --quick`).
+const TILE_ROWS: usize = 2;
+
+/// Output channels per step of the products (the weights' channels are rounded up to it):
+/// `STEP * TILE_ROWS` accumulators.
+const STEP: usize = 8;
 
 /// Whether a convolution of `spec` with `weight` (`[out, in / groups, kh, kw]`) is one this
 /// kernel runs: 3x3, stride 2 on both axes, no dilation, one group, at least `MIN_CHANNELS`
@@ -59,7 +63,15 @@ pub(super) fn fits(spec: &GeometrySpec, weight: &Array4<f32>, groups: usize) -> 
 }
 
 /// `G' g G'^T` of each 3x3 filter `g = weight[k][c]`, computed in `f64`, laid out
-/// `[25][c][k]` with the output channels rounded up to `STEP` (zero filters).
+/// `[25][k / STEP][c][k % STEP]` with the output channels rounded up to `STEP` (zero
+/// filters): a step's weights for every input channel are one run, which the products
+/// read in order. Laid out `[25][c][k]`, each step read one line per input channel, 512
+/// bytes apart, and the products waited on them: a third of the kernel's samples on the two
+/// multiply-adds after a line's first use (one tile row a call), and down-s2 in 1.00 ms
+/// against 0.87 (two tile rows a call; Intel Xeon, one thread, fastest of eight alternated
+/// runs of `suite --only down-s2 --quick`).
+// Indices, as in the matrices the transform applies.
+#[allow(clippy::needless_range_loop)]
 pub(super) fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
     let (out_channels, in_channels, _, _) = weight.dim();
     let padded = out_channels.next_multiple_of(STEP);
@@ -75,7 +87,9 @@ pub(super) fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
                 // (G' g) G'^T: each row of G' g through G'.
                 let row = g_times([columns[0][i], columns[1][i], columns[2][i]]);
                 for (j, &value) in row.iter().enumerate() {
-                    transformed[((i * 5 + j) * in_channels + c) * padded + k] = value as f32;
+                    let position = (i * 5 + j) * in_channels * padded;
+                    let at = position + (k / STEP * in_channels + c) * STEP + k % STEP;
+                    transformed[at] = value as f32;
                 }
             }
         }
@@ -83,31 +97,32 @@ pub(super) fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
     transformed
 }
 
-/// The strided kernel: one row of 2x2 output tiles, every output channel, a vector of tiles
-/// at a time.
+/// The strided kernel: two rows of 2x2 output tiles, every output channel, a vector of tiles
+/// of each row at a time.
 pub(crate) struct StridedTiles;
 
 impl Kernel<WinogradFamily> for StridedTiles {
     #[inline(always)]
     fn run<S: Simd>(simd: S, job: &mut TileRowJob<'_>) {
-        let block = S::LANES;
+        let block = TILE_ROWS * S::LANES;
         const { assert!(S::LANES <= MAX_TILES) };
         let channels = job.channels;
         let padded_out = job.out_channels.next_multiple_of(STEP);
         assert_eq!(job.weights.len(), POSITIONS * channels * padded_out);
         assert!(job.transformed.len() >= POSITIONS * channels * block);
         assert!(job.products.len() >= POSITIONS * padded_out * block);
-        assert_eq!(job.out.len(), 2 * job.out_channels);
+        assert_eq!(job.out.len(), 2 * TILE_ROWS * job.out_channels);
         assert_eq!(job.bias.len(), job.out_channels);
         let products = Products {
             positions: POSITIONS,
             channels,
             padded_out,
+            out_block: STEP,
             weights: job.weights,
         };
-        for first in (0..job.tiles).step_by(block) {
+        for first in (0..job.tiles).step_by(S::LANES) {
             transform_input(simd, job, first);
-            products.compute::<S, STEP, 1>(simd, job.transformed, job.products);
+            products.compute::<S, STEP, TILE_ROWS>(simd, job.transformed, job.products);
             transform_output(simd, job, first, padded_out);
         }
     }
@@ -140,22 +155,23 @@ fn transform<S: Simd>(simd: S, d: [S::Vector; 5]) -> [S::Vector; 5] {
     ]
 }
 
-/// `T d T^T` for every input channel of the block of tiles from `first`:
-/// `[25][channel][tile]`.
+/// `T d T^T` for every input channel of the block of tiles from `first` in both tile rows:
+/// `[25][channel][tile row][tile]`.
 // Indices, as in the matrices the transforms apply.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
-    let block = S::LANES;
+    let block = TILE_ROWS * S::LANES;
     let channels = job.channels;
-    for channel in 0..channels {
+    for index in 0..channels * TILE_ROWS {
+        let (channel, tile_row) = (index / TILE_ROWS, index % TILE_ROWS);
         let plane = channel * job.channel_stride;
         // d[i][j]: row i, column j of the tiles' input. (Loops, not `array::from_fn`: a
         // closure is compiled without the set's features, and its intrinsics were calls.)
         let mut d = [[simd.splat(0.0); 5]; 5];
         for (i, d) in d.iter_mut().enumerate() {
             for (j, d) in d.iter_mut().enumerate() {
-                let at = plane + job.rows[i] + job.columns[j] + first;
+                let at = plane + job.rows[4 * tile_row + i] + job.columns[j] + first;
                 let lanes = &job.input[at..at + S::LANES];
                 // SAFETY: `lanes` holds `LANES` floats.
                 *d = unsafe { simd.load(lanes.as_ptr()) };
@@ -172,7 +188,7 @@ fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
         for i in 0..5 {
             let v = transform(simd, t[i]);
             for (j, &v) in v.iter().enumerate() {
-                let at = ((i * 5 + j) * channels + channel) * block;
+                let at = ((i * 5 + j) * channels + channel) * block + tile_row * S::LANES;
                 simd.store(&mut job.transformed[at..], v);
             }
         }
@@ -189,17 +205,18 @@ fn inverse<S: Simd>(simd: S, m: [S::Vector; 5]) -> [S::Vector; 2] {
 }
 
 /// `A' m A'^T` plus the bias for every output channel of the block of tiles from `first`,
-/// into the two output rows: each tile's two columns interleaved.
+/// into the output rows of both tile rows: each tile's two columns interleaved.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn transform_output<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize, padded_out: usize) {
-    let block = S::LANES;
-    for channel in 0..job.out_channels {
+    let block = TILE_ROWS * S::LANES;
+    for index in 0..job.out_channels * TILE_ROWS {
+        let (channel, tile_row) = (index / TILE_ROWS, index % TILE_ROWS);
         let bias = simd.splat(job.bias[channel]);
         let mut m = [[simd.splat(0.0); 5]; 5];
         for (i, m) in m.iter_mut().enumerate() {
             for (j, m) in m.iter_mut().enumerate() {
-                let at = ((i * 5 + j) * padded_out + channel) * block;
+                let at = ((i * 5 + j) * padded_out + channel) * block + tile_row * S::LANES;
                 let lanes = &job.products[at..at + S::LANES];
                 // SAFETY: `lanes` holds `LANES` floats.
                 *m = unsafe { simd.load(lanes.as_ptr()) };
@@ -215,7 +232,7 @@ fn transform_output<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize, pa
         for (row, s) in s.iter().enumerate() {
             let [even, odd] = inverse(simd, *s);
             let (even, odd) = (simd.add(even, bias), simd.add(odd, bias));
-            let out = &mut *job.out[2 * channel + row];
+            let out = &mut *job.out[2 * (TILE_ROWS * channel + tile_row) + row];
             store_pairs(simd, even, odd, out, 2 * first);
         }
     }
@@ -236,14 +253,15 @@ pub(super) fn run(
     let (out_h, out_w) = (output.dim().2, output.dim().3);
     let (pad_top, pad_left) = pad;
     let (tile_rows, tiles) = (out_h.div_ceil(2), out_w.div_ceil(2));
-    // Tile row `r` reads padded rows `4r..4r + 5`; a block of tiles from `t` reads phase
+    // Tile row `r` reads padded rows `4r..4r + 5` (rows past the last tile row's are zeros:
+    // the calls take whole pairs of tile rows); a block of tiles from `t` reads phase
     // columns up to `t + LANES` (and one more for the fifth column). Rounded up to the
     // kernel's vectors, not to `MAX_TILES`: down-s2's layout is then 1.2 MB, not 2.2, and
     // stays in a 2 MB L2.
     let lanes = kernel.isa().lanes();
     let layout = PlaneLayout {
         channels,
-        rows: (4 * tile_rows + 1).max(pad_top + in_h),
+        rows: (4 * tile_rows.next_multiple_of(TILE_ROWS) + 1).max(pad_top + in_h),
         col_phases: 4,
         phase_len: (tiles.next_multiple_of(lanes) + 1).max((pad_left + in_w).div_ceil(4)),
     };
@@ -261,26 +279,29 @@ pub(super) fn run(
                     .as_mut_ptr(),
             );
             let prepared = &*prepared;
-            let tile_row = |tile_row: usize| {
-                let transformed_len = POSITIONS * channels * lanes;
-                let products_len = POSITIONS * out_padded * lanes;
+            // Each call computes `TILE_ROWS` tile rows from `first_row`: output rows
+            // `2 * first_row..` (those below the output's last are empty slices).
+            let call_rows = 2 * TILE_ROWS;
+            let tile_rows_from = |first_row: usize| {
+                let transformed_len = POSITIONS * channels * TILE_ROWS * lanes;
+                let products_len = POSITIONS * out_padded * TILE_ROWS * lanes;
                 with_scratch(transformed_len + products_len, |scratch| {
                     let (transformed, products) = scratch.split_at_mut(transformed_len);
-                    let rows = (out_h - 2 * tile_row).min(2);
-                    let mut slices: Vec<&mut [MaybeUninit<f32>]> = (0..2 * out_channels)
+                    let rows = (out_h - 2 * first_row).min(call_rows);
+                    let mut slices: Vec<&mut [MaybeUninit<f32>]> = (0..call_rows * out_channels)
                         .map(|index| {
-                            let (channel, row) = (index / 2, index % 2);
+                            let (channel, row) = (index / call_rows, index % call_rows);
                             let len = if row < rows { out_w } else { 0 };
                             let start =
-                                channel * plane + (2 * tile_row + row.min(rows - 1)) * out_w;
+                                channel * plane + (2 * first_row + row.min(rows - 1)) * out_w;
                             // SAFETY: `out` points at this image's output, `plane *
-                            // out_channels` floats in standard layout; row `2 * tile_row + row`
-                            // (below `out_h`, or an empty slice) of `channel` is inside it.
-                            // Each task writes only its own tile row's two output rows.
+                            // out_channels` floats in standard layout; row `2 * first_row +
+                            // row` (below `out_h`, or an empty slice) of `channel` is inside
+                            // it. Each task writes only its own tile rows' output rows.
                             unsafe { out.slice(start, len) }
                         })
                         .collect();
-                    // Padded row `4 * tile_row + i`; padded column `4 * tile + j`, of column
+                    // Padded row `4 * first_row + i`; padded column `4 * tile + j`, of column
                     // phase `j % 4` at `tile + j / 4`.
                     let row_stride = layout.row_stride();
                     let phase_len = layout.phase_len;
@@ -288,7 +309,7 @@ pub(super) fn run(
                         input: prepared,
                         channels,
                         channel_stride: layout.channel_stride(),
-                        rows: std::array::from_fn(|i| (4 * tile_row + i) * row_stride),
+                        rows: std::array::from_fn(|i| (4 * first_row + i) * row_stride),
                         columns: std::array::from_fn(|j| j % 4 * phase_len + j / 4),
                         tiles,
                         weights,
@@ -302,10 +323,12 @@ pub(super) fn run(
                     kernel.run(&mut job);
                 });
             };
+            let call = |call: usize| tile_rows_from(call * TILE_ROWS);
+            let calls = tile_rows.div_ceil(TILE_ROWS);
             if threads == 1 {
-                (0..tile_rows).for_each(tile_row);
+                (0..calls).for_each(call);
             } else {
-                (0..tile_rows).into_par_iter().for_each(tile_row);
+                (0..calls).into_par_iter().for_each(call);
             }
         }
     });
