@@ -37,6 +37,14 @@ pub(super) fn padded_out_channels(out_channels: usize) -> usize {
     }
 }
 
+/// Output channels whose transformed weights are together for each input channel, the
+/// weights `[16][out_channel / block][in_channel][block]`: a step of either size reads its
+/// weights for every input channel in order, not a few floats of a line per input channel
+/// (as the strided kernel's weights, see `strided::transform_weights`).
+pub(super) fn out_block(padded_out: usize) -> usize {
+    padded_out.min(CHANNEL_STEP)
+}
+
 /// The most tiles a block has: two vectors of the widest set (AVX-512's 16 lanes).
 pub(super) const MAX_TILES: usize = 32;
 
@@ -164,7 +172,7 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
         positions: 16,
         channels,
         padded_out,
-        out_block: padded_out,
+        out_block: out_block(padded_out),
         weights: job.weights,
     };
     if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out.is_multiple_of(CHANNEL_STEP) {

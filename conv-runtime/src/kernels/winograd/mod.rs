@@ -36,7 +36,7 @@ use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 pub(crate) use self::kernel::sub;
-use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, padded_out_channels};
+use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::prepare;
@@ -276,10 +276,14 @@ fn fits(spec: GeometrySpec, weight: &Array4<f32>, groups: usize) -> bool {
 }
 
 /// `G g G^T` of each 3x3 filter `g = weight[k][c]`, computed in `f64`, laid out
-/// `[16][c][k]` with the output channels rounded up by [`padded_out_channels`] (zero filters).
+/// `[16][k / block][c][k % block]` with the output channels rounded up by
+/// [`padded_out_channels`] (zero filters), `block` their [`out_block`].
+// Indices, as in the matrices the transform applies.
+#[allow(clippy::needless_range_loop)]
 fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
     let (out_channels, in_channels, _, _) = weight.dim();
     let padded = padded_out_channels(out_channels);
+    let block = out_block(padded);
     let mut transformed = vec![0.0f32; 16 * in_channels * padded];
     // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
     let g_times = |v: [f64; 3]| {
@@ -300,7 +304,9 @@ fn transform_weights(weight: &Array4<f32>) -> Vec<f32> {
                 // (G g) G^T: each row of G g through G.
                 let row = g_times([columns[0][i], columns[1][i], columns[2][i]]);
                 for (j, &value) in row.iter().enumerate() {
-                    transformed[((i * 4 + j) * in_channels + c) * padded + k] = value as f32;
+                    let position = (i * 4 + j) * in_channels * padded;
+                    let at = position + (k / block * in_channels + c) * block + k % block;
+                    transformed[at] = value as f32;
                 }
             }
         }
