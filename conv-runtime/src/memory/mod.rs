@@ -1,8 +1,10 @@
 //! How the kernels' operands sit in memory: the planar layout with column phases that every
-//! kernel reads, the per-thread buffers that hold it, and the layers' aligned outputs.
+//! kernel reads, the per-thread buffers that hold it, channels turned last, and the layers'
+//! aligned outputs.
 
 pub(crate) mod aligned;
 pub(crate) mod border;
 pub(crate) mod layout;
 pub(crate) mod scratch;
 pub(crate) mod shared_output;
+pub(crate) mod transpose;
