@@ -18,22 +18,26 @@
 
 #[cfg(target_arch = "aarch64")]
 mod arm;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod compiled;
 mod portable;
 mod simd;
-#[cfg(target_arch = "x86_64")]
-mod x86;
 
 use std::fmt;
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) use arm::Neon;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::Avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::Avx512;
 pub(crate) use compiled::{Compiled, Family, Kernel, KernelFn};
 pub(crate) use portable::Portable;
 pub(crate) use simd::Simd;
-#[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512};
 
 /// An instruction set the kernels are compiled for.
 ///
