@@ -53,8 +53,6 @@ const MIN_CHANNELS: usize = 16;
 #[derive(Clone)]
 pub(crate) struct TwoTap {
     kernel: Compiled<TileBlockFamily>,
-    /// Lays the input out channels last.
-    transpose: Compiled<TransposeFamily>,
     direction: Direction,
     stride: (usize, usize),
     /// The padding above and left of the output (transposed) or the input (convolution).
@@ -69,12 +67,18 @@ pub(crate) struct TwoTap {
 }
 
 /// Which way the taps go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Direction {
     /// A transposed convolution: each output phase a 2x2 convolution of the input.
     Transposed,
-    /// A convolution: one 2x2 convolution of the input's phases, as channels.
-    Convolution,
+    /// A convolution: one 2x2 convolution of the input's phases, as channels, which
+    /// `transpose` lays out channels last. (Only a convolution's layout gains from the
+    /// transposition: a transposed layer's is one channel's row after another into pixels,
+    /// and through the transposition it ran level, so that inference programs, whose
+    /// transposed layers reach only `plan`, do not link its kernels: 20 KB.)
+    Convolution {
+        transpose: Compiled<TransposeFamily>,
+    },
 }
 
 /// One axis of one output phase: its outputs are `first_output + step * k` for `k <
@@ -147,7 +151,6 @@ impl TwoTap {
         );
         Some(TwoTap {
             kernel: Compiled::for_isa::<TileBlock>(isa),
-            transpose: Compiled::for_isa::<Transpose>(isa),
             direction: Direction::Transposed,
             stride: spec.stride,
             pad: spec.pad_before(),
@@ -183,8 +186,9 @@ impl TwoTap {
         );
         Some(TwoTap {
             kernel: Compiled::for_isa::<TileBlock>(isa),
-            transpose: Compiled::for_isa::<Transpose>(isa),
-            direction: Direction::Convolution,
+            direction: Direction::Convolution {
+                transpose: Compiled::for_isa::<Transpose>(isa),
+            },
             stride: spec.stride,
             pad: spec.pad_before(),
             weights,
@@ -230,7 +234,7 @@ impl TwoTap {
                 let grid = (reach(&rows, in_h), reach(&columns, in_w));
                 (rows, columns, (sh, sw), grid)
             }
-            Direction::Convolution => {
+            Direction::Convolution { .. } => {
                 assert_eq!(in_channels * sh * sw, self.channels);
                 let (rows, columns) = (PhaseAxis::all(out_h), PhaseAxis::all(out_w));
                 (
@@ -278,12 +282,11 @@ impl TwoTap {
                 let layout = (grid.1, pixel);
                 match self.direction {
                     Direction::Transposed => {
-                        let on = (threads, self.transpose);
-                        lay_out_shifted(&input, laid_out, layout, on);
+                        lay_out_shifted(&input, laid_out, layout, threads);
                     }
-                    Direction::Convolution => {
+                    Direction::Convolution { transpose } => {
                         let geometry = (self.stride, self.pad);
-                        let on = (threads, self.transpose);
+                        let on = (threads, transpose);
                         lay_out_phases(&input, laid_out, layout, geometry, on);
                     }
                 }
@@ -433,24 +436,20 @@ fn lay_out_shifted(
     input: &ArrayView3<f32>,
     target: &mut [f32],
     (columns, pixel): (usize, usize),
-    (threads, transpose): (usize, Compiled<TransposeFamily>),
+    threads: usize,
 ) {
-    let (in_channels, in_h, _) = input.dim();
+    let in_h = input.dim().1;
     lay_out_rows(target, columns * pixel, threads, |row, target| {
         if row == 0 || row > in_h {
             return;
         }
-        with_scratch(in_channels * columns, |stage| {
-            for (staged, source) in stage.chunks_exact_mut(columns).zip(input.outer_iter()) {
-                let source = source.row(row - 1);
-                let (left, rest) = staged.split_at_mut(1);
-                let (data, right) = rest.split_at_mut(source.len());
-                left.fill(0.0);
-                data.iter_mut().zip(source).for_each(|(x, &v)| *x = v);
-                right.fill(0.0);
+        // Channel by channel, each row read in order, its values to a row of pixels (an
+        // odd number of lines apart: all in L1 for the next channels).
+        for (c, source) in input.outer_iter().enumerate() {
+            for (x, &value) in source.row(row - 1).iter().enumerate() {
+                target[(x + 1) * pixel + c] = value;
             }
-            transpose_row(transpose, (stage, columns), (in_channels, 0), pixel, target);
-        });
+        }
     });
 }
 
