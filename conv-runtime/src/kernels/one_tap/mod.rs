@@ -72,6 +72,21 @@ impl OneTap {
     /// `isa` is not available), if its filter is 2x2, of stride 2, without dilation,
     /// padding or output padding, and if the set has a blocking for its output channels
     /// that beats the row kernel's ([`select`]).
+    /// Whether a geometry is one the family runs: a 2x2 filter of stride 2, without
+    /// dilation, padding or output padding. A `const fn`, so that the engine decides it at
+    /// compile time.
+    pub const fn suits_geometry(spec: &GeometrySpec) -> bool {
+        const fn both(pair: (usize, usize), value: usize) -> bool {
+            pair.0 == value && pair.1 == value
+        }
+        both(spec.kernel_size, 2)
+            && both(spec.stride, 2)
+            && both(spec.dilation, 1)
+            && both(spec.output_padding, 0)
+            && both(spec.pad_before(), 0)
+            && both(spec.pad_after(), 0)
+    }
+
     pub fn plan(
         isa: Isa,
         spec: GeometrySpec,
@@ -79,7 +94,7 @@ impl OneTap {
         groups: usize,
     ) -> Option<OneTap> {
         let (in_channels, out_per_group, _, _) = weight.dim();
-        if !fits(&spec) || groups == 0 || out_per_group == 0 {
+        if !Self::suits_geometry(&spec) || groups == 0 || out_per_group == 0 {
             return None;
         }
         let (kernel, block) = select(isa, out_per_group)?;
@@ -104,7 +119,7 @@ impl OneTap {
     ) -> Option<OneTap> {
         let (out_channels, in_per_group, _, _) = weight.dim();
         let out_per_group = out_channels / groups.max(1);
-        if !fits(&spec) || groups == 0 || out_per_group == 0 {
+        if !Self::suits_geometry(&spec) || groups == 0 || out_per_group == 0 {
             return None;
         }
         let (kernel, block) = select_patches(isa, out_per_group)?;
@@ -274,17 +289,6 @@ impl OneTap {
             (0..images * chunks).into_par_iter().for_each(task);
         }
     }
-}
-
-/// Whether a geometry is one the family runs: a 2x2 filter of stride 2, without dilation,
-/// padding or output padding.
-fn fits(spec: &GeometrySpec) -> bool {
-    spec.kernel_size == (2, 2)
-        && spec.stride == (2, 2)
-        && spec.dilation == (1, 1)
-        && spec.output_padding == (0, 0)
-        && spec.pad_before() == (0, 0)
-        && spec.pad_after() == (0, 0)
 }
 
 /// The largest block of any blocking.

@@ -69,8 +69,19 @@ impl Engine {
         Engine {
             depthwise: Depthwise::plan(isa, Forward::<G>::SPEC, weight, groups),
             winograd: Winograd::plan(isa, Forward::<G>::SPEC, weight, groups),
-            one_tap: OneTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups),
-            two_tap: TwoTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups),
+            // The one- and two-tap families: decided at compile time where the geometry
+            // cannot run them, so that a program none of whose geometries can does not link
+            // their kernels.
+            one_tap: if const { OneTap::suits_geometry(&Forward::<G>::SPEC) } {
+                OneTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups)
+            } else {
+                None
+            },
+            two_tap: if const { TwoTap::suits_geometry(&Forward::<G>::SPEC) } {
+                TwoTap::plan_conv(isa, Forward::<G>::SPEC, weight, groups)
+            } else {
+                None
+            },
             ..Engine::new::<Forward<G>>(choice, pack, bias, out_channels, groups, false)
         }
     }
@@ -88,8 +99,16 @@ impl Engine {
         let pack = |block| PackedWeights::transposed(weight.view(), groups, block);
         Engine {
             winograd: Winograd::plan_transposed(isa, Transposed::<G>::SPEC, weight, groups),
-            one_tap: OneTap::plan(isa, Transposed::<G>::SPEC, weight, groups),
-            two_tap: TwoTap::plan(isa, Transposed::<G>::SPEC, weight, groups),
+            one_tap: if const { OneTap::suits_geometry(&Transposed::<G>::SPEC) } {
+                OneTap::plan(isa, Transposed::<G>::SPEC, weight, groups)
+            } else {
+                None
+            },
+            two_tap: if const { TwoTap::suits_geometry(&Transposed::<G>::SPEC) } {
+                TwoTap::plan(isa, Transposed::<G>::SPEC, weight, groups)
+            } else {
+                None
+            },
             ..Engine::new::<Transposed<G>>(choice, pack, bias, out_channels, groups, true)
         }
     }

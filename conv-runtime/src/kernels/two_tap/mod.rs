@@ -125,6 +125,18 @@ impl PhaseAxis {
 }
 
 impl TwoTap {
+    /// Whether layers of geometry `spec` can run the family, whatever their channels: a
+    /// filter two strides wide, no dilation, zero padding. A `const fn`, so that the engine
+    /// decides it at compile time.
+    pub const fn suits_geometry(spec: &GeometrySpec) -> bool {
+        let ((kh, kw), (sh, sw)) = (spec.kernel_size, spec.stride);
+        kh == 2 * sh
+            && kw == 2 * sw
+            && spec.dilation.0 == 1
+            && spec.dilation.1 == 1
+            && matches!(spec.padding_mode, PaddingMode::Zeros)
+    }
+
     /// The tile kernel's packing of a transposed convolution of `spec` with `weight`
     /// (`[in_channels, out_channels, kh, kw]`), on `isa` (the portable set where `isa` is
     /// not available), if its filter is two strides wide on both axes, with one group, no
@@ -381,11 +393,9 @@ fn fits(
     groups: usize,
     (in_channels, out_channels): (usize, usize),
 ) -> bool {
-    let (sh, sw) = spec.stride;
-    groups == 1
-        && spec.dilation == (1, 1)
-        && spec.padding_mode == PaddingMode::Zeros
-        && (kh, kw) == (2 * sh, 2 * sw)
+    TwoTap::suits_geometry(spec)
+        && (kh, kw) == spec.kernel_size
+        && groups == 1
         && in_channels >= MIN_CHANNELS
         && out_channels >= MIN_CHANNELS
 }
