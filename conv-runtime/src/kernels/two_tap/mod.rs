@@ -73,9 +73,10 @@ enum Direction {
     Transposed,
     /// A convolution: one 2x2 convolution of the input's phases, as channels, which
     /// `transpose` lays out channels last. (Only a convolution's layout gains from the
-    /// transposition: a transposed layer's is one channel's row after another into pixels,
-    /// and through the transposition it ran level, so that inference programs, whose
-    /// transposed layers reach only `plan`, do not link its kernels: 20 KB.)
+    /// transposition: a transposed layer's stores one channel's row after another into
+    /// pixels, level with the transposition on dcgan-up's forward. So an inference program
+    /// links the transposition only where one of its `Conv2d` geometries can run the
+    /// family, see the engine: 16 KB.)
     Convolution {
         transpose: Compiled<TransposeFamily>,
     },
