@@ -111,14 +111,16 @@ impl Convolution {
         x: &ArrayView4<f32>,
         grad_output: &ArrayView4<f32>,
     ) -> (Array4<f32>, Array4<f32>) {
-        // `x`'s size is in the transposed convolution's output range for `grad_output`'s,
-        // since the convolution maps it there.
-        let input = parameters
-            .adjoint(adjoint)
-            .run_new(grad_output, x.dim().into());
-        let isa = parameters.isa();
-        let kernel_spec = spec.kernel_spec();
-        let weight = weight_grad::correlate(kernel_spec, isa, x, grad_output, parameters.groups);
-        (input, weight)
+        let (isa, kernel_spec) = (parameters.isa(), spec.kernel_spec());
+        // The two gradients side by side (see `Transposed::backward`). `x`'s size is in the
+        // transposed convolution's output range for `grad_output`'s, since the convolution
+        // maps it there.
+        rayon::join(
+            || {
+                let engine = parameters.adjoint(adjoint);
+                engine.run_new(grad_output, x.dim().into())
+            },
+            || weight_grad::correlate(kernel_spec, isa, x, grad_output, parameters.groups),
+        )
     }
 }

@@ -144,17 +144,24 @@ impl Rules for Transposed {
         let (conv_h, conv_w) = spec
             .output_size(size)
             .ok_or(ConvError::TooLarge { got: size })?;
-        let engine = parameters.adjoint(adjoint);
-        let input = if (conv_h, conv_w) == (h, w) {
-            engine.run_new(grad_output, x.dim().into())
-        } else {
-            let full = engine.run_new(grad_output, [n, channels, conv_h, conv_w]);
-            full.slice(s![.., .., ..h, ..w]).to_owned()
+        let input_gradient = || {
+            let engine = parameters.adjoint(adjoint);
+            if (conv_h, conv_w) == (h, w) {
+                engine.run_new(grad_output, x.dim().into())
+            } else {
+                let full = engine.run_new(grad_output, [n, channels, conv_h, conv_w]);
+                full.slice(s![.., .., ..h, ..w]).to_owned()
+            }
         };
         // The correlation of a `Conv2d` from `out_channels` to `in_channels`, summed over
         // `x`'s grid: its weight `[in, out / groups, kh, kw]` is this layer's weight layout.
         let isa = parameters.isa();
-        let weight = weight_grad::correlate(*spec, isa, grad_output, x, parameters.groups);
+        let weight_gradient =
+            || weight_grad::correlate(*spec, isa, grad_output, x, parameters.groups);
+        // Side by side: each runs parallel sections between serial ones (laying operands
+        // out, packing), in which a second thread of one would wait while it can work on
+        // the other. One after the other on one thread.
+        let (input, weight) = rayon::join(input_gradient, weight_gradient);
         let bias = parameters.bias.is_some();
         Ok(Gradients::new(input, weight, bias, grad_output))
     }
