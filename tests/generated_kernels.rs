@@ -38,7 +38,8 @@ fn every_blocking_on_every_instruction_set() {
 /// set, at widths around whole vectors and tiles of 8 and 16 lanes (rows of one tile, whose
 /// first tile is also its last, and of several), for the blockings of one and three output
 /// channels (which compute the padding), four, eight and sixteen, and full and partial
-/// blocks of both channel-vectorised kernels (16, 17: one vector; 32, 33: two); padding 20
+/// blocks of the channel-vectorised kernel of two vectors (16, 17: its second vector empty
+/// or nearly; 32: full; 33: a full block and one of a single channel); padding 20
 /// reaches a whole 16-lane vector, padding 24 with dilation 8 is wider than the filter (a
 /// tap wholly in it), and `same` padding of an even filter is uneven. Every padding here is
 /// wider than the 8-pixel tiles (and 20 and 24 than the 16-pixel ones) of the

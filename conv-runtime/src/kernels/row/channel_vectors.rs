@@ -23,8 +23,8 @@
 //! ran dcgan-up in 7.06 ms against 3.80 ms for 4 (Zen 3, each measured beside the paired
 //! row kernel's 5.8-6.2 ms), and 6 pixels spilled as badly. On AVX-512 it is 8 pixels by 2
 //! vectors (16 accumulators, 10 loads per 16 multiply-adds) for short rows and for wide
-//! padding from 32 channels, and 16 pixels by 1 vector (17 loads per 16) for wide padding
-//! on 16 to 31 channels, where two vectors would be half empty.
+//! padding from 16 channels (one instance a geometry: 16 pixels by 1 vector for 16 to 31
+//! channels cost each wide-padding geometry a second one in every build).
 //!
 //! Three things keep the data coming. The input channels are walked in chunks whose weights
 //! fit in L1 (16 KB), every tile of a strip reading a chunk before the next chunk, the

@@ -198,16 +198,14 @@ impl<T: TapList> Chooser<T> {
         // 5.96 -> 5.61 ms at one thread and 3.31 -> 2.79 at two (Intel Xeon, fastest of nine
         // alternated `suite --only aspp-d12 --fastest` runs; medians 6.67 -> 5.83 and 4.08 ->
         // 2.97), sixteen by one with the same two changes level at one thread. Sixteen to 31
-        // channels keep sixteen by one, where two vectors would be half empty.
+        // channels take eight by two as well, the second vector partly empty: sixteen by one
+        // for them was a second instance of the kernel, with its edge instances, in every
+        // wide-padding geometry's build, for layers no suite case has.
         let skips_padding = const { skips_padding::<T>(16) };
         match self.detected {
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) if skips_padding && out >= 32 => {
-                channel_vectors::<T, _, 2, 8>(simd)
-            }
-            #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if skips_padding && out >= 16 => {
-                channel_vectors::<T, _, 1, 16>(simd)
+                channel_vectors::<T, _, 2, 8>(simd)
             }
             #[cfg(target_arch = "x86_64")]
             Detected::Avx512(simd) if !skips_padding && out >= 16 => {
