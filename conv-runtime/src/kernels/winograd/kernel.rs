@@ -173,6 +173,7 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
         channels,
         padded_out,
         out_block: out_block(padded_out),
+        live_out: job.out_channels,
         weights: job.weights,
     };
     if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out.is_multiple_of(CHANNEL_STEP) {
@@ -194,11 +195,18 @@ pub(super) struct Products<'a> {
     /// the step, so that a step's weights for all the input channels are one contiguous
     /// run (`padded_out`: the weights `[position][channel][out_channel]`).
     pub out_block: usize,
+    /// The output channels the caller reads back, at most `padded_out`: the steps past them
+    /// are left out, and a last step of at most [`SMALL_CHANNEL_STEP`] of them is taken as
+    /// one, not as a whole `STEP` mostly of zero filters.
+    pub live_out: usize,
     pub weights: &'a [f32],
 }
 
 impl Products<'_> {
-    /// `STEP` output channels by `V` vectors of tiles at a time: `STEP * V` accumulators.
+    /// `STEP` output channels by `V` vectors of tiles at a time: `STEP * V` accumulators;
+    /// where fewer than [`SMALL_CHANNEL_STEP`] of the live channels are left for the last
+    /// step, that many by `V`. sr-x3's 27 phase channels, on AVX-512's steps of eight, take
+    /// three steps of eight and one of four (28 channels' products, not 32).
     #[inline(always)]
     pub fn compute<S: Simd, const STEP: usize, const V: usize>(
         &self,
@@ -210,33 +218,62 @@ impl Products<'_> {
         let (channels, padded_out, out_block) = (self.channels, self.padded_out, self.out_block);
         assert_eq!(out_block % STEP, 0);
         assert_eq!(padded_out % out_block, 0);
+        assert!(self.live_out <= padded_out);
+        let full = self.live_out / STEP * STEP;
+        let rest = self.live_out - full;
         for position in 0..self.positions {
             let input = &transformed[position * channels * block..][..channels * block];
             let weights =
                 &self.weights[position * channels * padded_out..][..channels * padded_out];
-            for k in (0..padded_out).step_by(STEP) {
-                let mut acc = [[simd.splat(0.0); V]; STEP];
-                let weights = &weights[k / out_block * channels * out_block + k % out_block..];
-                for (x, w) in input.chunks_exact(block).zip(weights.chunks(out_block)) {
-                    let mut vectors = [simd.splat(0.0); V];
-                    for (v, vector) in vectors.iter_mut().enumerate() {
-                        // SAFETY: `x` holds `V * LANES` floats.
-                        *vector = unsafe { simd.load(x.as_ptr().add(v * S::LANES)) };
-                    }
-                    let w = &w[..STEP];
-                    for (acc, &w) in acc.iter_mut().zip(w) {
-                        let w = simd.splat(w);
-                        for (acc, &x) in acc.iter_mut().zip(&vectors) {
-                            *acc = simd.mul_add(w, x, *acc);
-                        }
-                    }
+            let products = &mut products[position * padded_out * block..][..padded_out * block];
+            for k in (0..full).step_by(STEP) {
+                self.step::<S, STEP, V>(simd, input, weights, k, products);
+            }
+            if rest > SMALL_CHANNEL_STEP || (rest > 0 && STEP <= SMALL_CHANNEL_STEP) {
+                self.step::<S, STEP, V>(simd, input, weights, full, products);
+            } else if rest > 0 {
+                self.step::<S, SMALL_CHANNEL_STEP, V>(simd, input, weights, full, products);
+            }
+        }
+    }
+
+    /// The products of output channels `k..k + STEP` at one position: its transformed
+    /// `input` `[channel][tile]`, `weights` `[out_channel / out_block][channel][out_block]`,
+    /// into `products` `[out_channel][tile]`.
+    #[inline(always)]
+    fn step<S: Simd, const STEP: usize, const V: usize>(
+        &self,
+        simd: S,
+        input: &[f32],
+        weights: &[f32],
+        k: usize,
+        products: &mut [f32],
+    ) {
+        let block = V * S::LANES;
+        let out_block = self.out_block;
+        // `k` starts a step of the caller's blocking, so a step never straddles two blocks
+        // of weights.
+        assert!(k % out_block + STEP <= out_block);
+        let mut acc = [[simd.splat(0.0); V]; STEP];
+        let weights = &weights[k / out_block * self.channels * out_block + k % out_block..];
+        for (x, w) in input.chunks_exact(block).zip(weights.chunks(out_block)) {
+            let mut vectors = [simd.splat(0.0); V];
+            for (v, vector) in vectors.iter_mut().enumerate() {
+                // SAFETY: `x` holds `V * LANES` floats.
+                *vector = unsafe { simd.load(x.as_ptr().add(v * S::LANES)) };
+            }
+            let w = &w[..STEP];
+            for (acc, &w) in acc.iter_mut().zip(w) {
+                let w = simd.splat(w);
+                for (acc, &x) in acc.iter_mut().zip(&vectors) {
+                    *acc = simd.mul_add(w, x, *acc);
                 }
-                for (j, acc) in acc.iter().enumerate() {
-                    let at = (position * padded_out + k + j) * block;
-                    for (v, &acc) in acc.iter().enumerate() {
-                        simd.store(&mut products[at + v * S::LANES..], acc);
-                    }
-                }
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            let at = (k + j) * block;
+            for (v, &acc) in acc.iter().enumerate() {
+                simd.store(&mut products[at + v * S::LANES..], acc);
             }
         }
     }

@@ -118,6 +118,7 @@ impl Kernel<WinogradFamily> for StridedTiles {
             channels,
             padded_out,
             out_block: STEP,
+            live_out: job.out_channels,
             weights: job.weights,
         };
         for first in (0..job.tiles).step_by(S::LANES) {
