@@ -204,8 +204,8 @@ pub(super) struct Products<'a> {
 
 impl Products<'_> {
     /// `STEP` output channels by `V` vectors of tiles at a time: `STEP * V` accumulators;
-    /// where fewer than [`SMALL_CHANNEL_STEP`] of the live channels are left for the last
-    /// step, that many by `V`. sr-x3's 27 phase channels, on AVX-512's steps of eight, take
+    /// where at most [`SMALL_CHANNEL_STEP`] live channels are left for a last step, that
+    /// many by `V`. sr-x3's 27 phase channels, on AVX-512's steps of eight, take
     /// three steps of eight and one of four (28 channels' products, not 32).
     #[inline(always)]
     pub fn compute<S: Simd, const STEP: usize, const V: usize>(
@@ -229,10 +229,12 @@ impl Products<'_> {
             for k in (0..full).step_by(STEP) {
                 self.step::<S, STEP, V>(simd, input, weights, k, products);
             }
-            if rest > SMALL_CHANNEL_STEP || (rest > 0 && STEP <= SMALL_CHANNEL_STEP) {
-                self.step::<S, STEP, V>(simd, input, weights, full, products);
-            } else if rest > 0 {
-                self.step::<S, SMALL_CHANNEL_STEP, V>(simd, input, weights, full, products);
+            match rest {
+                0 => {}
+                1..=SMALL_CHANNEL_STEP if STEP > SMALL_CHANNEL_STEP => {
+                    self.step::<S, SMALL_CHANNEL_STEP, V>(simd, input, weights, full, products);
+                }
+                _ => self.step::<S, STEP, V>(simd, input, weights, full, products),
             }
         }
     }
