@@ -223,6 +223,7 @@ conv! { struct K1; k = 1 }
 conv! { struct K1Stride3; k = 1, stride = 3, padding = 2, output_padding = 2 }
 conv! { struct K2Stride2; k = 2, stride = 2 }
 conv! { struct K3; k = 3, padding = 1 }
+conv! { struct K3Padding2; k = 3, padding = 2 }
 conv! { struct Strided; k = 3, stride = 2, padding = 1, output_padding = 1 }
 conv! { struct Dilated; k = 3, dilation = 2, padding = 2 }
 // Output padding 2 reaches past the stride (allowed below the dilation).
@@ -330,6 +331,66 @@ fn depthwise_and_wide_blockings() {
             };
             check_conv(Dilated, &case, isa);
             check_conv_transpose(Dilated, &case, isa);
+        }
+    }
+}
+
+/// 3x3 layers of stride 1 with at least 16 channels a side compute the weight gradient by
+/// Winograd's transforms (2x2 tiles): odd and even grids (a last tile half outside), grids
+/// of one tile and of more than one chunk of 64 tiles, padding 1 and 2 (a grid larger than
+/// the input), channel counts that are not whole vectors on any set, both directions (the
+/// transposed layer's weight gradient correlates its output gradient with its input),
+/// standard and non-contiguous operands, batches: the reference's numbers and the adjoint
+/// identities, on every instruction set.
+#[test]
+fn winograd_weight_gradients_match_the_reference() {
+    for isa in Isa::available() {
+        let cases = [
+            (1, 16, 16, (0, 0), 0),
+            (2, 17, 23, (4, 70), 1),
+            (1, 24, 40, (11, 12), 2),
+            (2, 33, 16, (12, 5), 0),
+            (1, 16, 20, (16, 17), 1),
+        ];
+        for (n, (batch, in_per_group, out_per_group, extra, layout)) in
+            cases.into_iter().enumerate()
+        {
+            let case = Case {
+                batch,
+                groups: 1,
+                in_per_group,
+                out_per_group,
+                extra,
+                bias: n % 2 == 0,
+                layout,
+                seed: 40 + n as u64,
+            };
+            check_conv(K3, &case, isa);
+            check_conv(K3Padding2, &case, isa);
+            check_conv_transpose(K3, &case, isa);
+            check_conv_transpose(K3Padding2, &case, isa);
+        }
+
+        // An infinity in either operand goes where the direct correlation sends it (the
+        // transforms would spread it over every tap of its tiles).
+        let layer = Conv2d::builder(K3, 16, 17)
+            .seed(3)
+            .isa(isa)
+            .build()
+            .unwrap();
+        let x = random_array((1, 16, 9, 12), 11);
+        let gy = random_array((1, 17, 9, 12), 12);
+        let (mut bad_x, mut bad_gy) = (x.clone(), gy.clone());
+        bad_x[[0, 3, 4, 5]] = f32::INFINITY;
+        bad_gy[[0, 2, 0, 11]] = f32::NEG_INFINITY;
+        for (x, gy, what) in [(&bad_x, &gy, "x"), (&x, &bad_gy, "grad_output")] {
+            let what = format!("{isa}: an infinity in {what}");
+            let grads = layer.backward(x, gy).unwrap();
+            let expected =
+                reference::conv2d_backward(x, layer.weight(), true, gy, &K3::SPEC, 1).unwrap();
+            assert_close(&grads.weight, &expected.weight, WEIGHT_TOLERANCE, &what);
+            assert!(grads.weight.iter().any(|v| !v.is_finite()), "{what}");
+            assert!(grads.weight.iter().any(|v| v.is_finite()), "{what}");
         }
     }
 }

@@ -36,6 +36,8 @@ mod channels;
 mod columns;
 mod input;
 mod select;
+mod winograd;
+mod winograd_kernel;
 
 use std::ops::Range;
 
@@ -82,6 +84,13 @@ pub(crate) fn correlate(
     if images == 0 || rows == 0 || width == 0 {
         return Array4::zeros(shape);
     }
+    let work = images * rows * width * out_channels * in_per_group * kh * kw;
+    let parallel = work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1;
+    if winograd::fits(&spec, groups, in_channels, out_channels)
+        && let Some(result) = winograd::correlate(spec, isa, input, grad, parallel)
+    {
+        return result;
+    }
     // Not zeroed: the tasks write every filter (see the end). Zeroing it first was 1.3% of
     // aspp-d12's backward (Intel Xeon, one thread, `perf record`): a pass over 2.4 MB, more
     // than L2 holds, that left the cache before the tasks wrote.
@@ -99,8 +108,6 @@ pub(crate) fn correlate(
             .div_ceil(stride_w)
             .max(kernel.columns_read(width) + (kw - 1) * spec.dilation.1 / stride_w),
     };
-    let work = images * rows * width * out_channels * in_per_group * kh * kw;
-    let parallel = work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1;
     let blocking = kernel.blocking();
     let filters = Filters {
         // `result` is fresh, so in standard layout.
