@@ -24,7 +24,9 @@
 //! block (`select` chooses): the *column* kernel (`columns.rs`) holds vectors of grid
 //! columns, for layers with few channels; the *channel* kernel (`channels.rs`) vectors of
 //! grad channels, for layers with many, whatever the grid's width. Both read the input
-//! operand laid out the same way (`input.rs`).
+//! operand laid out the same way (`input.rs`). Before either, 3x3 layers of stride 1 with
+//! many channels take Winograd's transforms (`winograd.rs`): 16 products per 2x2 tile and
+//! pair of channels instead of 36.
 //!
 //! Unlike the forward kernels, these are not specialised per geometry: the taps are run-time
 //! values and every kernel is compiled once, in this crate. A tap here is not a few

@@ -1,48 +1,59 @@
-//! The Winograd weight-gradient kernel: one block of output channels' transformed sums over
+//! The Winograd weight-gradient kernel: one block of input channels' transformed sums over
 //! every image, written once for every instruction set. See the [driver](super::winograd)
 //! for the algebra; this file holds the three steps of a chunk of tiles: the input tiles
 //! transformed (`B^T d B`), the grad tiles transformed (`A dY A^T`), and for each of the 16
 //! positions a small matrix product that adds them into the sums.
 //!
-//! Both operands arrive channels-last, so that every transform works on vectors of channels
-//! (the same additions as the forward kernel's, which works on vectors of tiles) and stores
-//! each position's values of a tile as one contiguous run of channels: the matrix products
-//! then load vectors of input channels and broadcast grad channels, as the channel kernel
-//! (`channels.rs`) does with pixels, with no transposition between the steps.
+//! The products load vectors of input channels and broadcast grad values, as the channel
+//! kernel (`channels.rs`) does with pixels: so the transformed input is laid out with its
+//! channels contiguous (`[position][tile][channel]`), transformed from the input laid out
+//! channels-last, a vector of channels at a time; the transformed grad may be laid out any
+//! way (`[position][channel][tile]`), and is transformed straight from the grad's planes, a
+//! vector of tiles at a time (each tile's two columns split with `deinterleave`).
 
 use crate::isa::{Family, Isa, Kernel, Simd};
 use crate::kernels::winograd::sub;
 
-/// Tiles per chunk: each position's products sweep this many tiles with their accumulators
-/// in registers. A chunk's transformed operands (`16 * CHUNK` runs of channels each) stay in
-/// L2, and one position's (16 KB of each for 64 channels) in L1.
+/// Tile slots per chunk: each position's products sweep a chunk's tiles with their
+/// accumulators in registers. A chunk's transformed operands (`16 * CHUNK` runs of
+/// channels each) stay in L2, and one position's (16 KB of each for 64 channels) in L1.
 pub(super) const CHUNK: usize = 64;
 
-/// A block of output channels: everything one call needs.
+/// Output channels per block of the products (the transformed grad is laid out with the
+/// output channels rounded up to a multiple of it).
+pub(super) const OUT_BLOCK: usize = 8;
+
+/// A block of input channels: everything one call needs.
 pub(crate) struct GradTilesJob<'a> {
     /// The input, channels-last with its padding: `[image][row][col][in_stride]`, rows
     /// and columns enough for every tile (`2 * tile_rows + 2` by `2 * tiles_per_row + 2`),
     /// zeros outside the data and in the channels past the real ones.
     pub input: &'a [f32],
-    /// Floats per input pixel: the input channels rounded up to whole vectors.
     pub in_stride: usize,
-    /// The grad operand, channels-last: `[image][row][col][out_stride]`, `2 * tile_rows` by
-    /// `2 * tiles_per_row`, zeros outside the grid and in the channels past the real ones.
+    /// The block: input channels `first_in..first_in + ins`, both whole vectors.
+    pub first_in: usize,
+    pub ins: usize,
+    /// The grad operand, `[image][channel][row][col]` in standard layout.
     pub grad: &'a [f32],
-    pub out_stride: usize,
+    pub out_channels: usize,
+    pub grad_rows: usize,
+    pub grad_width: usize,
     pub images: usize,
     pub tile_rows: usize,
     pub tiles_per_row: usize,
-    /// The block: output channels `first_out..first_out + outs`, both whole vectors.
-    pub first_out: usize,
-    pub outs: usize,
-    /// Scratch for a chunk's transformed input, `[16][CHUNK][in_stride]`, and transformed
-    /// grad, `[16][CHUNK][outs]`.
+    /// Scratch for a chunk's transformed input, `[16][CHUNK][ins]`, and transformed grad,
+    /// `[16][padded_outs(out_channels)][CHUNK]` (whose channels past the real ones must
+    /// be zeros on entry: the kernel leaves them as they are).
     pub transformed_input: &'a mut [f32],
     pub transformed_grad: &'a mut [f32],
-    /// The block's sums, `[16][outs][in_stride]`: zeros on entry, on return each position's
-    /// sum over every tile of `(A dY A^T) * (B^T d B)`.
+    /// The block's sums, `[16][padded_outs(out_channels)][ins]`: zeros on entry, on return
+    /// each position's sum over every tile of `(A dY A^T) * (B^T d B)`.
     pub sums: &'a mut [f32],
+}
+
+/// The output channels the transformed grad and the sums hold: whole blocks.
+pub(super) fn padded_outs(out_channels: usize) -> usize {
+    out_channels.next_multiple_of(OUT_BLOCK)
 }
 
 /// The kernel's family: every kernel computes one [`GradTilesJob`].
@@ -55,221 +66,260 @@ impl Family for GradTilesFamily {
 /// The kernel: written once, compiled for each instruction set.
 pub(crate) struct GradTiles;
 
+/// A chunk: tile rows `first_row..first_row + rows` of one image, each its tiles
+/// `first_tile..first_tile + tiles`, tile `t` of the chunk's row `k` in slot
+/// `k * row_slots + t` (a whole number of vectors of slots per row, so that the grad's
+/// transform stores whole vectors of tiles).
+#[derive(Clone, Copy)]
+struct Chunk {
+    image: usize,
+    first_row: usize,
+    rows: usize,
+    first_tile: usize,
+    tiles: usize,
+    row_slots: usize,
+}
+
 impl Kernel<GradTilesFamily> for GradTiles {
     #[inline(always)]
     fn run<S: Simd>(simd: S, job: &mut GradTilesJob<'_>) {
         let lanes = S::LANES;
-        let (in_stride, outs) = (job.in_stride, job.outs);
-        assert!(in_stride.is_multiple_of(lanes) && outs.is_multiple_of(lanes) && in_stride > 0);
-        assert!(job.first_out + outs <= job.out_stride && job.out_stride.is_multiple_of(lanes));
+        let (ins, outs) = (job.ins, padded_outs(job.out_channels));
+        assert!(ins.is_multiple_of(lanes) && ins > 0 && job.in_stride.is_multiple_of(lanes));
+        assert!(job.first_in.is_multiple_of(lanes) && job.first_in + ins <= job.in_stride);
         let (input_rows, input_cols) = (2 * job.tile_rows + 2, 2 * job.tiles_per_row + 2);
-        let (grad_rows, grad_cols) = (2 * job.tile_rows, 2 * job.tiles_per_row);
-        assert!(job.input.len() >= job.images * input_rows * input_cols * in_stride);
-        assert!(job.grad.len() >= job.images * grad_rows * grad_cols * job.out_stride);
-        assert!(job.transformed_input.len() >= 16 * CHUNK * in_stride);
-        assert!(job.transformed_grad.len() >= 16 * CHUNK * outs);
-        assert!(job.sums.len() >= 16 * outs * in_stride);
-        let tiles = job.tile_rows * job.tiles_per_row;
+        let pixels = job.images * input_rows * input_cols;
+        assert!(job.input.len() >= pixels * job.in_stride);
+        let planes = job.images * job.out_channels;
+        assert!(job.grad.len() >= planes * job.grad_rows * job.grad_width);
+        assert!(2 * job.tile_rows >= job.grad_rows && 2 * job.tiles_per_row >= job.grad_width);
+        assert!(job.transformed_input.len() >= 16 * CHUNK * ins);
+        assert!(job.transformed_grad.len() >= 16 * outs * CHUNK);
+        assert!(job.sums.len() >= 16 * outs * ins);
+        // A row's tiles in segments of at most `CHUNK`; as many rows per chunk as fit.
+        let segment = job.tiles_per_row.min(CHUNK);
+        let row_slots = segment.next_multiple_of(lanes);
+        let rows_per_chunk = (CHUNK / row_slots).max(1);
         for image in 0..job.images {
-            for first in (0..tiles).step_by(CHUNK) {
-                let count = CHUNK.min(tiles - first);
-                for n in 0..count {
-                    let (row, col) = (
-                        (first + n) / job.tiles_per_row,
-                        (first + n) % job.tiles_per_row,
-                    );
-                    let pixel = (image * input_rows + 2 * row) * input_cols + 2 * col;
-                    transform_input(simd, job, pixel * in_stride, input_cols * in_stride, n);
-                    let pixel = (image * grad_rows + 2 * row) * grad_cols + 2 * col;
-                    let at = pixel * job.out_stride + job.first_out;
-                    transform_grad(simd, job, at, grad_cols * job.out_stride, n);
-                }
-                for position in 0..16 {
-                    add_products(simd, job, position, count);
+            for first_row in (0..job.tile_rows).step_by(rows_per_chunk) {
+                for first_tile in (0..job.tiles_per_row).step_by(segment) {
+                    let chunk = Chunk {
+                        image,
+                        first_row,
+                        rows: rows_per_chunk.min(job.tile_rows - first_row),
+                        first_tile,
+                        tiles: segment.min(job.tiles_per_row - first_tile),
+                        row_slots,
+                    };
+                    transform_inputs(simd, job, chunk);
+                    transform_grads(simd, job, chunk);
+                    for position in 0..16 {
+                        add_products(simd, job, position, chunk);
+                    }
                 }
             }
         }
     }
 }
 
-/// `B^T d B` of the input tile whose top left pixel starts at `at` (rows `row_stride`
-/// apart), every vector of input channels, into chunk slot `n`: `[position][n][channel]`.
+/// `B^T d B` of every input tile of the chunk, every vector of the block's input channels,
+/// into the transformed input: `[position][slot][channel]`.
 // Indices, as in the matrices the transforms apply.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn transform_input<S: Simd>(
-    simd: S,
-    job: &mut GradTilesJob<'_>,
-    at: usize,
-    row_stride: usize,
-    n: usize,
-) {
-    let in_stride = job.in_stride;
-    let reach = at + 3 * row_stride + 3 * in_stride + in_stride;
-    assert!(reach <= job.input.len());
-    for channel in (0..in_stride).step_by(S::LANES) {
-        // d[i][j]: row i, column j of the tile. (Loops, not `array::from_fn`: a closure is
-        // compiled without the set's features, and its intrinsics were calls.)
-        let mut d = [[simd.splat(0.0); 4]; 4];
-        for (i, d) in d.iter_mut().enumerate() {
-            for (j, d) in d.iter_mut().enumerate() {
-                let pixel = at + i * row_stride + j * in_stride + channel;
-                // SAFETY: below `reach`, asserted inside the input, with `LANES` floats
-                // left in the pixel (`channel` is a whole vector below `in_stride`).
-                *d = unsafe { simd.load(job.input.as_ptr().add(pixel)) };
-            }
-        }
-        // B^T d along the rows, then along the columns: the forward kernel's additions.
-        let mut t = [[simd.splat(0.0); 4]; 4];
-        for j in 0..4 {
-            t[j] = [
-                sub(simd, d[0][j], d[2][j]),
-                simd.add(d[1][j], d[2][j]),
-                sub(simd, d[2][j], d[1][j]),
-                sub(simd, d[1][j], d[3][j]),
-            ];
-        }
-        for i in 0..4 {
-            let v = [
-                sub(simd, t[0][i], t[2][i]),
-                simd.add(t[1][i], t[2][i]),
-                sub(simd, t[2][i], t[1][i]),
-                sub(simd, t[1][i], t[3][i]),
-            ];
-            for (j, &v) in v.iter().enumerate() {
-                let slot = ((i * 4 + j) * CHUNK + n) * in_stride + channel;
-                simd.store(&mut job.transformed_input[slot..], v);
+fn transform_inputs<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) {
+    let (in_stride, ins) = (job.in_stride, job.ins);
+    let (input_rows, input_cols) = (2 * job.tile_rows + 2, 2 * job.tiles_per_row + 2);
+    let row_stride = input_cols * in_stride;
+    for k in 0..chunk.rows {
+        let row = chunk.image * input_rows + 2 * (chunk.first_row + k);
+        for t in 0..chunk.tiles {
+            let slot = k * chunk.row_slots + t;
+            let at = (row * input_cols + 2 * (chunk.first_tile + t)) * in_stride + job.first_in;
+            // The tile's last row and column are inside the input (`run` asserted the
+            // input's size, and tiles reach row `2 * tile_rows + 1` and column
+            // `2 * tiles_per_row + 1` at most).
+            assert!(at + 3 * row_stride + 3 * in_stride + ins <= job.input.len());
+            for channel in (0..ins).step_by(S::LANES) {
+                // d[i][j]: row i, column j of the tile. (Loops, not `array::from_fn`: a
+                // closure is compiled without the set's features, and its intrinsics were
+                // calls.)
+                let mut d = [[simd.splat(0.0); 4]; 4];
+                for (i, d) in d.iter_mut().enumerate() {
+                    for (j, d) in d.iter_mut().enumerate() {
+                        let pixel = at + i * row_stride + j * in_stride + channel;
+                        // SAFETY: at most the asserted reach, less the vector's `LANES`
+                        // floats (`channel + LANES <= ins`).
+                        *d = unsafe { simd.load(job.input.as_ptr().add(pixel)) };
+                    }
+                }
+                // B^T d along the rows, then along the columns: the forward kernel's
+                // additions.
+                let mut t = [[simd.splat(0.0); 4]; 4];
+                for j in 0..4 {
+                    t[j] = [
+                        sub(simd, d[0][j], d[2][j]),
+                        simd.add(d[1][j], d[2][j]),
+                        sub(simd, d[2][j], d[1][j]),
+                        sub(simd, d[1][j], d[3][j]),
+                    ];
+                }
+                for i in 0..4 {
+                    let v = [
+                        sub(simd, t[0][i], t[2][i]),
+                        simd.add(t[1][i], t[2][i]),
+                        sub(simd, t[2][i], t[1][i]),
+                        sub(simd, t[1][i], t[3][i]),
+                    ];
+                    for (j, &v) in v.iter().enumerate() {
+                        let at = ((i * 4 + j) * CHUNK + slot) * ins + channel;
+                        simd.store(&mut job.transformed_input[at..], v);
+                    }
+                }
             }
         }
     }
 }
 
-/// `A dY A^T` of the grad tile whose top left pixel's block of channels starts at `at`
-/// (rows `row_stride` apart), every vector of the block, into chunk slot `n`:
-/// `[position][n][channel]`. With `dY = [[a, b], [c, d]]`, `A dY` has the rows `[a, b]`,
-/// `[a + c, b + d]`, `[a - c, b - d]` and `[-c, -d]`, and each row `[p, q]` times `A^T` is
-/// `[p, p + q, p - q, -q]`.
+/// `A dY A^T` of every grad tile of the chunk, every output channel, a vector of tiles at a
+/// time, into the transformed grad: `[position][channel][slot]`. With `dY = [[a, b], [c, d]]`,
+/// `A dY` has the rows `[a, b]`, `[a + c, b + d]`, `[a - c, b - d]` and `[-c, -d]`, and each
+/// row `[p, q]` times `A^T` is `[p, p + q, p - q, -q]`.
 #[inline(always)]
-fn transform_grad<S: Simd>(
-    simd: S,
-    job: &mut GradTilesJob<'_>,
-    at: usize,
-    row_stride: usize,
-    n: usize,
-) {
-    let (outs, out_stride) = (job.outs, job.out_stride);
-    assert!(at + row_stride + out_stride + outs <= job.grad.len());
+fn transform_grads<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) {
+    let (rows, width) = (job.grad_rows, job.grad_width);
+    let outs = padded_outs(job.out_channels);
     let zero = simd.splat(0.0);
-    for channel in (0..outs).step_by(S::LANES) {
-        let load = |offset: usize| {
-            // SAFETY: `offset` is at most `row_stride + out_stride` past `at`, and the
-            // block's `outs` floats from there are inside the grad (asserted).
-            unsafe { simd.load(job.grad.as_ptr().add(at + offset + channel)) }
-        };
-        let (a, b) = (load(0), load(out_stride));
-        let (c, d) = (load(row_stride), load(row_stride + out_stride));
-        let rows = [
-            [a, b],
-            [simd.add(a, c), simd.add(b, d)],
-            [sub(simd, a, c), sub(simd, b, d)],
-            [sub(simd, zero, c), sub(simd, zero, d)],
-        ];
-        for (i, [p, q]) in rows.into_iter().enumerate() {
-            let values = [p, simd.add(p, q), sub(simd, p, q), sub(simd, zero, q)];
-            for (j, value) in values.into_iter().enumerate() {
-                let slot = ((i * 4 + j) * CHUNK + n) * outs + channel;
-                simd.store(&mut job.transformed_grad[slot..], value);
+    for channel in 0..job.out_channels {
+        let plane = &job.grad[(chunk.image * job.out_channels + channel) * rows * width..];
+        for k in 0..chunk.rows {
+            let y = 2 * (chunk.first_row + k);
+            // The tile row's two grad rows; the second is zeros past the grid's last row.
+            let upper = &plane[y * width..][..width];
+            let lower = if y + 1 < rows {
+                &plane[(y + 1) * width..][..width]
+            } else {
+                &[][..]
+            };
+            for t in (0..chunk.tiles).step_by(S::LANES) {
+                let column = 2 * (chunk.first_tile + t);
+                let (a, b) = tile_columns(simd, upper, column);
+                let (c, d) = tile_columns(simd, lower, column);
+                let rows = [
+                    [a, b],
+                    [simd.add(a, c), simd.add(b, d)],
+                    [sub(simd, a, c), sub(simd, b, d)],
+                    [sub(simd, zero, c), sub(simd, zero, d)],
+                ];
+                let slot = k * chunk.row_slots + t;
+                for (i, [p, q]) in rows.into_iter().enumerate() {
+                    let values = [p, simd.add(p, q), sub(simd, p, q), sub(simd, zero, q)];
+                    for (j, value) in values.into_iter().enumerate() {
+                        let at = ((i * 4 + j) * outs + channel) * CHUNK + slot;
+                        simd.store(&mut job.transformed_grad[at..], value);
+                    }
+                }
             }
         }
     }
+}
+
+/// The left and right columns of `LANES` consecutive tiles of a grad row from `column`:
+/// its even and odd values from there, zeros past the row's end.
+#[inline(always)]
+fn tile_columns<S: Simd>(simd: S, row: &[f32], column: usize) -> (S::Vector, S::Vector) {
+    let lanes = S::LANES;
+    let (first, second) = if column + 2 * lanes <= row.len() {
+        // SAFETY: the two vectors from `column` are inside the row (checked just above).
+        unsafe {
+            let from = row.as_ptr().add(column);
+            (simd.load(from), simd.load(from.add(lanes)))
+        }
+    } else {
+        let mut buffer = [0.0f32; 32];
+        let rest = row.len().saturating_sub(column);
+        buffer[..rest].copy_from_slice(&row[row.len() - rest..]);
+        // SAFETY: `buffer` holds two vectors of the widest set.
+        unsafe {
+            (
+                simd.load(buffer.as_ptr()),
+                simd.load(buffer.as_ptr().add(lanes)),
+            )
+        }
+    };
+    simd.deinterleave(first, second)
 }
 
 /// Adds the chunk's products at `position` to its sums: for every output channel `o` and
-/// input channel `c`, the sum over the chunk's `count` tiles of transformed grad `o` times
-/// transformed input `c`. Blocks of `O` output channels by `IV` vectors of input channels,
-/// `O * IV` accumulators: AVX-512 holds 4 x 4 (four broadcasts and four loads per 16
-/// multiply-adds), the sets of 16 registers 4 x 2, the portable set 4 x 1.
+/// input channel `c` of the block, the sum over the chunk's tiles of transformed grad `o`
+/// times transformed input `c`. Blocks of `OUT_BLOCK` output channels by `IV` vectors of
+/// input channels: AVX-512 takes blocks of two vectors (16 accumulators, eight broadcasts and
+/// two loads per 16 multiply-adds), as do the sets of 16 registers with one.
 #[inline(always)]
-fn add_products<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, position: usize, count: usize) {
-    match S::ISA {
-        Isa::Avx512 => add_block_columns::<S, 4>(simd, job, position, count),
-        Isa::Avx2 | Isa::Neon => add_block_columns::<S, 2>(simd, job, position, count),
-        Isa::Portable => add_block_columns::<S, 1>(simd, job, position, count),
-    }
-}
-
-/// Output channels per block of the products.
-const OUT_BLOCK: usize = 4;
-
-/// [`add_products`] in blocks of `IV` vectors of input channels, and a last block of the
-/// vectors left.
-#[inline(always)]
-fn add_block_columns<S: Simd, const IV: usize>(
-    simd: S,
-    job: &mut GradTilesJob<'_>,
-    position: usize,
-    count: usize,
-) {
-    let vectors = job.in_stride / S::LANES;
-    let full = vectors / IV * IV;
-    for first in (0..full).step_by(IV) {
-        add_block::<S, IV>(simd, job, position, count, first);
-    }
-    match vectors - full {
-        0 => {}
-        1 => add_block::<S, 1>(simd, job, position, count, full),
-        2 => add_block::<S, 2>(simd, job, position, count, full),
-        rest => {
-            assert!(rest < IV && rest == 3);
-            add_block::<S, 3>(simd, job, position, count, full);
+fn add_products<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, position: usize, chunk: Chunk) {
+    let vectors = job.ins / S::LANES;
+    let mut first = 0;
+    if matches!(S::ISA, Isa::Avx512) {
+        while first + 4 <= vectors {
+            add_block::<S, 4, 4>(simd, job, position, chunk, first);
+            first += 4;
+        }
+        if first + 2 <= vectors {
+            add_block::<S, 8, 2>(simd, job, position, chunk, first);
+            first += 2;
         }
     }
+    for first in first..vectors {
+        add_block::<S, 8, 1>(simd, job, position, chunk, first);
+    }
 }
 
-/// The products of input-channel vectors `first..first + IV` with every output channel of
-/// the block, `OUT_BLOCK` at a time.
+/// The products of input-channel vectors `first..first + IV` with every output channel,
+/// `OUT_BLOCK` at a time.
 #[inline(always)]
-fn add_block<S: Simd, const IV: usize>(
+fn add_block<S: Simd, const O: usize, const IV: usize>(
     simd: S,
     job: &mut GradTilesJob<'_>,
     position: usize,
-    count: usize,
+    chunk: Chunk,
     first: usize,
 ) {
-    let (in_stride, outs) = (job.in_stride, job.outs);
-    let input = &job.transformed_input[position * CHUNK * in_stride..][..CHUNK * in_stride];
-    let grad = &job.transformed_grad[position * CHUNK * outs..][..CHUNK * outs];
-    let sums = &mut job.sums[position * outs * in_stride..][..outs * in_stride];
+    let (ins, outs) = (job.ins, padded_outs(job.out_channels));
+    let input = &job.transformed_input[position * CHUNK * ins..][..CHUNK * ins];
+    let grad = &job.transformed_grad[position * outs * CHUNK..][..outs * CHUNK];
+    let sums = &mut job.sums[position * outs * ins..][..outs * ins];
     let column = first * S::LANES;
-    assert!(count <= CHUNK && column + IV * S::LANES <= in_stride);
-    assert!(outs.is_multiple_of(OUT_BLOCK));
-    for o in (0..outs).step_by(OUT_BLOCK) {
-        let mut acc = [[simd.splat(0.0); IV]; OUT_BLOCK];
+    assert!(column + IV * S::LANES <= ins);
+    assert!(chunk.rows.max(1) * chunk.row_slots <= CHUNK && chunk.tiles <= chunk.row_slots);
+    for o in (0..outs).step_by(O) {
+        let mut acc = [[simd.splat(0.0); IV]; O];
         for (k, acc) in acc.iter_mut().enumerate() {
             for (v, acc) in acc.iter_mut().enumerate() {
-                let at = (o + k) * in_stride + column + v * S::LANES;
-                // SAFETY: `o + k < outs` and `column + IV * LANES <= in_stride`: inside `sums`.
+                let at = (o + k) * ins + column + v * S::LANES;
+                // SAFETY: `o + k < outs` and `column + IV * LANES <= ins`: inside `sums`.
                 *acc = unsafe { simd.load(sums.as_ptr().add(at)) };
             }
         }
-        for n in 0..count {
-            let mut x = [simd.splat(0.0); IV];
-            for (v, x) in x.iter_mut().enumerate() {
-                // SAFETY: tile `n < CHUNK`'s run of `in_stride` floats holds the vectors.
-                *x =
-                    unsafe { simd.load(input.as_ptr().add(n * in_stride + column + v * S::LANES)) };
-            }
-            let g = &grad[n * outs + o..][..OUT_BLOCK];
-            for (acc, &g) in acc.iter_mut().zip(g) {
-                let g = simd.splat(g);
-                for (acc, &x) in acc.iter_mut().zip(&x) {
-                    *acc = simd.mul_add(g, x, *acc);
+        for row in 0..chunk.rows {
+            for slot in row * chunk.row_slots..row * chunk.row_slots + chunk.tiles {
+                let mut x = [simd.splat(0.0); IV];
+                for (v, x) in x.iter_mut().enumerate() {
+                    let at = slot * ins + column + v * S::LANES;
+                    // SAFETY: `slot < CHUNK` (asserted) and the vectors are inside the
+                    // slot's run of `ins` floats.
+                    *x = unsafe { simd.load(input.as_ptr().add(at)) };
+                }
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let g = simd.splat(grad[(o + k) * CHUNK + slot]);
+                    for (acc, &x) in acc.iter_mut().zip(&x) {
+                        *acc = simd.mul_add(g, x, *acc);
+                    }
                 }
             }
         }
         for (k, acc) in acc.iter().enumerate() {
             for (v, &acc) in acc.iter().enumerate() {
-                let at = (o + k) * in_stride + column + v * S::LANES;
+                let at = (o + k) * ins + column + v * S::LANES;
                 simd.store(&mut sums[at..], acc);
             }
         }
