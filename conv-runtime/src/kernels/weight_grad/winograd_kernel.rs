@@ -12,7 +12,7 @@
 //! vector of tiles at a time (each tile's two columns split with `deinterleave`).
 
 use crate::isa::{Family, Isa, Kernel, Simd};
-use crate::kernels::winograd::sub;
+use crate::kernels::winograd::{sub, transform_tile};
 
 /// Tile slots per chunk: each position's products sweep a chunk's tiles with their
 /// accumulators in registers. A chunk's transformed operands (`16 * CHUNK` runs of
@@ -124,8 +124,6 @@ impl Kernel<GradTilesFamily> for GradTiles {
 
 /// `B^T d B` of every input tile of the chunk, every vector of the block's input channels,
 /// into the transformed input: `[position][slot][channel]`.
-// Indices, as in the matrices the transforms apply.
-#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn transform_inputs<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) {
     let (in_stride, ins) = (job.in_stride, job.ins);
@@ -153,24 +151,7 @@ fn transform_inputs<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) 
                         *d = unsafe { simd.load(job.input.as_ptr().add(pixel)) };
                     }
                 }
-                // B^T d along the rows, then along the columns: the forward kernel's
-                // additions.
-                let mut t = [[simd.splat(0.0); 4]; 4];
-                for j in 0..4 {
-                    t[j] = [
-                        sub(simd, d[0][j], d[2][j]),
-                        simd.add(d[1][j], d[2][j]),
-                        sub(simd, d[2][j], d[1][j]),
-                        sub(simd, d[1][j], d[3][j]),
-                    ];
-                }
-                for i in 0..4 {
-                    let v = [
-                        sub(simd, t[0][i], t[2][i]),
-                        simd.add(t[1][i], t[2][i]),
-                        sub(simd, t[2][i], t[1][i]),
-                        sub(simd, t[1][i], t[3][i]),
-                    ];
+                for (i, v) in transform_tile(simd, &d).iter().enumerate() {
                     for (j, &v) in v.iter().enumerate() {
                         let at = ((i * 4 + j) * CHUNK + slot) * ins + channel;
                         simd.store(&mut job.transformed_input[at..], v);

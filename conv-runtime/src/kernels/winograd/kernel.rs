@@ -115,8 +115,6 @@ impl Kernel<WinogradFamily> for Tiles {
 
 /// `B^T d B` for every input channel of the block's tiles, two vectors of tiles at a time:
 /// `[16][channel][tile]`.
-// Indices, as in the matrices the transforms apply.
-#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
     let block = 2 * S::LANES;
@@ -137,24 +135,7 @@ fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
                     *d = unsafe { simd.load(lanes.as_ptr()) };
                 }
             }
-            // B^T d: along the rows of the tile...
-            let mut t = [[simd.splat(0.0); 4]; 4];
-            for (j, t) in t.iter_mut().enumerate() {
-                *t = [
-                    sub(simd, d[0][j], d[2][j]),
-                    simd.add(d[1][j], d[2][j]),
-                    sub(simd, d[2][j], d[1][j]),
-                    sub(simd, d[1][j], d[3][j]),
-                ];
-            }
-            // ... then along its columns.
-            for i in 0..4 {
-                let v = [
-                    sub(simd, t[0][i], t[2][i]),
-                    simd.add(t[1][i], t[2][i]),
-                    sub(simd, t[2][i], t[1][i]),
-                    sub(simd, t[1][i], t[3][i]),
-                ];
+            for (i, v) in transform_tile(simd, &d).iter().enumerate() {
                 for (j, &v) in v.iter().enumerate() {
                     let at = ((i * 4 + j) * channels + channel) * block + half * S::LANES;
                     simd.store(&mut job.transformed[at..], v);
@@ -162,6 +143,36 @@ fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
             }
         }
     }
+}
+
+/// `B^T d B` of a 4x4 input tile `d` (`d[i][j]` its row `i`, column `j`), `B^T = [[1, 0,
+/// -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`: additions only. Position `(i, j)`
+/// of the result is `[i][j]`. Shared with the weight gradient's kernel.
+// Indices, as in the matrices the transform applies.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+pub(crate) fn transform_tile<S: Simd>(simd: S, d: &[[S::Vector; 4]; 4]) -> [[S::Vector; 4]; 4] {
+    // B^T d: along the rows of the tile...
+    let mut t = [[simd.splat(0.0); 4]; 4];
+    for (j, t) in t.iter_mut().enumerate() {
+        *t = [
+            sub(simd, d[0][j], d[2][j]),
+            simd.add(d[1][j], d[2][j]),
+            sub(simd, d[2][j], d[1][j]),
+            sub(simd, d[1][j], d[3][j]),
+        ];
+    }
+    // ... then along its columns.
+    let mut v = [[simd.splat(0.0); 4]; 4];
+    for i in 0..4 {
+        v[i] = [
+            sub(simd, t[0][i], t[2][i]),
+            simd.add(t[1][i], t[2][i]),
+            sub(simd, t[2][i], t[1][i]),
+            sub(simd, t[1][i], t[3][i]),
+        ];
+    }
+    v
 }
 
 /// For each of the 16 positions, products = weights^T x transformed input:

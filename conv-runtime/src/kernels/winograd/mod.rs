@@ -35,8 +35,8 @@ use std::mem::MaybeUninit;
 use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
-pub(crate) use self::kernel::sub;
 use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels};
+pub(crate) use self::kernel::{sub, transform_tile};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::prepare;
