@@ -144,7 +144,7 @@ const fn has_32_registers<S: Simd>() -> bool {
 /// sum in one pass, each step read its run's weights for every channel again (dcgan-up:
 /// 64 KB a step, from L2), four vector loads from L2 per 16 multiply-adds. dcgan-up's
 /// forward 1.89 -> 1.57 ms at one thread, its backward (whose input gradient is a 512 ->
-/// 256 channel convolution of the family) 4.32 -> 3.78 ms; passes of 64 channels ran the
+/// 256 channel convolution of the family) 4.32 -> 4.03 ms; passes of 64 channels ran the
 /// forward as fast and the backward in 4.36, of 128 the forward in 1.96 (Intel Xeon,
 /// fastest of six and eight alternated runs of `suite --only dcgan-up --quick --fastest`).
 const CHANNEL_PASS: usize = 32;

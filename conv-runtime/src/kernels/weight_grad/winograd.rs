@@ -141,12 +141,14 @@ fn filters(
 ) -> Array4<f32> {
     let lanes = kernel.isa().lanes();
     let vectors = tiling.in_stride / lanes;
-    let tasks = if parallel {
+    let threads = if parallel {
         rayon::current_num_threads().min(vectors)
     } else {
         1
     };
-    let block = (vectors.div_ceil(tasks) * lanes).max(MIN_BLOCK);
+    // One block per thread, but never under MIN_BLOCK channels: the raise can leave fewer
+    // blocks than threads, and with one block there is nothing to run in parallel.
+    let block = (vectors.div_ceil(threads) * lanes).max(MIN_BLOCK);
     let outs = padded_outs(out_channels);
     // Each block's filters, `[out_channel][its input channels][3][3]`.
     let one_block = |first_in: usize| -> Vec<f32> {
@@ -179,7 +181,7 @@ fn filters(
         })
     };
     let starts = (0..tiling.in_stride).step_by(block);
-    let blocks: Vec<Vec<f32>> = if tasks > 1 {
+    let blocks: Vec<Vec<f32>> = if threads > 1 && tiling.in_stride > block {
         starts
             .collect::<Vec<_>>()
             .into_par_iter()
