@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use self::kernel::{Plane, PlaneFamily, PlaneJob};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
+use crate::memory::aligned::AlignedFloats;
 use crate::memory::scratch::with_scratch;
 use crate::shape::geometry::GeometrySpec;
 
@@ -37,7 +38,7 @@ pub(crate) struct Depthwise {
     kernel: Compiled<PlaneFamily>,
     spec: GeometrySpec,
     /// `[channel][kh * kw]`.
-    weights: Vec<f32>,
+    weights: AlignedFloats,
 }
 
 impl Depthwise {
@@ -59,7 +60,7 @@ impl Depthwise {
         Some(Depthwise {
             kernel,
             spec,
-            weights: weight.iter().copied().collect(),
+            weights: AlignedFloats::from(weight.iter().copied().collect::<Vec<_>>()),
         })
     }
 

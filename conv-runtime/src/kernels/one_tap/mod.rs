@@ -33,6 +33,7 @@ use self::kernel::{PHASES, PixelFamily, PixelJob, Pixels};
 use self::patches::{PatchFamily, PatchJob, Patches};
 use crate::isa::{Compiled, Detected, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
+use crate::memory::aligned::AlignedFloats;
 use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
 
@@ -51,7 +52,7 @@ pub(crate) struct OneTap {
     block: usize,
     /// `[group][block][in channel][phase (tap) 2a + b][block channel]`, zeros past the
     /// group's last output channel.
-    weights: Vec<f32>,
+    weights: AlignedFloats,
     in_per_group: usize,
     out_per_group: usize,
     groups: usize,
@@ -161,7 +162,7 @@ impl OneTap {
         OneTap {
             kernel,
             block,
-            weights,
+            weights: AlignedFloats::from(weights),
             in_per_group,
             out_per_group,
             groups,

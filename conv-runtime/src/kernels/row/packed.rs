@@ -2,12 +2,14 @@
 
 use ndarray::ArrayView4;
 
+use crate::memory::aligned::AlignedFloats;
+
 /// A layer's weights as `[group][block][in_channel][tap][lane]`: for each group, the output
 /// channels in blocks of `block` (the last block padded with zero weights), and within a
 /// block, for each input channel and tap, the `block` weights the kernel broadcasts in turn.
 #[derive(Clone, Debug)]
 pub(crate) struct PackedWeights {
-    data: Vec<f32>,
+    data: AlignedFloats,
     /// Output channels per block: the kernel's `OCB`.
     pub block: usize,
     pub blocks_per_group: usize,
@@ -74,7 +76,7 @@ impl PackedWeights {
             }
         }
         PackedWeights {
-            data,
+            data: AlignedFloats::from(data),
             block,
             blocks_per_group,
             in_per_group,

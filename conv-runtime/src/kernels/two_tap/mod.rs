@@ -39,6 +39,7 @@ use self::kernel::{
 use crate::isa::{Compiled, Isa};
 use crate::kernels::row::prepare::each_channel;
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
+use crate::memory::aligned::AlignedFloats;
 use crate::memory::layout::{contiguous, split_row};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
@@ -60,7 +61,7 @@ pub(crate) struct TwoTap {
     /// `G g G^T` of each phase's 2x2 filters, `[phase][position][channel][out channel]`,
     /// both channel counts padded to `CHANNEL_ALIGN` with zeros: a phase per output phase
     /// of a transposed layer; one for a convolution, whose channels are its input's phases.
-    weights: Vec<f32>,
+    weights: AlignedFloats,
     /// The channels the products sum over: the input's, times `s * s` for a convolution.
     channels: usize,
     out_channels: usize,
@@ -167,7 +168,7 @@ impl TwoTap {
             direction: Direction::Transposed,
             stride: spec.stride,
             pad: spec.pad_before(),
-            weights,
+            weights: AlignedFloats::from(weights),
             channels: in_channels,
             out_channels,
         })
@@ -204,7 +205,7 @@ impl TwoTap {
             },
             stride: spec.stride,
             pad: spec.pad_before(),
-            weights,
+            weights: AlignedFloats::from(weights),
             channels: phases * in_channels,
             out_channels,
         })

@@ -40,6 +40,7 @@ pub(crate) use self::kernel::{sub, transform_tile};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::prepare;
+use crate::memory::aligned::AlignedFloats;
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
@@ -60,7 +61,7 @@ pub(crate) struct Winograd {
     pad: (usize, usize),
     dilation: (usize, usize),
     /// `G g G^T` of every filter, `[16][in_channels][out_channels rounded up]`.
-    weights: Vec<f32>,
+    weights: AlignedFloats,
     out_channels: usize,
     /// For a strided layer run on its phases, how its outputs (transposed) or inputs
     /// (convolution) are laid out in the convolution this computes (`weights`, `pad`,
@@ -91,7 +92,7 @@ impl Winograd {
                 kernel,
                 pad: spec.pad_before(),
                 dilation: (1, 1),
-                weights: strided::transform_weights(weight),
+                weights: AlignedFloats::from(strided::transform_weights(weight)),
                 out_channels: weight.dim().0,
                 phases: None,
                 strided: true,
@@ -107,7 +108,7 @@ impl Winograd {
             kernel: Compiled::for_isa::<Tiles>(isa),
             pad: spec.pad_before(),
             dilation: spec.dilation,
-            weights: transform_weights(weight),
+            weights: AlignedFloats::from(transform_weights(weight)),
             out_channels: weight.dim().0,
             phases: None,
             strided: false,
@@ -144,7 +145,7 @@ impl Winograd {
             kernel: Compiled::for_isa::<Tiles>(isa),
             pad: (reach.0 - pad_top, reach.1 - pad_left),
             dilation: spec.dilation,
-            weights: transform_weights(&turned),
+            weights: AlignedFloats::from(transform_weights(&turned)),
             out_channels,
             phases: None,
             strided: false,

@@ -28,6 +28,7 @@ use super::{K, MIN_CHANNELS, Winograd, transform_weights};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::winograd::kernel::Tiles;
+use crate::memory::aligned::AlignedFloats;
 use crate::memory::scratch::with_scratch;
 use crate::shape::geometry::GeometrySpec;
 
@@ -98,7 +99,7 @@ pub(super) fn plan(
         kernel: Compiled::for_isa::<Tiles>(isa),
         pad: (K - 1 - first.0, K - 1 - first.1),
         dilation: (1, 1),
-        weights: transform_weights(&phase_weight),
+        weights: AlignedFloats::from(transform_weights(&phase_weight)),
         out_channels: phase_channels,
         phases: Some(Phases::Outputs(OutputPhases {
             stride: spec.stride,
@@ -148,7 +149,7 @@ pub(super) fn plan_strided(
         kernel: Compiled::for_isa::<Tiles>(isa),
         pad: (0, 0),
         dilation: (1, 1),
-        weights: transform_weights(&phase_weight),
+        weights: AlignedFloats::from(transform_weights(&phase_weight)),
         out_channels,
         phases: Some(Phases::Inputs(InputPhases {
             stride: spec.stride,
