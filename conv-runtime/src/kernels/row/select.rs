@@ -162,8 +162,8 @@ impl<T: TapList> Chooser<T> {
         // constant, tested before the run-time `wide` in each arm: only one of the two
         // kernels is compiled.
         let six_by_two = const { T::COL_STRIDE > 1 || !shares_vectors(T::PHASES, 8, 2) };
-        // On AVX-512, layers of 16 channels or more take sixteen channels by one vector
-        // (16 accumulators, a tile of 16 columns) rather than eight by two (a tile of 32): a
+        // On AVX-512, strided layers of 16 channels or more take sixteen channels by one
+        // vector (16 accumulators, a tile of 16 columns) rather than eight by two (a tile of 32): a
         // convolution whose output rows are 16 columns (dcgan-up's input gradient, a
         // stride-2 convolution into 16x16) left half of every 32-column tile empty. Level
         // with eight by two on full rows (Zen 4, one thread, five alternated rounds, medians,
@@ -171,8 +171,8 @@ impl<T: TapList> Chooser<T> {
         // down-s2 1.42 against 1.44); dcgan-up's backward 5.6 ms against 8.4-9.4, and
         // against 5.9 with a second kernel, along output channels, for the short rows. It
         // loads once per multiply-add where eight by two loads 10 times per 16, which a core
-        // issuing two 512-bit FMAs a cycle (Zen 5, Xeon) may feel: to be measured there.
-        // Eight to fifteen channels take four by four.
+        // issuing two 512-bit FMAs a cycle (Zen 5, Xeon) may feel: it did, on stride-1
+        // layers (below). Eight to fifteen channels take four by four.
         // Three output channels (an RGB image: sr-x3) take three vectors, 9 accumulators,
         // rather than two, 6, too few to hide the FMA latency: sr-x3 (64-column phase rows,
         // three 24-column tiles of which 8 columns are wasted) 1.08x faster (Zen 3, one
@@ -201,6 +201,24 @@ impl<T: TapList> Chooser<T> {
         // channels take eight by two as well, the second vector partly empty: sixteen by one
         // for them was a second instance of the kernel, with its edge instances, in every
         // wide-padding geometry's build, for layers no suite case has.
+        // Elsewhere, from 16 channels, eight channels by two vectors (a tile of 32 columns)
+        // rather than sixteen by one: ten loads per sixteen multiply-adds, not seventeen
+        // (sixteen broadcast weights and an input vector, of which those at a dilated tap's
+        // column offset straddle two cache lines), which a core issuing two 512-bit FMAs a
+        // cycle feels: seed-dilated 0.0290 -> 0.0273 ms at one thread, 0.0287 -> 0.0260 at
+        // two, context-d4 1.494 -> 1.483 (Intel Xeon, fastest of six alternated `suite --only
+        // ... --quick --json` runs; backward level). Only at stride 1 (one phase, unstrided
+        // columns), whose output rows are as long as the input's: a strided convolution's
+        // are shorter, and a 16-column row (a stride-2 convolution into 16x16) would leave
+        // half of every 32-column tile empty, as the paragraph above found; a stride-1 layer on rows that short is mostly a 3x3 one, which runs the
+        // Winograd family. Not where two taps of a filter row read the same vector (dilation
+        // 8 and 16 on AVX-512), for the reason given for AVX2 above.
+        let eight_by_two = const {
+            T::COL_STRIDE == 1
+                && T::PHASES.len() == 1
+                && !shares_vectors(T::PHASES, 16, 2)
+                && !skips_padding::<T>(16)
+        };
         let skips_padding = const { skips_padding::<T>(16) };
         match self.detected {
             #[cfg(target_arch = "x86_64")]
@@ -208,7 +226,11 @@ impl<T: TapList> Chooser<T> {
                 channel_vectors::<T, _, 2, 8>(simd)
             }
             #[cfg(target_arch = "x86_64")]
-            Detected::Avx512(simd) if !skips_padding && out >= 16 => {
+            Detected::Avx512(simd) if eight_by_two && out >= 16 => {
+                specialised::<T, _, 8, 2, 1>(simd)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Detected::Avx512(simd) if !eight_by_two && !skips_padding && out >= 16 => {
                 specialised::<T, _, 16, 1, 1>(simd)
             }
             #[cfg(target_arch = "x86_64")]
