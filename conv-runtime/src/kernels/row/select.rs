@@ -210,9 +210,10 @@ impl<T: TapList> Chooser<T> {
         // ... --quick --json` runs; backward level). Only at stride 1 (one phase, unstrided
         // columns), whose output rows are as long as the input's: a strided convolution's
         // are shorter, and a 16-column row (a stride-2 convolution into 16x16) would leave
-        // half of every 32-column tile empty, as the paragraph above found; a stride-1 layer on rows that short is mostly a 3x3 one, which runs the
-        // Winograd family. Not where two taps of a filter row read the same vector (dilation
-        // 8 and 16 on AVX-512), for the reason given for AVX2 above.
+        // half of every 32-column tile empty, as the paragraph above found; a stride-1
+        // layer on rows that short is mostly a 3x3 one, which runs the Winograd family. Not
+        // where two taps of a filter row read the same vector (dilation 8 and 16 on
+        // AVX-512), for the reason given for AVX2 above.
         let eight_by_two = const {
             T::COL_STRIDE == 1
                 && T::PHASES.len() == 1
