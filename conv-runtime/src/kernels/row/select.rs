@@ -206,8 +206,9 @@ impl<T: TapList> Chooser<T> {
         // (sixteen broadcast weights and an input vector, of which those at a dilated tap's
         // column offset straddle two cache lines), which a core issuing two 512-bit FMAs a
         // cycle feels: seed-dilated 0.0290 -> 0.0273 ms at one thread, 0.0287 -> 0.0260 at
-        // two, context-d4 1.494 -> 1.483 (Intel Xeon, fastest of six alternated `suite --only
-        // ... --quick --json` runs; backward level). Only at stride 1 (one phase, unstrided
+        // two (Intel Xeon, fastest of six alternated `suite --only seed-dilated --quick
+        // --json` runs; its backward level), the suite's one layer it runs (the others of
+        // stride 1 run the Winograd family or, aspp-d12, the kernel along output channels). Only at stride 1 (one phase, unstrided
         // columns), whose output rows are as long as the input's: a strided convolution's
         // are shorter, and a 16-column row (a stride-2 convolution into 16x16) would leave
         // half of every 32-column tile empty, as the paragraph above found; a stride-1
