@@ -311,10 +311,17 @@ fn gather_inputs(
                 // An input narrower than the stride: the phase reads nothing.
                 continue;
             }
+            // Every `sw`-th value from `from`, as whole groups of `sw` and then the last
+            // value alone (a last whole group could run past the input): `step_by` recounted
+            // what was left at every value, and the gather's share of sr-x3's backward went
+            // 6.6% -> 6.0% of `perf record` samples without it (Intel Xeon, one thread); the
+            // rest is waiting on the reads, each grad line read once per column phase.
             let from = &source[(first_row + row * sh) * in_w + first_column..];
-            for (slot, &value) in to.iter_mut().zip(from.iter().step_by(sw)) {
-                *slot = value;
+            let (last, body) = to.split_last_mut().expect("a phase of some columns");
+            for (slot, group) in body.iter_mut().zip(from.chunks_exact(sw)) {
+                *slot = group[0];
             }
+            *last = from[body.len() * sw];
         }
     };
     let grid_len = batch * phase_channels * grid_plane;
