@@ -14,8 +14,8 @@ use ndarray::{Array1, Array4, s};
 ///
 /// A `Vec<f32>` of packed weights sits where the allocator puts it, 16 bytes past a page
 /// boundary for a large one, so every 64-byte vector load of it straddled two cache lines:
-/// aspp-d12 with 64 input channels ran its forward 1.382 -> 1.197 ms at one thread once its
-/// weights were aligned (Intel Xeon, fastest of three alternated `suite --only ... --quick
+/// with its weights aligned, dcgan-up's forward ran 1.365 -> 1.247 ms and aspp-d12's 5.23
+/// -> 5.11 at one thread (Intel Xeon, fastest of three alternated `suite --only ... --quick
 /// --fastest` runs). A clone is aligned afresh: copying the storage would copy the offset
 /// into an allocation that needs another.
 #[derive(Debug)]

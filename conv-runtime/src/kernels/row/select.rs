@@ -163,9 +163,10 @@ impl<T: TapList> Chooser<T> {
         // kernels is compiled.
         let six_by_two = const { T::COL_STRIDE > 1 || !shares_vectors(T::PHASES, 8, 2) };
         // On AVX-512, strided layers of 16 channels or more take sixteen channels by one
-        // vector (16 accumulators, a tile of 16 columns) rather than eight by two (a tile of 32): a
-        // convolution whose output rows are 16 columns (dcgan-up's input gradient, a
-        // stride-2 convolution into 16x16) left half of every 32-column tile empty. Level
+        // vector (16 accumulators, a tile of 16 columns) rather than eight by two (a tile
+        // of 32): a convolution whose output rows are 16 columns (dcgan-up's input
+        // gradient, a stride-2 convolution into 16x16) left half of every 32-column tile
+        // empty. Level
         // with eight by two on full rows (Zen 4, one thread, five alternated rounds, medians,
         // sixteen by one first: context-d4 2.74 against 2.69 ms, aspp-d12 8.78 against 9.19,
         // down-s2 1.42 against 1.44); dcgan-up's backward 5.6 ms against 8.4-9.4, and
@@ -208,13 +209,14 @@ impl<T: TapList> Chooser<T> {
         // cycle feels: seed-dilated 0.0290 -> 0.0273 ms at one thread, 0.0287 -> 0.0260 at
         // two (Intel Xeon, fastest of six alternated `suite --only seed-dilated --quick
         // --json` runs; its backward level), the suite's one layer it runs (the others of
-        // stride 1 run the Winograd family or, aspp-d12, the kernel along output channels). Only at stride 1 (one phase, unstrided
-        // columns), whose output rows are as long as the input's: a strided convolution's
-        // are shorter, and a 16-column row (a stride-2 convolution into 16x16) would leave
-        // half of every 32-column tile empty, as the paragraph above found; a stride-1
-        // layer on rows that short is mostly a 3x3 one, which runs the Winograd family. Not
-        // where two taps of a filter row read the same vector (dilation 8 and 16 on
-        // AVX-512), for the reason given for AVX2 above.
+        // stride 1 run the Winograd family or, aspp-d12, the kernel along output
+        // channels). Only at stride 1 (one phase, unstrided columns), whose output rows are
+        // as long as the input's: a strided convolution's are shorter, and a 16-column row
+        // (a stride-2 convolution into 16x16) would leave half of every 32-column tile
+        // empty, as the paragraph above found; a stride-1 layer on rows that short is
+        // mostly a 3x3 one, which runs the Winograd family. Not where two taps of a filter
+        // row read the same vector (dilation 8 and 16 on AVX-512), for the reason given for
+        // AVX2 above.
         let eight_by_two = const {
             T::COL_STRIDE == 1
                 && T::PHASES.len() == 1
