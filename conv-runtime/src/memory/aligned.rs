@@ -29,10 +29,7 @@ impl AlignedFloats {
     /// `values`, copied to storage that starts on a 64-byte boundary.
     pub fn new(values: &[f32]) -> AlignedFloats {
         let mut storage = vec![0.0; values.len() + ALIGN_FLOATS - 1];
-        let offset = storage
-            .as_ptr()
-            .align_offset(ALIGN_BYTES)
-            .min(ALIGN_FLOATS - 1);
+        let offset = floats_to_line(storage.as_ptr());
         storage[offset..offset + values.len()].copy_from_slice(values);
         AlignedFloats {
             storage,
@@ -63,8 +60,16 @@ impl std::ops::Deref for AlignedFloats {
 }
 
 /// Alignment of the first element, in bytes: a cache line and an AVX-512 vector.
-const ALIGN_BYTES: usize = 64;
-const ALIGN_FLOATS: usize = ALIGN_BYTES / size_of::<f32>();
+pub(crate) const ALIGN_BYTES: usize = 64;
+pub(crate) const ALIGN_FLOATS: usize = ALIGN_BYTES / size_of::<f32>();
+
+/// Floats from `start` to the first 64-byte boundary at or after it, at most
+/// `ALIGN_FLOATS - 1`: storage with that many floats to spare holds an aligned run of the
+/// rest. (`align_offset` may answer "not possible", `usize::MAX`, in principle; any offset
+/// up to `ALIGN_FLOATS - 1` keeps the run inside the storage.)
+pub(crate) fn floats_to_line(start: *const f32) -> usize {
+    start.align_offset(ALIGN_BYTES).min(ALIGN_FLOATS - 1)
+}
 
 /// A new standard-layout array of `shape`, uninitialised, whose first element starts on a
 /// 64-byte boundary. It owns `ALIGN_FLOATS - 1` floats more than it shows, in front of and
@@ -72,12 +77,7 @@ const ALIGN_FLOATS: usize = ALIGN_BYTES / size_of::<f32>();
 pub(crate) fn uninit_aligned(shape: [usize; 4]) -> Array4<MaybeUninit<f32>> {
     let len: usize = shape.iter().product();
     let storage = Array1::<f32>::uninit(len + ALIGN_FLOATS - 1);
-    // `align_offset` may answer "not possible" (`usize::MAX`) in principle; any offset up to
-    // `ALIGN_FLOATS - 1` keeps the elements inside the storage.
-    let offset = storage
-        .as_ptr()
-        .align_offset(ALIGN_BYTES)
-        .min(ALIGN_FLOATS - 1);
+    let offset = floats_to_line(storage.as_ptr().cast());
     storage
         .slice_move(s![offset..offset + len])
         .into_shape_with_order(shape)

@@ -8,10 +8,9 @@
 
 use std::cell::RefCell;
 
-/// Lent buffers start on a 64-byte boundary, a cache line and an AVX-512 vector: a vector
-/// load that straddles two lines costs two.
-const ALIGN_BYTES: usize = 64;
-const ALIGN_FLOATS: usize = ALIGN_BYTES / size_of::<f32>();
+// Lent buffers start on a 64-byte boundary, a cache line and an AVX-512 vector: a vector
+// load that straddles two lines costs two.
+use super::aligned::{ALIGN_FLOATS, floats_to_line};
 
 thread_local! {
     /// The thread's idle buffers.
@@ -30,7 +29,7 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     if buffer.len() < needed {
         buffer.resize(needed, 0.0);
     }
-    let start = buffer.as_ptr().align_offset(ALIGN_BYTES).min(ALIGN_FLOATS);
+    let start = floats_to_line(buffer.as_ptr());
     let result = f(&mut buffer[start..start + len]);
     POOL.with_borrow_mut(|pool| pool.push(buffer));
     result
@@ -54,6 +53,7 @@ fn take_fitting(pool: &mut Vec<Vec<f32>>, needed: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::aligned::ALIGN_BYTES;
 
     #[test]
     fn the_smallest_fitting_buffer_is_lent() {
