@@ -40,7 +40,8 @@ struct Case {
     extra: (usize, usize),
     bias: bool,
     /// How `x` and `grad_output` are stored: 0 standard, 1 NHWC viewed as NCHW, 2 every
-    /// other column of a wider array.
+    /// other column of a wider array, 3 standard starting on a cache line (as a layer's
+    /// output does; the column kernel may read such a grad operand where it is).
     layout: u8,
     seed: u64,
 }
@@ -54,7 +55,7 @@ fn cases() -> impl Strategy<Value = Case> {
         0usize..=7,
         prop_oneof![0usize..=12, 60usize..=75],
         any::<bool>(),
-        0u8..3,
+        0u8..4,
         any::<u64>(),
     )
         .prop_map(
@@ -77,10 +78,20 @@ fn array(shape: (usize, usize, usize, usize), layout: u8, seed: u64) -> Array4<f
     match layout {
         0 => random_array(shape, seed),
         1 => random_array((n, h, w, c), seed).permuted_axes([0, 3, 1, 2]),
-        _ => {
+        2 => {
             let wide = random_array((n, c, h, 2 * w), seed);
             // An owned array whose rows have a step of 2: `slice_move` keeps the strides.
             wide.slice_move(s![.., .., .., ..;2])
+        }
+        _ => {
+            let values = random_array(shape, seed);
+            let len = values.len();
+            // 64 bytes: a cache line, the most any instruction set's vectors align to.
+            let mut storage = Array1::<f32>::zeros(len + 15);
+            let start = storage.as_ptr().align_offset(64);
+            let mut aligned = storage.slice_move(s![start..start + len]);
+            aligned.assign(&Array1::from_iter(values.iter().copied()));
+            aligned.into_shape_with_order(shape).unwrap()
         }
     }
 }
@@ -331,6 +342,37 @@ fn depthwise_and_wide_blockings() {
             };
             check_conv(Dilated, &case, isa);
             check_conv_transpose(Dilated, &case, isa);
+        }
+    }
+}
+
+/// The column kernel reads the grad operand (`grad_output` of a convolution, `x` of a
+/// transposed one) where it is, not a copy, where it starts on a cache line, its rows are
+/// whole vectors on every set (64 columns) and every block of grad channels is full (12 a
+/// group, a whole number of every set's blocks: the convolution's output channels, the
+/// transposed layer's input channels): that path against the reference,
+/// the adjoint identities and the copied path, on every instruction set.
+#[test]
+fn aligned_grads_are_read_in_place() {
+    let spec = Dilated::SPEC;
+    // `Dilated` keeps the size: the convolution's grid is its input's 64 columns.
+    let conv_extra = (1, 64 - spec.min_input_size().1);
+    // The transposed layer's grid is its input: `check_conv_transpose` takes half the extra.
+    let transposed_extra = (1, 2 * (64 - spec.transposed_min_input_size().1));
+    for isa in Isa::available() {
+        for layout in [3, 0] {
+            let case = |(in_per_group, out_per_group), extra| Case {
+                batch: 2,
+                groups: 2,
+                in_per_group,
+                out_per_group,
+                extra,
+                bias: true,
+                layout,
+                seed: 70 + u64::from(layout),
+            };
+            check_conv(Dilated, &case((4, 12), conv_extra), isa);
+            check_conv_transpose(Dilated, &case((12, 4), transposed_extra), isa);
         }
     }
 }

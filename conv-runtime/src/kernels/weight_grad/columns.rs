@@ -21,6 +21,7 @@ use ndarray::{ArrayView4, s};
 
 use super::{Blocking, Filters, Problem, Tap, fill_chunks};
 use crate::isa::{Compiled, Family, Kernel, Simd};
+use crate::memory::aligned::floats_to_line;
 use crate::memory::scratch::with_scratch;
 
 /// The widest vector of any instruction set, in floats.
@@ -41,8 +42,18 @@ pub(crate) fn filter_blocks(
     let (mr, nr, lanes) = (kernel.out_block, kernel.in_block, kernel.lanes);
     let images = problem.images();
     let width = kernel.row_width(problem.width);
+    // The grad read where it is, not copied, where its rows are whole vectors already,
+    // every block is full (no zero channel) and it starts on a cache line (as a layer's
+    // output does): sr-x3's backward, whose grad operand is the layer's 512 KB input, 1.054
+    // -> 1.011 ms with its input so placed (Intel Xeon, one thread, fastest of five
+    // alternated `suite --only sr-x3 --backward --quick` runs). Not otherwise: loads that
+    // straddle two cache lines cost more than the copy saves (1.119 against 1.066 ms).
+    let full_blocks = (problem.out_channels / problem.groups).is_multiple_of(mr);
+    let in_place = grad
+        .as_slice()
+        .filter(|grad| width == problem.width && full_blocks && floats_to_line(grad.as_ptr()) == 0);
     let grad_layout = GradLayout {
-        channels: problem.out_channels + 1,
+        channels: problem.out_channels + usize::from(in_place.is_none()),
         rows: problem.rows,
         width,
         columns: problem.width,
@@ -55,9 +66,8 @@ pub(crate) fn filter_blocks(
     let least = MIN_BAND_STEPS.div_ceil(grad_layout.width / lanes);
     let band = problem.band(mr * grad_layout.width, nr, least);
     let taps = problem.spec.kernel_size.0 * problem.spec.kernel_size.1;
-    with_scratch(images * grad_layout.image_stride(), |buffer| {
-        let grad_finite = prepare_grad(grad, grad_layout, problem.parallel, buffer);
-        let operands = problem.operands(buffer, grad_layout, grad_finite, band);
+    let run = |grad: &[f32], grad_finite: bool| {
+        let operands = problem.operands(grad, grad_layout, grad_finite, band);
         problem.run_tasks(
             kernel.blocking(),
             filters,
@@ -68,20 +78,40 @@ pub(crate) fn filter_blocks(
                 let ins: Vec<usize> = (0..nr)
                     .map(|n| problem.input_channel(group, in_block * nr, n))
                     .collect();
-                let mut sums = vec![0.0f32; taps * mr * nr * kernel.vectors * lanes];
-                let mut tails = vec![0.0f32; taps * mr * nr];
-                let mut job = Job {
-                    operands: &operands,
-                    out_channels: &outs,
-                    in_channels: &ins,
-                    sums: &mut sums,
-                    tails: &mut tails,
-                    filters: block,
-                };
-                kernel.run.run(&mut job);
+                // A buffer of the thread's, not zeroed (the first band writes the sums): a
+                // zeroed vector per block was 2.2% of sr-x3's backward (`perf record`).
+                let sums_len = taps * mr * nr * kernel.vectors * lanes;
+                with_scratch(sums_len + taps * mr * nr, |sums| {
+                    let (sums, tails) = sums.split_at_mut(sums_len);
+                    tails.fill(0.0);
+                    let mut job = Job {
+                        operands: &operands,
+                        out_channels: &outs,
+                        in_channels: &ins,
+                        sums,
+                        tails,
+                        filters: block,
+                    };
+                    kernel.run.run(&mut job);
+                });
             },
         )
-    })
+    };
+    match in_place {
+        Some(grad) => run(grad, all_finite(grad)),
+        None => with_scratch(images * grad_layout.image_stride(), |buffer| {
+            let grad_finite = prepare_grad(grad, grad_layout, problem.parallel, buffer);
+            run(buffer, grad_finite)
+        }),
+    }
+}
+
+/// Whether every value of `values` is finite. Folded with `&`, not `all`, so that it
+/// vectorises.
+fn all_finite(values: &[f32]) -> bool {
+    values
+        .iter()
+        .fold(true, |all, value| all & value.is_finite())
 }
 
 /// The shape of the prepared grad operand: `[image][channel][row][width]`.
@@ -123,7 +153,8 @@ pub(crate) struct Job<'a> {
     pub out_channels: &'a [usize],
     /// The input channel of each of the `NR` block columns (or the zero channel).
     pub in_channels: &'a [usize],
-    /// The vector partial sums, `[tap][MR][NR][WV][LANES]`, zeros on entry.
+    /// The vector partial sums, `[tap][MR][NR][WV][LANES]`, any values on entry: the first
+    /// band's pass writes them rather than adds to them.
     pub sums: &'a mut [f32],
     /// The sums of the columns past `vector_end`, `[tap][MR][NR]`, zeros on entry.
     pub tails: &'a mut [f32],
@@ -213,7 +244,7 @@ fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usize>(
     assert_eq!(job.filters.len(), taps * MR * NR);
 
     for image in 0..operands.images {
-        for rows in operands.bands(grad.rows) {
+        for (band, rows) in operands.bands(grad.rows).enumerate() {
             let mut pass = TapPass::<S, MR, NR, WV> {
                 operands,
                 input_base: std::array::from_fn(|n| {
@@ -223,6 +254,7 @@ fn correlate<S: Simd, const MR: usize, const NR: usize, const WV: usize>(
                     image * grad.image_stride() + job.out_channels[m] * grad.channel_stride()
                 }),
                 rows,
+                fresh: image == 0 && band == 0,
                 sums: job.sums,
                 tails: job.tails,
                 simd,
@@ -322,6 +354,8 @@ struct TapPass<'j, 'a, S, const MR: usize, const NR: usize, const WV: usize> {
     /// Where each block row's grad channel of this image starts.
     grad_base: [usize; MR],
     rows: Range<usize>,
+    /// Whether this is the first pass over the sums, which starts them from zero.
+    fresh: bool,
     sums: &'j mut [f32],
     tails: &'j mut [f32],
     simd: S,
@@ -339,15 +373,19 @@ impl<S: Simd, const MR: usize, const NR: usize, const WV: usize> TapPass<'_, '_,
         // `col % stride_w`, at `ox + col / stride_w` within it.
         let column = col % stride_w * input_layout.phase_len + col / stride_w;
         let rows = operands.tap_rows(&self.rows, row, stride_h);
-        if rows.is_empty() {
+        if rows.is_empty() && !self.fresh {
             return;
         }
+        let fresh = self.fresh;
         let block = MR * NR * WV * S::LANES;
         let sums = &mut self.sums[weight * block..(weight + 1) * block];
         let mut acc: [[[S::Vector; WV]; NR]; MR] = std::array::from_fn(|m| {
             std::array::from_fn(|n| {
                 std::array::from_fn(|v| {
                     let at = ((m * NR + n) * WV + v) * S::LANES;
+                    if fresh {
+                        return simd.splat(0.0);
+                    }
                     // SAFETY: `sums` holds `MR * NR * WV * LANES` floats (sliced above).
                     unsafe { simd.load(sums.as_ptr().add(at)) }
                 })
@@ -464,14 +502,17 @@ pub(crate) fn prepare_grad(
     let channels = grad.dim().1;
     let one_channel = |(index, target): (usize, &mut [f32])| -> bool {
         let (image, channel) = (index / layout.channels, index % layout.channels);
-        target.fill(0.0);
         if channel == channels {
+            target.fill(0.0);
             return true;
         }
         let plane = grad.slice(s![image, channel, .., ..]);
         let mut finite = true;
         for (source, target) in plane.outer_iter().zip(target.chunks_mut(layout.width)) {
-            let target = &mut target[..source.len()];
+            // Only the row's padding zeroed: zeroing the whole plane first made the copy 5.6%
+            // of sr-x3's backward rather than 4.4% (Intel Xeon, one thread, `perf record`).
+            let (target, padding) = target.split_at_mut(source.len());
+            padding.fill(0.0);
             match source.as_slice() {
                 Some(source) => target.copy_from_slice(source),
                 None => target.iter_mut().zip(&source).for_each(|(t, &v)| *t = v),
