@@ -307,8 +307,11 @@ fn lay_out_plane(
             };
             let source_row = source.row(y);
             zero_then_row[1..].copy_from_slice(contiguous(&source_row, &mut gathered));
+            assert!(row_map.end <= zero_then_row.len());
             for (slot, &from) in row.iter_mut().zip(&row_map.from) {
-                *slot = zero_then_row[from as usize];
+                // SAFETY: every index of the map is below `row_map.end` (`RowMap::new`),
+                // which is inside `zero_then_row` (asserted above).
+                *slot = unsafe { *zero_then_row.get_unchecked(from as usize) };
             }
         }
     });
@@ -319,6 +322,8 @@ fn lay_out_plane(
 /// strided runs, each value's index computed as it went, took a fifth of context-d4's time.
 struct RowMap {
     from: Vec<u32>,
+    /// One more than the largest index in `from`.
+    end: usize,
 }
 
 impl RowMap {
@@ -331,7 +336,12 @@ impl RowMap {
                     .expect("a row's columns count in u32");
             }
         }
-        RowMap { from }
+        let end = from
+            .iter()
+            .map(|&from| from as usize + 1)
+            .max()
+            .unwrap_or(0);
+        RowMap { from, end }
     }
 }
 
