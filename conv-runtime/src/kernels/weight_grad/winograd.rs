@@ -30,9 +30,9 @@
 use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
-use super::fill_chunks;
 use super::winograd_kernel::{CHUNK, GradTiles, GradTilesFamily, GradTilesJob, padded_outs};
 use crate::isa::{Compiled, Isa};
+use crate::kernels::row::prepare::each_channel;
 use crate::memory::scratch::with_scratch;
 use crate::memory::transpose::{Transpose, TransposeFamily, TransposeJob};
 use crate::shape::geometry::GeometrySpec;
@@ -253,14 +253,14 @@ fn lay_out_input(
     let input = input.as_slice().expect("standard layout");
     let stride = tiling.in_stride;
     let pixels = tiling.input_row() / stride;
-    let one_row = |(index, row): (usize, &mut [f32])| -> bool {
+    let one_row = |index: usize, row: &mut [f32]| {
         let (image, r) = (index / tiling.input_rows(), index % tiling.input_rows());
         let start = pad_left.min(pixels);
         let used = width.min(pixels - start);
         let y = r.checked_sub(pad_top).filter(|&y| y < height && used > 0);
         let Some(y) = y else {
             row.fill(0.0);
-            return true;
+            return;
         };
         row[..start * stride].fill(0.0);
         row[(start + used) * stride..].fill(0.0);
@@ -274,7 +274,13 @@ fn lay_out_input(
             offset: 0,
             target: &mut row[start * stride..(start + used) * stride],
         });
-        true
     };
-    fill_chunks(buffer, tiling.input_row(), parallel, one_row);
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    // One laid-out row per call (the helper's chunks are channels where the row kernels
+    // lay their input out).
+    each_channel(buffer, tiling.input_row(), threads, one_row);
 }
