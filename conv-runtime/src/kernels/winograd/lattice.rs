@@ -295,6 +295,7 @@ fn lay_out_plane(
     // elsewhere, Intel Xeon: a placement the pool's buffers do not meet.)
     with_scratch(1 + source.ncols(), |zero_then_row| {
         zero_then_row[0] = 0.0;
+        assert!(row_map.end <= zero_then_row.len());
         let mut gathered = Vec::new();
         let rows = target
             .chunks_exact_mut(layout.row_stride())
@@ -307,10 +308,12 @@ fn lay_out_plane(
             };
             let source_row = source.row(y);
             zero_then_row[1..].copy_from_slice(contiguous(&source_row, &mut gathered));
-            assert!(row_map.end <= zero_then_row.len());
             for (slot, &from) in row.iter_mut().zip(&row_map.from) {
                 // SAFETY: every index of the map is below `row_map.end` (`RowMap::new`),
-                // which is inside `zero_then_row` (asserted above).
+                // which is inside `zero_then_row` (asserted above). Unchecked: a bounds
+                // check per value made context-d4 1.632 -> 1.693 ms (Intel Xeon, one
+                // thread, fastest of eight alternated runs; clamping the index instead,
+                // 1.673).
                 *slot = unsafe { *zero_then_row.get_unchecked(from as usize) };
             }
         }
