@@ -87,7 +87,7 @@ fn array(shape: (usize, usize, usize, usize), layout: u8, seed: u64) -> Array4<f
             let values = random_array(shape, seed);
             let len = values.len();
             // 64 bytes: a cache line, the most any instruction set's vectors align to.
-            let mut storage = Array1::<f32>::zeros(len + 15);
+            let storage = Array1::<f32>::zeros(len + 15);
             let start = storage.as_ptr().align_offset(64);
             let mut aligned = storage.slice_move(s![start..start + len]);
             aligned.assign(&Array1::from_iter(values.iter().copied()));
