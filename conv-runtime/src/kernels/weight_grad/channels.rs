@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use ndarray::ArrayView4;
 
-use super::{Blocking, Filters, Problem, Tap, fill_chunks};
+use super::{Blocking, Filters, Problem, Tap, all_finite, fill_chunks};
 use crate::isa::{Compiled, Family, Kernel, Simd};
 use crate::memory::scratch::with_scratch;
 use crate::memory::transpose::{Transpose, TransposeFamily, TransposeJob};
@@ -378,10 +378,7 @@ pub(crate) fn prepare_grad(
                 offset: 0,
                 target: &mut *target,
             });
-            // Folded with `&`, not `all`, so that the check vectorises.
-            finite &= target
-                .iter()
-                .fold(true, |all, value| all & value.is_finite());
+            finite &= all_finite(target);
         }
         finite
     };

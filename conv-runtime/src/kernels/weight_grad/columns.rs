@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use ndarray::{ArrayView4, s};
 
-use super::{Blocking, Filters, Problem, Tap, fill_chunks};
+use super::{Blocking, Filters, Problem, Tap, all_finite, fill_chunks};
 use crate::isa::{Compiled, Family, Kernel, Simd};
 use crate::memory::aligned::floats_to_line;
 use crate::memory::scratch::with_scratch;
@@ -104,14 +104,6 @@ pub(crate) fn filter_blocks(
             run(buffer, grad_finite)
         }),
     }
-}
-
-/// Whether every value of `values` is finite. Folded with `&`, not `all`, so that it
-/// vectorises.
-fn all_finite(values: &[f32]) -> bool {
-    values
-        .iter()
-        .fold(true, |all, value| all & value.is_finite())
 }
 
 /// The shape of the prepared grad operand: `[image][channel][row][width]`.
@@ -517,10 +509,7 @@ pub(crate) fn prepare_grad(
                 Some(source) => target.copy_from_slice(source),
                 None => target.iter_mut().zip(&source).for_each(|(t, &v)| *t = v),
             }
-            // Folded with `&`, not `all`, so that the check vectorises.
-            finite &= target
-                .iter()
-                .fold(true, |all, value| all & value.is_finite());
+            finite &= all_finite(target);
         }
         finite
     };

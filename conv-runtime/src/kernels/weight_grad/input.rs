@@ -4,7 +4,7 @@
 
 use ndarray::{ArrayView2, ArrayView4, Axis};
 
-use super::fill_chunks;
+use super::{all_finite, fill_chunks};
 use crate::memory::layout::{PlaneLayout, lay_out_plane};
 
 /// Lays the input out for the kernel in `buffer`, and says whether every value is finite. Zeros
@@ -40,8 +40,7 @@ fn prepare_plane(
 ) -> bool {
     let mut finite = true;
     lay_out_plane(source, layout, pads, target, |row| {
-        // Folded with `&`, not `all`, so that the check vectorises.
-        finite &= row.iter().fold(true, |all, value| all & value.is_finite());
+        finite &= all_finite(row);
     });
     finite
 }

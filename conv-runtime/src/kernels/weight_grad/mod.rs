@@ -515,6 +515,14 @@ pub(crate) fn fill_chunks(
     }
 }
 
+/// Whether every value of `values` is finite. Folded with `&`, not `all`, so that the check
+/// vectorises.
+pub(crate) fn all_finite(values: &[f32]) -> bool {
+    values
+        .iter()
+        .fold(true, |all, value| all & value.is_finite())
+}
+
 /// Channel `j` of `group` (of `per_group` channels), or the zero channel `zero` (the one after
 /// the real ones) when `j` is past the group's end.
 fn channel_or_zero(group: usize, j: usize, per_group: usize, zero: usize) -> usize {
