@@ -5,7 +5,7 @@
 use ndarray::{ArrayView1, ArrayView2, Axis};
 
 /// Floats per cache line (64 bytes).
-const LINE_FLOATS: usize = 16;
+pub(crate) const LINE_FLOATS: usize = 16;
 
 /// The shape of a prepared operand, one image of it: `[channel][row][col_phase][phase_len]`.
 /// Prepared column `c` of a row is in phase `c % col_phases`, at `c / col_phases`.
@@ -90,6 +90,39 @@ pub(crate) fn lay_out_plane(
     }
 }
 
+/// Lays out rows `first_row..first_row + layout.rows` of `source` (one channel) into
+/// `target` (one channel of `layout`), zeros where a row is outside the source: each row
+/// after `shift` zero columns, split into the layout's column phases. A window of the plane
+/// [`lay_out_plane`] lays out whole, for a kernel that reads a few rows at a time.
+pub(crate) fn lay_out_rows(
+    source: &ArrayView2<f32>,
+    first_row: isize,
+    layout: PlaneLayout,
+    shift: usize,
+    target: &mut [f32],
+) {
+    assert!(target.len() >= layout.rows * layout.row_stride());
+    let mut gathered = Vec::new();
+    let rows = target
+        .chunks_exact_mut(layout.row_stride())
+        .take(layout.rows);
+    for (row, target) in (first_row..).zip(rows) {
+        target.fill(0.0);
+        let inside = usize::try_from(row)
+            .ok()
+            .filter(|&row| row < source.nrows());
+        if let Some(row) = inside {
+            let row = source.index_axis(Axis(0), row);
+            split_row(
+                contiguous(&row, &mut gathered),
+                shift,
+                layout.col_phases,
+                target,
+            );
+        }
+    }
+}
+
 /// `row` as a slice: itself when contiguous, else its values gathered into `gathered` (one
 /// buffer a caller reuses for all its rows).
 pub(crate) fn contiguous<'a>(
@@ -147,13 +180,10 @@ fn split_row_into(source: &[f32], shift: usize, phases: usize, target: &mut [f32
     let first_group = (shift + head) / phases;
     let group_count = groups.len();
     if phases == 2 {
-        // The common stride: a loop the compiler turns into vector shuffles.
+        // The common stride.
         let (even, odd) = target.split_at_mut(phase_len);
-        let runs = even[first_group..].iter_mut().zip(&mut odd[first_group..]);
-        for ((even, odd), pair) in runs.zip(groups) {
-            *even = pair[0];
-            *odd = pair[1];
-        }
+        let pairs = &source[head..head + 2 * group_count];
+        deal_pairs(pairs, &mut even[first_group..], &mut odd[first_group..]);
     } else if phases == 4 {
         // The stride-2 Winograd kernel's tile step: the same, four runs at a time (indexed
         // one value at a time, the split was 14% of down-s2's time there, Zen 4).
@@ -181,6 +211,25 @@ fn split_row_into(source: &[f32], shift: usize, phases: usize, target: &mut [f32
     };
     for (i, &value) in tail.iter().enumerate() {
         put(shift + done + i, value);
+    }
+}
+
+/// Deals the pairs of `pairs` out into `first` and `second`: pair `i` to `first[i]` and
+/// `second[i]`.
+///
+/// A function of its own so that the compiler knows the three slices apart (they are its
+/// arguments) and turns the loop into vector loads, shuffles and stores: inlined into
+/// `split_row_into`, where the two halves come from one `split_at_mut`, it compiled to a
+/// scalar copy, a float at a time (`perf annotate`). Where the source comes from memory
+/// (unet-enc-b8's input) the copy waits on its reads either way; the dense Winograd kernel
+/// lays out each row twice, the second time from cache, where the instructions count.
+#[inline(never)]
+fn deal_pairs(pairs: &[f32], first: &mut [f32], second: &mut [f32]) {
+    let count = pairs.len() / 2;
+    let (first, second) = (&mut first[..count], &mut second[..count]);
+    for i in 0..count {
+        first[i] = pairs[2 * i];
+        second[i] = pairs[2 * i + 1];
     }
 }
 
