@@ -31,6 +31,7 @@ mod strided;
 mod weave;
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use ndarray::{Array4, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
@@ -38,7 +39,7 @@ use rayon::prelude::*;
 use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels};
 pub(crate) use self::kernel::{sub, transform_tile};
 use crate::isa::{Compiled, Isa, prefetch_to_l2};
-use crate::kernels::forward_threads;
+use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::aligned::AlignedFloats;
 use crate::memory::layout::{LINE_FLOATS, PlaneLayout, lay_out_rows};
 use crate::memory::scratch::with_scratch;
@@ -189,26 +190,28 @@ impl Winograd {
         let (out_h, out_w) = (output.dim().2, output.dim().3);
         let (pad_top, pad_left) = self.pad;
         let (tile_rows, tiles) = (out_h.div_ceil(2), out_w.div_ceil(2));
-        // Tile row `r` reads padded rows `2r..2r + 4`, which it lays out itself, into a
-        // buffer of its own, rather than reading them from the whole image laid out first:
-        // on two threads that pass was a parallel section of its own, and each thread's tile
-        // rows read planes the other had written. unet-enc's forward pass at two threads
-        // 3.45 -> 2.94 ms, unet-enc-b8's 8.72 -> 7.88 ms, their backward level at one thread
-        // and 7.40 -> 6.72 ms (unet-enc) at two (Intel Xeon, fastest of five to eight
-        // alternated `suite --only CASE --quick` runs; one thread level: 6.22 -> 6.27 ms,
-        // 13.36 -> 13.48). A row shared by two tile rows is laid out twice, the second time
-        // from cache. A block of tiles from `t` reads phase columns up to `t + 2 * LANES`.
-        let layout = PlaneLayout {
-            channels,
-            rows: 4,
-            col_phases: 2,
-            phase_len: (tiles.next_multiple_of(MAX_TILES) + 1).max((pad_left + in_w).div_ceil(2)),
-        };
         let out_padded = padded_out_channels(self.out_channels);
         // Counted as the direct convolution's, as the other families count.
         let threads = forward_threads(self.out_channels * channels * out_h * out_w * 9);
+        // Tile row `r` reads padded rows `2r..2r + 4`. Each task, a run of consecutive tile
+        // rows, lays out the rows it reads itself, into a buffer of its own, rather than
+        // reading them from the whole image laid out first: on two threads that pass was a
+        // parallel section of its own, and each thread's tile rows read planes the other had
+        // written. The two rows a run shares with the next are laid out by both.
+        let run_len = tile_rows
+            .div_ceil(threads * TASKS_PER_THREAD)
+            .clamp(1, MAX_RUN_TILE_ROWS);
+        // A block of tiles from `t` reads phase columns up to `t + 2 * LANES`.
+        let layout = PlaneLayout {
+            channels,
+            rows: 2 * run_len + 2,
+            col_phases: 2,
+            phase_len: (tiles.next_multiple_of(MAX_TILES) + 1).max((pad_left + in_w).div_ceil(2)),
+        };
         let plane = out_h * out_w;
         let channel_stride = layout.channel_stride();
+        let row_stride = layout.row_stride();
+        let phase_len = layout.phase_len;
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
             let out = SharedOutput(
                 out_image
@@ -216,88 +219,94 @@ impl Winograd {
                     .expect("output is in standard layout")
                     .as_mut_ptr(),
             );
-            let tile_row = |tile_row: usize| {
+            let run = |run: usize| {
+                let tile_rows_here = run * run_len..((run + 1) * run_len).min(tile_rows);
                 let prepared_len = layout.image_stride();
                 let transformed_len = 16 * channels * MAX_TILES;
                 let products_len = 16 * out_padded * MAX_TILES;
                 with_scratch(prepared_len + transformed_len + products_len, |scratch| {
                     let (prepared, scratch) = scratch.split_at_mut(prepared_len);
                     let (transformed, products) = scratch.split_at_mut(transformed_len);
-                    // Padded rows `2 * tile_row..2 * tile_row + 4`.
-                    let first_row = (2 * tile_row) as isize - pad_top as isize;
-                    lay_out_tile_row(&image, first_row, layout, pad_left, prepared);
-                    let rows = (out_h - 2 * tile_row).min(2);
-                    let mut slices: Vec<&mut [MaybeUninit<f32>]> = (0..2 * self.out_channels)
-                        .map(|index| {
-                            let (channel, row) = (index / 2, index % 2);
-                            let len = if row < rows { out_w } else { 0 };
-                            let start =
-                                channel * plane + (2 * tile_row + row.min(rows - 1)) * out_w;
-                            // SAFETY: `out` points at this image's output, `plane *
-                            // out_channels` floats in standard layout; row `2 * tile_row +
-                            // row` (below `out_h`, or an empty slice) of `channel` is inside
-                            // it. Each task writes only its own tile row's two output rows.
-                            unsafe { out.slice(start, len) }
-                        })
-                        .collect();
-                    // Row `i` of the tile row's input; padded column `2 * tile + j`, of
-                    // column phase `j % 2` at `tile + j / 2`.
-                    let row_stride = layout.row_stride();
-                    let phase_len = layout.phase_len;
-                    let mut job = TileRowJob {
-                        input: prepared,
-                        channels,
-                        channel_stride,
-                        rows: std::array::from_fn(|i| i.min(3) * row_stride),
-                        columns: [0, phase_len, 1, phase_len + 1, 0],
-                        tiles,
-                        weights: &self.weights,
-                        out_channels: self.out_channels,
-                        wide_steps: true,
-                        bias,
-                        transformed,
-                        products,
-                        out: &mut slices,
-                    };
-                    self.kernel.run(&mut job);
+                    // Padded rows from `2 * tile_rows_here.start`, at source row `first_row`.
+                    let first_row = (2 * tile_rows_here.start) as isize - pad_top as isize;
+                    lay_out_rows_of_channels(&image, first_row, layout, pad_left, prepared);
+                    for (index, tile_row) in tile_rows_here.clone().enumerate() {
+                        // The next run's rows, two a tile row, to arrive while this one
+                        // computes (unet-enc-b8's 8 MB input comes from memory on every call).
+                        let ahead = first_row + layout.rows as isize + 2 * index as isize;
+                        prefetch_rows(&image, ahead..ahead + 2);
+                        let rows = (out_h - 2 * tile_row).min(2);
+                        let mut slices: Vec<&mut [MaybeUninit<f32>]> = (0..2 * self.out_channels)
+                            .map(|index| {
+                                let (channel, row) = (index / 2, index % 2);
+                                let len = if row < rows { out_w } else { 0 };
+                                let start =
+                                    channel * plane + (2 * tile_row + row.min(rows - 1)) * out_w;
+                                // SAFETY: `out` points at this image's output, `plane *
+                                // out_channels` floats in standard layout; row `2 * tile_row +
+                                // row` (below `out_h`, or an empty slice) of `channel` is inside
+                                // it. Each task writes only its own tile rows' output rows.
+                                unsafe { out.slice(start, len) }
+                            })
+                            .collect();
+                        // Laid-out row `2 * index + i` is the tile row's row `i`; padded
+                        // column `2 * tile + j`, of column phase `j % 2` at `tile + j / 2`.
+                        let mut job = TileRowJob {
+                            input: prepared,
+                            channels,
+                            channel_stride,
+                            rows: std::array::from_fn(|i| (2 * index + i.min(3)) * row_stride),
+                            columns: [0, phase_len, 1, phase_len + 1, 0],
+                            tiles,
+                            weights: &self.weights,
+                            out_channels: self.out_channels,
+                            wide_steps: true,
+                            bias,
+                            transformed,
+                            products,
+                            out: &mut slices,
+                        };
+                        self.kernel.run(&mut job);
+                    }
                 });
             };
+            let runs = tile_rows.div_ceil(run_len);
             if threads == 1 {
-                (0..tile_rows).for_each(tile_row);
+                (0..runs).for_each(run);
             } else {
-                (0..tile_rows).into_par_iter().for_each(tile_row);
+                (0..runs).into_par_iter().for_each(run);
             }
         }
     }
 }
 
-/// Lays out the padded rows `first_row..first_row + 4` of every channel of `image`, those
-/// one tile row reads, into `prepared` (`layout`'s planes, of four rows), with `shift` zero
-/// columns on the left; and asks for the two rows the next tile row adds to be brought into
-/// L2, so that they arrive while this tile row computes (unet-enc-b8's 8 MB input comes
-/// from memory on every call, and the layout's reads of it were most of its time).
-fn lay_out_tile_row(
+/// The most tile rows one task of the dense kernel computes: its laid-out rows (two per tile
+/// row and two more) stay in L2 while it reads them.
+const MAX_RUN_TILE_ROWS: usize = 8;
+
+/// Lays out the padded rows `first_row..first_row + layout.rows` (source rows, zeros
+/// outside) of every channel of `image` into `prepared` (`layout`'s planes), with `shift`
+/// zero columns on the left.
+fn lay_out_rows_of_channels(
     image: &ArrayView3<f32>,
     first_row: isize,
     layout: PlaneLayout,
     shift: usize,
     prepared: &mut [f32],
 ) {
-    let next_rows = first_row + layout.rows as isize..first_row + layout.rows as isize + 2;
-    for (channel, target) in prepared
-        .chunks_exact_mut(layout.channel_stride())
-        .enumerate()
-    {
-        let source = image.index_axis(Axis(0), channel);
+    let planes = prepared.chunks_exact_mut(layout.channel_stride());
+    for (source, target) in image.outer_iter().zip(planes) {
         lay_out_rows(&source, first_row, layout, shift, target);
-        for row in next_rows
-            .clone()
-            .filter_map(|row| usize::try_from(row).ok())
-        {
+    }
+}
+
+/// Asks for the source rows `rows` (those inside the image) of every channel of `image` to
+/// be brought into L2, a line at a time where a row is contiguous, else at its start.
+fn prefetch_rows(image: &ArrayView3<f32>, rows: Range<isize>) {
+    for source in image.outer_iter() {
+        for row in rows.clone().filter_map(|row| usize::try_from(row).ok()) {
             if row < source.nrows() {
                 let row = source.index_axis(Axis(0), row);
-                // A row's floats one line apart, where they are contiguous; a strided row
-                // (a view of every other column) is only asked for at its start.
                 let step = if row.strides() == [1] {
                     LINE_FLOATS
                 } else {
