@@ -168,22 +168,6 @@ impl Detected {
     }
 }
 
-/// Asks for the cache line holding `at` to be brought into L2, for a read some
-/// microseconds later: a hint, never a read, so `at` may point anywhere. Needs no detected
-/// set: on x86-64 the instruction is part of the base set; elsewhere it does nothing.
-#[inline(always)]
-pub(crate) fn prefetch_to_l2(at: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program,
-    // whatever the address; SSE is part of x86-64.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T1>(at.cast())
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = at;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

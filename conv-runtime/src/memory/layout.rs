@@ -5,7 +5,7 @@
 use ndarray::{ArrayView1, ArrayView2, Axis};
 
 /// Floats per cache line (64 bytes).
-pub(crate) const LINE_FLOATS: usize = 16;
+const LINE_FLOATS: usize = 16;
 
 /// The shape of a prepared operand, one image of it: `[channel][row][col_phase][phase_len]`.
 /// Prepared column `c` of a row is in phase `c % col_phases`, at `c / col_phases`.

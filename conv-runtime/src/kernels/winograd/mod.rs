@@ -31,17 +31,16 @@ mod strided;
 mod weave;
 
 use std::mem::MaybeUninit;
-use std::ops::Range;
 
-use ndarray::{Array4, ArrayView3, ArrayView4, ArrayViewMut4, Axis};
+use ndarray::{Array4, ArrayView3, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
 use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels};
 pub(crate) use self::kernel::{sub, transform_tile};
-use crate::isa::{Compiled, Isa, prefetch_to_l2};
+use crate::isa::{Compiled, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::aligned::AlignedFloats;
-use crate::memory::layout::{LINE_FLOATS, PlaneLayout, lay_out_rows};
+use crate::memory::layout::{PlaneLayout, lay_out_rows};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
@@ -197,7 +196,12 @@ impl Winograd {
         // rows, lays out the rows it reads itself, into a buffer of its own, rather than
         // reading them from the whole image laid out first: on two threads that pass was a
         // parallel section of its own, and each thread's tile rows read planes the other had
-        // written. The two rows a run shares with the next are laid out by both.
+        // written. The two rows a run shares with the next are laid out by both. Against
+        // the whole image laid out first: unet-enc-b8's forward pass 8.18 -> 7.56 ms at two
+        // threads, 14.28 -> 13.44 at one; unet-enc's 3.68 -> 3.31 and 6.55 -> 6.42 (Intel
+        // Xeon, a busy hour, fastest of six to ten alternated `suite --only CASE --quick`
+        // runs). Runs of a single tile row, each laying out its four rows, were level at one
+        // thread; asking for the next run's rows ahead (a software prefetch) gained nothing.
         let run_len = tile_rows
             .div_ceil(threads * TASKS_PER_THREAD)
             .clamp(1, MAX_RUN_TILE_ROWS);
@@ -231,10 +235,6 @@ impl Winograd {
                     let first_row = (2 * tile_rows_here.start) as isize - pad_top as isize;
                     lay_out_rows_of_channels(&image, first_row, layout, pad_left, prepared);
                     for (index, tile_row) in tile_rows_here.clone().enumerate() {
-                        // The next run's rows, two a tile row, to arrive while this one
-                        // computes (unet-enc-b8's 8 MB input comes from memory on every call).
-                        let ahead = first_row + layout.rows as isize + 2 * index as isize;
-                        prefetch_rows(&image, ahead..ahead + 2);
                         let rows = (out_h - 2 * tile_row).min(2);
                         let mut slices: Vec<&mut [MaybeUninit<f32>]> = (0..2 * self.out_channels)
                             .map(|index| {
@@ -297,26 +297,6 @@ fn lay_out_rows_of_channels(
     let planes = prepared.chunks_exact_mut(layout.channel_stride());
     for (source, target) in image.outer_iter().zip(planes) {
         lay_out_rows(&source, first_row, layout, shift, target);
-    }
-}
-
-/// Asks for the source rows `rows` (those inside the image) of every channel of `image` to
-/// be brought into L2, a line at a time where a row is contiguous, else at its start.
-fn prefetch_rows(image: &ArrayView3<f32>, rows: Range<isize>) {
-    for source in image.outer_iter() {
-        for row in rows.clone().filter_map(|row| usize::try_from(row).ok()) {
-            if row < source.nrows() {
-                let row = source.index_axis(Axis(0), row);
-                let step = if row.strides() == [1] {
-                    LINE_FLOATS
-                } else {
-                    row.len()
-                };
-                for column in (0..row.len()).step_by(step.max(1)) {
-                    prefetch_to_l2(row.as_ptr().wrapping_add(column));
-                }
-            }
-        }
     }
 }
 
