@@ -95,6 +95,27 @@ fn every_work_split_matches_the_reference() {
     }
 }
 
+/// A small input on several threads (enough work for the pool, too few floats to lay out
+/// in parallel) is laid out by each thread into a copy of its own, once per image: batches
+/// of two (each image its own copy), either layout, both directions, at one thread and at
+/// three: the reference's numbers, on every instruction set.
+#[test]
+fn small_inputs_laid_out_per_thread_match_the_reference() {
+    let geometry = conv!(k = 3, dilation = 2, padding = 2);
+    // The seed layer's shape: 3 channels into 16 (too few for the Winograd family), 1.8M
+    // multiply-adds an image, 12K floats of input.
+    for case in 0..2 {
+        let weight = random_array((16, 3, 3, 3), case ^ 7);
+        let bias: Option<Array1<f32>> = Some(random_array(16, case ^ 9));
+        conv_matches_in_either_layout(geometry, (&weight, &bias, 1), (2, 64, 61), case);
+        // Its transposed convolution from 16 channels of 40x37 (the same weight, 16 in and
+        // 3 out): 0.7M multiply-adds, 24K floats.
+        let bias: Option<Array1<f32>> = Some(random_array(3, case ^ 11));
+        let shape = (2, 16, 40, 37);
+        largest_output_matches(geometry, (&weight, &bias), shape, case);
+    }
+}
+
 /// Depthwise convolutions of stride 1 run the plane kernel: widths around whole vectors and
 /// whole chunks of every instruction set (8 and 16 lanes, chunks of 64 and 128 columns, rows
 /// of half a chunk or less two at a time, bands of 16 or 64 columns), one row and many, odd

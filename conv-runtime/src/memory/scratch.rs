@@ -7,6 +7,7 @@
 //! that for holding the largest buffers a thread has used.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 // Lent buffers start on a 64-byte boundary, a cache line and an AVX-512 vector: a vector
 // load that straddles two lines costs two.
@@ -15,6 +16,49 @@ use super::aligned::{ALIGN_FLOATS, floats_to_line};
 thread_local! {
     /// The thread's idle buffers.
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    /// The thread's copy of an operand every thread of a call reads (see
+    /// [`with_thread_copy`]), and the token of what it holds.
+    static COPY: RefCell<(u64, Vec<f32>)> = const { RefCell::new((NO_TOKEN, Vec::new())) };
+}
+
+/// The token of no operand.
+const NO_TOKEN: u64 = 0;
+
+/// The last token [`new_token`] handed out.
+static LAST_TOKEN: AtomicU64 = AtomicU64::new(NO_TOKEN);
+
+/// A token never handed out before, naming one operand for [`with_thread_copy`].
+pub(crate) fn new_token() -> u64 {
+    LAST_TOKEN.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// Lends `read` the calling thread's copy of the operand `token` names, `len` floats, which
+/// `fill` writes the first time the thread asks for that token: each thread of a parallel
+/// call that asks reads a copy it wrote itself, in its own cache, and writes it once
+/// however many of the call's tasks it runs. A nested call (a layer run inside `read`)
+/// gets a copy of its own.
+pub(crate) fn with_thread_copy<R>(
+    token: u64,
+    len: usize,
+    fill: impl FnOnce(&mut [f32]),
+    read: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let (mut held, mut buffer) = COPY.with_borrow_mut(std::mem::take);
+    let needed = len + ALIGN_FLOATS;
+    if buffer.len() < needed {
+        buffer.resize(needed, 0.0);
+        // A grown buffer may have moved, and its start with it.
+        held = NO_TOKEN;
+    }
+    let start = floats_to_line(buffer.as_ptr());
+    let copy = &mut buffer[start..start + len];
+    if held != token {
+        fill(copy);
+        held = token;
+    }
+    let result = read(copy);
+    COPY.with_borrow_mut(|copy| *copy = (held, buffer));
+    result
 }
 
 /// Lends `f` a buffer of `len` floats whose contents are unspecified: `f` must write every
@@ -54,6 +98,41 @@ fn take_fitting(pool: &mut Vec<Vec<f32>>, needed: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::memory::aligned::ALIGN_BYTES;
+
+    #[test]
+    fn a_thread_copy_is_written_once_per_token() {
+        let fills = std::cell::Cell::new(0);
+        let fill = |value: f32| {
+            let fills = &fills;
+            move |copy: &mut [f32]| {
+                fills.set(fills.get() + 1);
+                copy.fill(value);
+            }
+        };
+        let first = new_token();
+        for _ in 0..3 {
+            let sum: f32 = with_thread_copy(first, 10, fill(2.0), |copy| copy.iter().sum());
+            assert_eq!(sum, 20.0);
+        }
+        assert_eq!(fills.get(), 1);
+        // Another token, and a larger copy, are written afresh.
+        let second = new_token();
+        assert_ne!(first, second);
+        let sum: f32 = with_thread_copy(second, 10, fill(3.0), |copy| copy.iter().sum());
+        assert_eq!((sum, fills.get()), (30.0, 2));
+        let sum: f32 = with_thread_copy(second, 1000, fill(1.0), |copy| copy.iter().sum());
+        assert_eq!((sum, fills.get()), (1000.0, 3));
+        // A nested call gets a copy of its own, and the outer one is kept.
+        let third = new_token();
+        with_thread_copy(second, 1000, fill(5.0), |outer| {
+            let inner: f32 = with_thread_copy(third, 4, fill(7.0), |copy| copy.iter().sum());
+            assert_eq!(inner, 28.0);
+            assert!(outer.iter().all(|&value| value == 1.0));
+        });
+        assert_eq!(fills.get(), 4);
+        let sum: f32 = with_thread_copy(second, 1000, fill(9.0), |copy| copy.iter().sum());
+        assert_eq!((sum, fills.get()), (1000.0, 4));
+    }
 
     #[test]
     fn the_smallest_fitting_buffer_is_lent() {

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use crate::memory::layout::{PlaneLayout, lay_out_plane};
 
 /// Below this many floats an input is laid out on the calling thread.
-const PARALLEL_PREPARE: usize = 1 << 16;
+pub(crate) const PARALLEL_PREPARE: usize = 1 << 16;
 
 /// Copies one image into the kernels' layout: zeros around it (`above` rows of them on
 /// top), columns split into `layout.col_phases` phases. Reads any strides, so non-contiguous
