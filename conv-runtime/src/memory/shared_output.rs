@@ -2,6 +2,8 @@
 
 use std::mem::MaybeUninit;
 
+use ndarray::{ArrayViewMut, Dimension};
+
 /// The output of one image, written by several tasks at once, each to its own rows.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedOutput(pub *mut MaybeUninit<f32>);
@@ -14,6 +16,17 @@ unsafe impl Send for SharedOutput {}
 unsafe impl Sync for SharedOutput {}
 
 impl SharedOutput {
+    /// `output`, which must be in standard layout (as every driver's is), to be shared by
+    /// the tasks that write it.
+    pub fn of<D: Dimension>(output: &mut ArrayViewMut<'_, MaybeUninit<f32>, D>) -> SharedOutput {
+        SharedOutput(
+            output
+                .as_slice_mut()
+                .expect("output is in standard layout")
+                .as_mut_ptr(),
+        )
+    }
+
     /// # Safety
     ///
     /// `start..start + len` must be inside the output, and no other live slice may overlap it.

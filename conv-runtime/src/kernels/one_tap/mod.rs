@@ -206,12 +206,7 @@ impl OneTap {
         // copied once.
         let input = input.as_standard_layout();
         let input = input.as_slice().expect("standard layout");
-        let out = SharedOutput(
-            output
-                .as_slice_mut()
-                .expect("output is in standard layout")
-                .as_mut_ptr(),
-        );
+        let out = SharedOutput::of(output);
         if batch == 0 || out_plane == 0 {
             return;
         }

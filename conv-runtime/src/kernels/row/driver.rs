@@ -312,12 +312,7 @@ fn run(
                 Prepared::new(scratch, layout, data_columns.clone())
             });
             let plane = out_h * out_w;
-            let out = SharedOutput(
-                out_image
-                    .as_slice_mut()
-                    .expect("output is in standard layout")
-                    .as_mut_ptr(),
-            );
+            let out = SharedOutput::of(&mut out_image);
             // Output rows `y..y + job_rows` of block `b` of group `group` (one row unless the
             // kernel is multi-row).
             let rows_of_block = |prepared: &Prepared, (y, job_rows): (usize, usize), (group, b)| {

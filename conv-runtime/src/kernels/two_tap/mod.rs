@@ -279,12 +279,7 @@ impl TwoTap {
                 (0..blocks).map(move |block| (phase, block))
             })
             .collect();
-        let out = SharedOutput(
-            output
-                .as_slice_mut()
-                .expect("output is in standard layout")
-                .as_mut_ptr(),
-        );
+        let out = SharedOutput::of(output);
         let out_plane = out_h * out_w;
         // The direct layer's: four taps per output for each channel the products sum over.
         let multiply_adds = batch * self.channels * self.out_channels * out_plane * 4;

@@ -141,12 +141,7 @@ pub(super) fn run(
     let classes_in_parallel = threads > 1 && dh >= threads;
     let layout_threads = if classes_in_parallel { 1 } else { threads };
     for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-        let out = SharedOutput(
-            out_image
-                .as_slice_mut()
-                .expect("output is in standard layout")
-                .as_mut_ptr(),
-        );
+        let out = SharedOutput::of(&mut out_image);
         let one_class = |class: usize| {
             with_scratch(layout.image_stride(), |prepared| {
                 lay_out(

@@ -217,12 +217,7 @@ impl Winograd {
         let row_stride = layout.row_stride();
         let phase_len = layout.phase_len;
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
-            let out = SharedOutput(
-                out_image
-                    .as_slice_mut()
-                    .expect("output is in standard layout")
-                    .as_mut_ptr(),
-            );
+            let out = SharedOutput::of(&mut out_image);
             let run = |run: usize| {
                 let tile_rows_here = run * run_len..((run + 1) * run_len).min(tile_rows);
                 let prepared_len = layout.image_stride();

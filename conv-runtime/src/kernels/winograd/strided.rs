@@ -273,12 +273,7 @@ pub(super) fn run(
     with_scratch(layout.image_stride(), |prepared| {
         for (image, mut out_image) in input.outer_iter().zip(output.outer_iter_mut()) {
             prepare(&image, pad_left, layout, pad_top, prepared, threads);
-            let out = SharedOutput(
-                out_image
-                    .as_slice_mut()
-                    .expect("output is in standard layout")
-                    .as_mut_ptr(),
-            );
+            let out = SharedOutput::of(&mut out_image);
             let prepared = &*prepared;
             // Each call computes `TILE_ROWS` tile rows from `first_row`: output rows
             // `2 * first_row..` (those below the output's last are empty slices).
