@@ -76,17 +76,24 @@ pub(crate) fn lay_out_plane(
         .zip(data.chunks_exact_mut(row_stride))
     {
         let source = contiguous(&source, &mut gathered);
-        if layout.col_phases == 1 {
-            let (left, row) = target.split_at_mut(shift);
-            let (row, right) = row.split_at_mut(source.len());
-            left.fill(0.0);
-            row.copy_from_slice(source);
-            right.fill(0.0);
-        } else {
-            target.fill(0.0);
-            split_row(source, shift, layout.col_phases, target);
-        }
+        lay_out_row(source, shift, layout.col_phases, target);
         inspect(source);
+    }
+}
+
+/// Lays one row, `source`, out in `target`: after `shift` zero columns, split into `phases`
+/// column phases (see [`split_row`]), zeros in every other float. Unsplit, only the margins
+/// are zeroed, not the whole row before the copy.
+fn lay_out_row(source: &[f32], shift: usize, phases: usize, target: &mut [f32]) {
+    if phases == 1 {
+        let (left, row) = target.split_at_mut(shift);
+        let (row, right) = row.split_at_mut(source.len());
+        left.fill(0.0);
+        row.copy_from_slice(source);
+        right.fill(0.0);
+    } else {
+        target.fill(0.0);
+        split_row(source, shift, phases, target);
     }
 }
 
@@ -107,18 +114,16 @@ pub(crate) fn lay_out_rows(
         .chunks_exact_mut(layout.row_stride())
         .take(layout.rows);
     for (row, target) in (first_row..).zip(rows) {
-        target.fill(0.0);
         let inside = usize::try_from(row)
             .ok()
             .filter(|&row| row < source.nrows());
-        if let Some(row) = inside {
-            let row = source.index_axis(Axis(0), row);
-            split_row(
-                contiguous(&row, &mut gathered),
-                shift,
-                layout.col_phases,
-                target,
-            );
+        match inside {
+            Some(row) => {
+                let row = source.index_axis(Axis(0), row);
+                let row = contiguous(&row, &mut gathered);
+                lay_out_row(row, shift, layout.col_phases, target);
+            }
+            None => target.fill(0.0),
         }
     }
 }
