@@ -18,8 +18,10 @@ impl Family for WinogradFamily {
 /// (eight accumulators, two loads per four) had been enough on Zen 4, but leave a core
 /// that issues two 512-bit FMAs a cycle no slack for the FMA latency nor for its two loads
 /// a cycle: unet-enc ran 6.45 -> 5.86 ms with eight (Intel Xeon, one thread, fastest of
-/// five alternated runs of `suite --only unet-enc --quick`). The sets of 16 registers keep
-/// four ([`SMALL_CHANNEL_STEP`]), as do layers of four output channels or fewer.
+/// five alternated runs of `suite --only unet-enc --quick`), and context-d4's lattice 1.53
+/// -> 1.25 ms (the same machine, eight alternated runs; an earlier measurement that kept
+/// four for the lattice no longer held). The sets of 16 registers keep four
+/// ([`SMALL_CHANNEL_STEP`]), as do layers of four output channels or fewer.
 pub(super) const CHANNEL_STEP: usize = 8;
 
 /// Output channels per step on the other sets, and on every set for layers of at most
@@ -68,11 +70,6 @@ pub(crate) struct TileRowJob<'a> {
     /// The transformed weights, `[16][in_channels][padded_out_channels(out_channels)]`.
     pub weights: &'a [f32],
     pub out_channels: usize,
-    /// Whether AVX-512 may step eight output channels at a time ([`CHANNEL_STEP`]): the
-    /// lattice's rows keep four, with which context-d4 ran 1.72 ms against 1.77 (Intel
-    /// Xeon, one thread, fastest of seven alternated runs of `suite --only context-d4
-    /// --quick`), where the dense rows gain. The strided kernel steps as it does.
-    pub wide_steps: bool,
     pub bias: &'a [f32],
     /// Scratch: the block's transformed input, `[16][in_channels][MAX_TILES]`, and products,
     /// `[16][out_channels rounded up][MAX_TILES]`.
@@ -187,7 +184,7 @@ fn multiply<S: Simd>(simd: S, job: &mut TileRowJob<'_>, channels: usize, padded_
         live_out: job.out_channels,
         weights: job.weights,
     };
-    if matches!(S::ISA, Isa::Avx512) && job.wide_steps && padded_out.is_multiple_of(CHANNEL_STEP) {
+    if matches!(S::ISA, Isa::Avx512) && padded_out.is_multiple_of(CHANNEL_STEP) {
         products.compute::<S, CHANNEL_STEP, 2>(simd, job.transformed, job.products);
     } else {
         products.compute::<S, SMALL_CHANNEL_STEP, 2>(simd, job.transformed, job.products);

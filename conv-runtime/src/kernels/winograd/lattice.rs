@@ -181,7 +181,6 @@ pub(super) fn run(
                                 tiles: columns.tiles,
                                 weights: &winograd.weights,
                                 out_channels: winograd.out_channels,
-                                wide_steps: false,
                                 bias,
                                 transformed,
                                 products,

@@ -255,7 +255,6 @@ impl Winograd {
                             tiles,
                             weights: &self.weights,
                             out_channels: self.out_channels,
-                            wide_steps: true,
                             bias,
                             transformed,
                             products,

@@ -310,7 +310,6 @@ pub(super) fn run(
                         tiles,
                         weights,
                         out_channels,
-                        wide_steps: false,
                         bias,
                         transformed,
                         products,
