@@ -25,10 +25,8 @@ impl Family for TransposeFamily {
 }
 
 /// The transposition in registers: `LANES` channels by `LANES` pixels at a time, loaded as
-/// one vector per channel and turned into one vector per pixel by `log2(LANES)` rounds of
-/// interleaving (after round `k`, vector `i` interleaves vectors `i / 2` and
-/// `i / 2 + LANES / 2` of round `k - 1`: a perfect shuffle, whose `log2(LANES)`-th power
-/// is the transpose). The channels and pixels past whole tiles go one value at a time.
+/// one vector per channel and turned into one vector per pixel ([`transpose_tile`]). The
+/// channels and pixels past whole tiles go one value at a time.
 ///
 /// One value at a time throughout, the transposition was 6% of unet-up's backward: in
 /// registers, that backward is 1.03x faster (Zen 4, one thread, nine alternated rounds,
@@ -37,7 +35,23 @@ impl Family for TransposeFamily {
 pub(crate) struct Transpose;
 
 /// Lanes of the widest vector: the tile's vectors are kept in an array this long.
-const MOST_LANES: usize = 16;
+pub(crate) const MOST_LANES: usize = 16;
+
+/// Transposes the `LANES x LANES` tile in the first `LANES` vectors of `tile` (vector `i`,
+/// lane `k` becomes vector `k`, lane `i`) by `log2(LANES)` rounds of interleaving: after
+/// each, vector `i` interleaves vectors `i / 2` and `i / 2 + LANES / 2` of the round before,
+/// a perfect shuffle, whose `log2(LANES)`-th power is the transpose.
+#[inline(always)]
+pub(crate) fn transpose_tile<S: Simd>(simd: S, tile: &mut [S::Vector; MOST_LANES]) {
+    let lanes = S::LANES;
+    const { assert!(S::LANES <= MOST_LANES && S::LANES.is_power_of_two()) };
+    for _ in 0..lanes.trailing_zeros() {
+        let last = *tile;
+        for i in 0..lanes / 2 {
+            (tile[2 * i], tile[2 * i + 1]) = simd.interleave(last[i], last[i + lanes / 2]);
+        }
+    }
+}
 
 impl Kernel<TransposeFamily> for Transpose {
     #[inline(always)]
@@ -64,13 +78,7 @@ impl Kernel<TransposeFamily> for Transpose {
                     // SAFETY: `run` holds `LANES` floats.
                     *vector = unsafe { simd.load(run.as_ptr()) };
                 }
-                for _ in 0..lanes.trailing_zeros() {
-                    let last = tile;
-                    for i in 0..lanes / 2 {
-                        (tile[2 * i], tile[2 * i + 1]) =
-                            simd.interleave(last[i], last[i + lanes / 2]);
-                    }
-                }
+                transpose_tile(simd, &mut tile);
                 for (k, &vector) in tile[..lanes].iter().enumerate() {
                     simd.store(&mut job.target[(p + k) * block + offset + j..], vector);
                 }
