@@ -311,17 +311,10 @@ fn gather_inputs(
                 // An input narrower than the stride: the phase reads nothing.
                 continue;
             }
-            // Every `sw`-th value from `from`, as whole groups of `sw` and then the last
-            // value alone (a last whole group could run past the input): `step_by` recounted
-            // what was left at every value, and the gather's share of sr-x3's backward went
-            // 6.6% -> 6.0% of `perf record` samples without it (Intel Xeon, one thread); the
-            // rest is waiting on the reads, each grad line read once per column phase.
+            // Every `sw`-th value of the row from the phase's first column. The gather waits
+            // mostly on its reads: each grad line is read once per column phase.
             let from = &source[(first_row + row * sh) * in_w + first_column..];
-            let (last, body) = to.split_last_mut().expect("a phase of some columns");
-            for (slot, group) in body.iter_mut().zip(from.chunks_exact(sw)) {
-                *slot = group[0];
-            }
-            *last = from[body.len() * sw];
+            every_nth(from, sw, to);
         }
     };
     let grid_len = batch * phase_channels * grid_plane;
@@ -340,6 +333,31 @@ fn gather_inputs(
             .expect("the grid's shape");
         winograd.run_dense(bias, &grid, output);
     });
+}
+
+/// Fills `to` with every `step`-th value of `from` from its first, as whole groups of
+/// `step` and then the last value alone (a last whole group could run past `from`):
+/// `step_by` recounted what was left at every value, and the gather's share of sr-x3's
+/// backward went 6.6% -> 6.0% of `perf record` samples without it (Intel Xeon, one
+/// thread). The common strides are arms of their own, so that the step is a constant
+/// there: a value, it cost a multiplication per float (`perf annotate`, stride 3).
+fn every_nth(from: &[f32], step: usize, to: &mut [f32]) {
+    #[inline(always)]
+    fn gather(from: &[f32], step: usize, to: &mut [f32]) {
+        let Some((last, body)) = to.split_last_mut() else {
+            return;
+        };
+        for (slot, group) in body.iter_mut().zip(from.chunks_exact(step)) {
+            *slot = group[0];
+        }
+        *last = from[body.len() * step];
+    }
+    match step {
+        2 => gather(from, 2, to),
+        3 => gather(from, 3, to),
+        4 => gather(from, 4, to),
+        _ => gather(from, step, to),
+    }
 }
 
 /// Grid indices from `start`, `len` of them.
