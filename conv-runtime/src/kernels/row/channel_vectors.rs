@@ -39,13 +39,14 @@
 //! amortise.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use std::ops::Range;
 
 use super::edges::{self, INTERIOR, LEFT_END, LEFT_NEXT, RIGHT_END, RIGHT_NEXT};
-use super::{RowFamily, RowJob, TapList};
-use crate::isa::{Isa, Kernel, Simd};
-use crate::memory::transpose::{MOST_LANES, transpose_tile};
+use super::sums_out::{SumsJob, SumsOut};
+use super::{RowFamily, RowJob, TapList, rows_in};
+use crate::isa::{Compiled, Kernel, Simd};
 use crate::shape::contract::{NO_PHASE, PhaseFn, TapVisitor};
 
 /// The largest output-channel block (`CV * LANES`) any instantiation uses.
@@ -363,14 +364,9 @@ impl<T: TapList, S: Simd, const CV: usize, const PX: usize, const EDGE: u8> TapV
 }
 
 /// Writes the sums of the job's pixels `pixels` (its rows one after another, `width` tile
-/// columns each) into its output rows: tile column `c` is output column
-/// `c * out_step + out_offset`, those outside the row dropped.
-///
-/// Where the columns are consecutive (a convolution's rows), `LANES` pixels by `LANES`
-/// channels at a time are turned around in registers ([`transpose_tile`]); the rest go one
-/// value at a time, over the columns inside the row worked out once per row. One value at
-/// a time with a test, a multiplication and a branch per float, the copy out was 6% of
-/// aspp-d12's forward pass (Intel Xeon, `perf annotate`, one thread).
+/// columns each) into its output rows, a row at a time, by [`SumsOut`]: compiled once per
+/// instruction set in this crate, not inlined into every geometry's kernel (inlined, its
+/// transposition cost each wide-padding geometry 0.1 s of a user's release build).
 #[inline(always)]
 fn store<S: Simd>(
     simd: S,
@@ -380,107 +376,25 @@ fn store<S: Simd>(
     pixels: Range<usize>,
     width: usize,
 ) {
-    let lanes = S::LANES;
-    let (step, offset) = (job.out_step, job.out_offset);
     let count = job.bias.len();
+    let sums_out = Compiled::new::<SumsOut, S>(simd);
     let mut at = pixels.start;
     while at < pixels.end {
         let row = at / width;
         let row_end = pixels.end.min((row + 1) * width);
-        let sums = &sums[(at - pixels.start) * block..(row_end - pixels.start) * block];
-        let first_column = job.cols.start + at % width;
-        let outs = &mut job.out[row * count..][..count];
-        let row_len = outs.first().map_or(0, |out| out.len());
-        let inside = inside_row(first_column, sums.len() / block, (step, offset), row_len);
-        let first_x = ((first_column + inside.start) * step).wrapping_add_signed(offset);
-        let sums = &sums[inside.start * block..inside.end * block];
-        // Tiles on the vector sets only, as in `Transpose`.
-        let tiles = const { !matches!(S::ISA, Isa::Portable) };
-        let (whole_pixels, whole_channels) = if tiles && step == 1 {
-            (inside.len() / lanes * lanes, count / lanes * lanes)
-        } else {
-            (0, 0)
-        };
-        for p in (0..whole_pixels).step_by(lanes) {
-            for j in (0..whole_channels).step_by(lanes) {
-                let mut tile = [simd.splat(0.0); MOST_LANES];
-                for (i, vector) in tile[..lanes].iter_mut().enumerate() {
-                    let pixel = &sums[(p + i) * block + j..][..lanes];
-                    // SAFETY: `pixel` holds `LANES` floats.
-                    *vector = unsafe { simd.load(pixel.as_ptr()) };
-                }
-                transpose_tile(simd, &mut tile);
-                for (out, &vector) in outs[j..j + lanes].iter_mut().zip(&tile) {
-                    simd.store_uninit(&mut out[first_x + p..], vector);
-                }
-            }
-        }
-        for (channel, out) in outs.iter_mut().enumerate() {
-            assert_eq!(out.len(), row_len, "a job's output rows are one length");
-            let done = if channel < whole_channels {
-                whole_pixels
-            } else {
-                0
-            };
-            let first = first_x.saturating_add(done * step).min(row_len);
-            let slots = out[first..].iter_mut().step_by(step);
-            for (slot, pixel) in slots.zip(sums[done * block..].chunks_exact(block)) {
-                slot.write(pixel[channel]);
-            }
-        }
+        // The row's output slices, reborrowed for this call (the job's own are of the
+        // job's lifetime).
+        let mut storage = [const { MaybeUninit::uninit() }; MAX_CHANNELS];
+        let rows = job.out[row * count..][..count].iter_mut();
+        let out = rows_in(&mut storage, rows.map(|row| &mut **row));
+        sums_out.run(&mut SumsJob {
+            sums: &sums[(at - pixels.start) * block..(row_end - pixels.start) * block],
+            block,
+            first_column: job.cols.start + at % width,
+            out_step: job.out_step,
+            out_offset: job.out_offset,
+            out,
+        });
         at = row_end;
-    }
-}
-
-/// Which of `pixels` tile columns from `first_column` land inside an output row of
-/// `row_len` columns, tile column `c` at output column `c * step + offset`.
-fn inside_row(
-    first_column: usize,
-    pixels: usize,
-    (step, offset): (usize, isize),
-    row_len: usize,
-) -> Range<usize> {
-    // Tile columns `c` with `0 <= c * step + offset < row_len`: from `ceil(-offset / step)`
-    // up to `ceil((row_len - offset) / step)`.
-    let lowest = usize::try_from(-offset).unwrap_or(0).div_ceil(step);
-    let beyond = usize::try_from(row_len as isize - offset)
-        .unwrap_or(0)
-        .div_ceil(step);
-    let start = lowest.saturating_sub(first_column).min(pixels);
-    let end = beyond.saturating_sub(first_column).clamp(start, pixels);
-    start..end
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The columns `inside_row` keeps are exactly those a test per column keeps, for the
-    /// steps and offsets of convolutions (1, 0) and of transposed convolutions' phases,
-    /// runs starting before, inside and past the row.
-    #[test]
-    fn the_columns_inside_a_row_are_those_a_test_per_column_keeps() {
-        for step in 1..=4usize {
-            for offset in -9..=3isize {
-                for first_column in 0..12 {
-                    for pixels in 0..12 {
-                        for row_len in [0, 1, 5, 16] {
-                            let lands = |i: usize| {
-                                let x = ((first_column + i) * step) as isize + offset;
-                                (0..row_len as isize).contains(&x)
-                            };
-                            let inside = inside_row(first_column, pixels, (step, offset), row_len);
-                            let expected: Vec<usize> = (0..pixels).filter(|&i| lands(i)).collect();
-                            assert_eq!(
-                                inside.collect::<Vec<_>>(),
-                                expected,
-                                "step {step} offset {offset} from {first_column}, {pixels} in \
-                                 {row_len}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::engine::Blocked;
 use super::prepare::{PARALLEL_PREPARE, prepare};
-use super::{Engine, Prepared, RowJob};
+use super::{Engine, Prepared, RowJob, rows_in};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::{new_token, with_scratch, with_thread_copy};
@@ -334,8 +334,6 @@ fn run(
                     // entries per job (`Default::default()`) was 4% of depthwise-d2's time,
                     // which made 8192 jobs of one channel per image (Zen 3, `perf record`).
                     let slices = job_rows * count;
-                    let mut row_slices =
-                        [const { MaybeUninit::<&mut [MaybeUninit<f32>]>::uninit() }; MAX_SLICES];
                     assert!(slices <= MAX_SLICES, "jobs have at most MAX_SLICES rows");
                     // Row by row, channel by channel: a division per slice to find its row
                     // and channel was a twentieth of seed-dilated's time (Intel Xeon, `perf
@@ -344,20 +342,20 @@ fn run(
                         (channel0..channel0 + count)
                             .map(move |channel| channel * plane + out_row * out_w)
                     });
-                    for (slice, start) in row_slices.iter_mut().take(slices).zip(starts) {
-                        // SAFETY: `out` points at this image's output, `plane * out_channels`
-                        // floats in standard layout, so row `y + r` (`y + job_rows` stops at
-                        // the row chunk's end, at most `out_h`) of channel `channel0 + j` is
-                        // inside it. Every task writes only the rows of its row chunk in the
-                        // channels of its group's blocks `part`, and the slices of one task
-                        // live one kernel call at a time, so no two live slices overlap.
-                        slice.write(unsafe { out.slice(start, out_w) });
-                    }
-                    let row_slices = &mut row_slices[..slices];
-                    // SAFETY: the loop above initialised the first `slices` entries, and
-                    // `MaybeUninit<T>` has the layout of `T`.
-                    let row_slices =
-                        unsafe { &mut *(row_slices as *mut [_] as *mut [&mut [MaybeUninit<f32>]]) };
+                    let mut storage = [const { MaybeUninit::uninit() }; MAX_SLICES];
+                    let row_slices = rows_in(
+                        &mut storage,
+                        starts.map(|start| {
+                            // SAFETY: `out` points at this image's output, `plane *
+                            // out_channels` floats in standard layout, so row `y + r` (`y +
+                            // job_rows` stops at the row chunk's end, at most `out_h`) of
+                            // channel `channel0 + j` is inside it. Every task writes only the
+                            // rows of its row chunk in the channels of its group's blocks
+                            // `part`, and the slices of one task live one kernel call at a
+                            // time, so no two live slices overlap.
+                            unsafe { out.slice(start, out_w) }
+                        }),
+                    );
                     let mut job = RowJob {
                         input: prepared,
                         channels: group * packed.in_per_group..(group + 1) * packed.in_per_group,
