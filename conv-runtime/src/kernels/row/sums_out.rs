@@ -109,6 +109,60 @@ fn inside_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isa::Compiled;
+
+    /// On every instruction set, every sum lands at its channel's row and column and
+    /// nothing else is written: runs of 1 to 40 tile columns (whole tiles of 8 and 16
+    /// lanes and what is left), 1 to 32 channels of blocks of 16 and 32 (whole vectors of
+    /// channels and fewer), steps 1 and 2, and runs that start before or end past the row.
+    #[test]
+    fn every_sum_lands_in_its_channels_row_on_every_instruction_set() {
+        const ROW_LEN: usize = 37;
+        for isa in Isa::available() {
+            let kernel = Compiled::for_isa::<SumsOut>(isa);
+            for (block, count) in [(16, 1), (16, 9), (16, 16), (32, 17), (32, 32)] {
+                for pixels in [1, 8, 16, 21, 32, 40] {
+                    for (step, offset, first_column) in
+                        [(1, 0, 0), (1, 0, 5), (1, -3, 0), (2, -1, 3)]
+                    {
+                        let sums: Vec<f32> = (0..pixels * block).map(|i| i as f32 + 0.5).collect();
+                        let mut rows = vec![[MaybeUninit::new(-1.0f32); ROW_LEN]; count];
+                        let mut out: Vec<&mut [MaybeUninit<f32>]> =
+                            rows.iter_mut().map(|row| &mut row[..]).collect();
+                        kernel.run(&mut SumsJob {
+                            sums: &sums,
+                            block,
+                            first_column,
+                            out_step: step,
+                            out_offset: offset,
+                            out: &mut out,
+                        });
+                        for (channel, row) in rows.iter().enumerate() {
+                            let mut expected = [-1.0f32; ROW_LEN];
+                            for p in 0..pixels {
+                                let x = ((first_column + p) * step) as isize + offset;
+                                if let Ok(x) = usize::try_from(x)
+                                    && x < ROW_LEN
+                                {
+                                    expected[x] = sums[p * block + channel];
+                                }
+                            }
+                            // SAFETY: every float of `rows` was initialised before the call.
+                            let written: Vec<f32> = row
+                                .iter()
+                                .map(|value| unsafe { value.assume_init() })
+                                .collect();
+                            assert_eq!(
+                                written, expected,
+                                "{isa}: block {block}, channel {channel} of {count}, {pixels} \
+                                 pixels, step {step}, offset {offset}, from {first_column}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// The columns `inside_row` keeps are exactly those a test per column keeps, for the
     /// steps and offsets of convolutions (1, 0) and of transposed convolutions' phases,
