@@ -34,9 +34,9 @@
 //! rows its taps will read a few channels ahead: one channel's rows are a plane apart from
 //! the next's, a pattern the hardware prefetchers do not follow, and the first taps of every
 //! channel waited on L2. And the accumulators hold the tile channel-major where the output
-//! is pixel-major per channel, so the strip reaches the output rows through that buffer, one
-//! scalar store per output, which the `taps x input channels` multiply-adds per output
-//! amortise.
+//! is pixel-major per channel, so the strip reaches the output rows through that buffer,
+//! turned around in registers a square of vectors at a time where the output columns are
+//! consecutive (`sums_out`, compiled once per instruction set).
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
