@@ -11,14 +11,14 @@ must be on the PATH unless `--skip-rust` is given. Run from anywhere, e.g.:
     /work/venv-torch/bin/python tools/peer_suite.py --quick --only unet-enc --threads 1
 
 Options: `--backward` (also the backward pass, against PyTorch's), `--quick` (fewer timed
-runs, here and in Rust), `--only NAME` (one case),
+runs, here and in Rust), `--only NAME` (one case), `--rounds N` (default 3, see below),
 `--threads 1|all|both` (default both), `--skip-rust` (peers only), `--suite PATH`
 (default `../shared/bench-suite.json` beside the repository).
 
-The suite is read from `bench-suite.json`; convgen is timed by
-`cargo run --release --example suite -- --json`, which measures every case at one thread
-and at all threads (CARGO_TARGET_DIR and other cargo settings come from the environment).
-The peers are then timed one after the other, never at the same time as Rust:
+The suite is read from `bench-suite.json`. Case by case, convgen is timed by
+`cargo run --release --example suite -- --json --only NAME`, which measures the case at one
+thread and at all threads (CARGO_TARGET_DIR and other cargo settings come from the
+environment), and then the peers, one after the other, never at the same time as Rust:
 
 * PyTorch: `nn.Conv2d` / `nn.ConvTranspose2d` with bias, under `torch.inference_mode()`,
   with `torch.set_num_threads(n)`; the output is allocated per call, as in convgen.
@@ -32,7 +32,11 @@ all three outputs, what autograd calls for a convolution (onnxruntime has no bac
 
 Each timing is a warm-up call, then the median of repeated calls (about a quarter of a
 second per case, 0.05 s with `--quick`, at least 5 and at most 2000 runs), as in
-`examples/suite.rs`. GFLOP/s count two flops per multiply-add that touches real data (taps
+`examples/suite.rs`. A case is timed in `--rounds` rounds one after another (convgen, then
+each peer, then again), and each contestant's time is the fastest of its rounds' medians:
+on a shared machine whose speed drifts by a tenth within minutes, timing every case of
+convgen first and the peers a minute later compared different machines, and one slow
+stretch decided a ratio; rounds side by side give every contestant the same chances. GFLOP/s count two flops per multiply-add that touches real data (taps
 in the padding excluded), the same count as `Case::useful_flops` in `src/suite.rs`, for
 every column; "peer/ours" is the peer's time over ours (above 1: convgen is faster).
 """
@@ -101,16 +105,15 @@ def median_ms(call, quick):
     return statistics.median(times) * 1e3
 
 
-def run_rust(args):
-    """convgen's times from the Rust suite: {(pass, name, threads): (ms, flops)}."""
-    command = ["cargo", "run", "--release", "--example", "suite", "--", "--json"]
+def run_rust(args, name):
+    """convgen's times of case `name` from the Rust suite: {(pass, name, threads): (ms,
+    flops)}."""
+    command = ["cargo", "run", "--quiet", "--release", "--example", "suite", "--", "--json",
+               "--only", name]
     if args.backward:
         command.append("--backward")
     if args.quick:
         command.append("--quick")
-    if args.only:
-        command += ["--only", args.only]
-    print("running:", " ".join(command), file=sys.stderr)
     result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         sys.exit(f"the Rust suite failed (exit code {result.returncode})")
@@ -297,6 +300,8 @@ def main():
     parser.add_argument("--backward", action="store_true",
                         help="also time the backward pass (against PyTorch)")
     parser.add_argument("--only", metavar="NAME", help="time one case")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="rounds per case; each contestant's fastest counts (default 3)")
     parser.add_argument("--threads", choices=["1", "all", "both"], default="both",
                         help="thread counts to time (default both)")
     parser.add_argument("--skip-rust", action="store_true", help="time the peers only")
@@ -312,10 +317,12 @@ def main():
     most = all_threads()
     thread_counts = {"1": [1], "all": [most], "both": sorted({1, most})}[args.threads]
 
-    ours = {} if args.skip_rust else run_rust(args)
     peers = import_peers()
     if not peers and args.skip_rust:
         sys.exit("nothing to time: no peer is importable and --skip-rust was given")
+    if not args.skip_rust:
+        print("timing convgen with: cargo run --release --example suite -- --json --only NAME",
+              file=sys.stderr)
 
     results = {threads: [] for threads in thread_counts}
     backward_results = {threads: [] for threads in thread_counts}
@@ -324,36 +331,55 @@ def main():
         flops = useful_flops(case)
         x = make_input(case)
         weight, bias = make_weights(case)
-        for threads in thread_counts:
-            times = {}
-            if ("forward", name, threads) in ours:
-                times["convgen"], rust_flops = ours["forward", name, threads]
-                if not math.isclose(rust_flops, flops, rel_tol=1e-9):
-                    print(f"warning: {name}: useful flops {flops:.0f} here but "
-                          f"{rust_flops:.0f} in Rust", file=sys.stderr)
-            elif not args.skip_rust:
-                print(f"warning: the Rust suite has no {name} at {threads} threads",
-                      file=sys.stderr)
-            expected = None
-            if "torch" in peers:
-                times["torch"], expected = time_torch(peers["torch"], case, x, weight, bias,
-                                                      threads, args.quick)
-            if "ort" in peers:
-                times["ort"] = time_ort(peers["ort"], case, x, weight, bias, threads,
-                                        args.quick, expected)
-            results[threads].append((name, flops, times))
-            if args.backward:
-                times = {}
-                if ("backward", name, threads) in ours:
-                    times["convgen"] = ours["backward", name, threads][0]
-                if "torch" in peers:
-                    times["torch"] = time_torch_backward(peers["torch"], case, x, weight, bias,
-                                                         threads, args.quick)
-                # The input and weight gradients each take the forward pass's multiply-adds.
-                backward_results[threads].append((name, 2 * flops, times))
-            print(f"timed {name} at {threads} thread(s)", file=sys.stderr)
+        # Every round's median of each contestant, keyed by (pass, threads, contestant).
+        rounds = {}
 
-    print("ms per call (median), NCHW f32 with bias; GF/s count only taps that touch "
+        def record(key, ms):
+            rounds.setdefault(key, []).append(ms)
+
+        for _ in range(args.rounds):
+            ours = {} if args.skip_rust else run_rust(args, name)
+            for threads in thread_counts:
+                if ("forward", name, threads) in ours:
+                    ms, rust_flops = ours["forward", name, threads]
+                    record(("forward", threads, "convgen"), ms)
+                    if not math.isclose(rust_flops, flops, rel_tol=1e-9):
+                        print(f"warning: {name}: useful flops {flops:.0f} here but "
+                              f"{rust_flops:.0f} in Rust", file=sys.stderr)
+                elif not args.skip_rust:
+                    print(f"warning: the Rust suite has no {name} at {threads} threads",
+                          file=sys.stderr)
+                expected = None
+                if "torch" in peers:
+                    ms, expected = time_torch(peers["torch"], case, x, weight, bias, threads,
+                                              args.quick)
+                    record(("forward", threads, "torch"), ms)
+                if "ort" in peers:
+                    record(("forward", threads, "ort"),
+                           time_ort(peers["ort"], case, x, weight, bias, threads, args.quick,
+                                    expected))
+                if args.backward:
+                    if ("backward", name, threads) in ours:
+                        record(("backward", threads, "convgen"), ours["backward", name, threads][0])
+                    if "torch" in peers:
+                        record(("backward", threads, "torch"),
+                               time_torch_backward(peers["torch"], case, x, weight, bias,
+                                                   threads, args.quick))
+
+        def fastest(kind, threads):
+            return {contestant: min(times) for (k, t, contestant), times in rounds.items()
+                    if (k, t) == (kind, threads)}
+
+        for threads in thread_counts:
+            results[threads].append((name, flops, fastest("forward", threads)))
+            if args.backward:
+                # The input and weight gradients each take the forward pass's multiply-adds.
+                backward_results[threads].append((name, 2 * flops,
+                                                  fastest("backward", threads)))
+        print(f"timed {name}", file=sys.stderr)
+
+    print(f"ms per call (fastest of {args.rounds} rounds' medians, convgen and the peers "
+          "alternated case by case), NCHW f32 with bias; GF/s count only taps that touch "
           "real data; peer/ours above 1 means convgen is faster")
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
         print(f"the machine was busy (load average {os.getloadavg()[0]:.1f} on {most} cores): "

@@ -335,12 +335,20 @@ fn run(
                     // which made 8192 jobs of one channel per image (Zen 3, `perf record`).
                     let slices = job_rows * count;
                     assert!(slices <= MAX_SLICES, "jobs have at most MAX_SLICES rows");
-                    // Row by row, channel by channel: a division per slice to find its row
-                    // and channel was a twentieth of seed-dilated's time (Intel Xeon, `perf
-                    // record`).
-                    let starts = (y..y + job_rows).flat_map(|out_row| {
-                        (channel0..channel0 + count)
-                            .map(move |channel| channel * plane + out_row * out_w)
+                    // Row by row, channel by channel, each start a step from the last: a
+                    // division per slice to find its row and channel was a twentieth of
+                    // seed-dilated's time (Intel Xeon, `perf record`). A `flat_map` over rows
+                    // and channels kept `rows_in` out of line, 4% of the samples on its own;
+                    // with this stepping it is inlined, and setting up a job fell from 8.0%
+                    // to 6.7% (one row of 8 channels a job, the same machine).
+                    let (mut channel, mut row_start) = (0, y * out_w + channel0 * plane);
+                    let starts = (0..slices).map(move |_| {
+                        let start = row_start + channel * plane;
+                        channel += 1;
+                        if channel == count {
+                            (channel, row_start) = (0, row_start + out_w);
+                        }
+                        start
                     });
                     let mut storage = [const { MaybeUninit::uninit() }; MAX_SLICES];
                     let row_slices = rows_in(

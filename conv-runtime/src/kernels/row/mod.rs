@@ -91,6 +91,7 @@ impl<'a> Prepared<'a> {
 /// `rows` (at most `N`) placed in `storage`, as the slice of output rows a job holds: no
 /// entry past them is written (filling all of an array of 128 per job was 4% of
 /// depthwise-d2's time, Zen 3, `perf record`), and no allocation made.
+#[inline]
 pub(crate) fn rows_in<'b, const N: usize>(
     storage: &'b mut [MaybeUninit<&'b mut [MaybeUninit<f32>]>; N],
     rows: impl IntoIterator<Item = &'b mut [MaybeUninit<f32>]>,
