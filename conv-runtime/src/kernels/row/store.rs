@@ -26,21 +26,25 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
     });
     if let Some(first) = run {
         // Channel by channel over the `OCB` of the tile, a constant, so that every
-        // accumulator is named by a constant and stays in its register: a loop over the run-time channel count
-        // indexed them, and the tile went to the stack and back before the output (an
-        // eighth of seed-dilated's kernel time, Intel Xeon, `perf annotate`).
+        // accumulator is named by a constant and stays in its register: a loop over the
+        // run-time channel count indexed them, and the tile went to the stack and back
+        // before the output (an eighth of seed-dilated's kernel time, Intel Xeon, `perf
+        // annotate`).
         for (j, vectors) in acc[0].iter().enumerate() {
             let Some(out) = outs.get_mut(j) else { break };
+            // A slice of constant length (inside the row, tested above), so that the stores
+            // into it need no bounds test of their own: less code in every geometry.
+            let out = &mut out[first..first + CP * tile];
             if CP == 1 {
                 for (v, &vector) in vectors.iter().enumerate() {
-                    simd.store_uninit(&mut out[first + v * S::LANES..], vector);
+                    simd.store_uninit(&mut out[v * S::LANES..], vector);
                 }
             } else {
                 // Two column phases: interleave them, lane by lane, into the row.
                 let pairs = vectors.iter().zip(&acc[1 % CP][j]);
                 for (v, (&even, &odd)) in pairs.enumerate() {
                     let (low, high) = simd.interleave(even, odd);
-                    let at = first + 2 * v * S::LANES;
+                    let at = 2 * v * S::LANES;
                     simd.store_uninit(&mut out[at..], low);
                     simd.store_uninit(&mut out[at + S::LANES..], high);
                 }
