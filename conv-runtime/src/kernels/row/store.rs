@@ -1,5 +1,7 @@
 //! Writing a finished tile of accumulators into the output rows.
 
+use std::mem::MaybeUninit;
+
 use super::{MAX_TILE, RowJob};
 use crate::isa::Simd;
 
@@ -59,12 +61,26 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
                 simd.store(&mut buffer[v * S::LANES..], vector);
             }
         }
-        for i in 0..count {
-            for (p, buffer) in buffer.iter().enumerate() {
-                let x = ((start + i) * step + p) as isize + offset;
-                if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
-                    slot.write(buffer[i]);
-                }
+        scatter(&buffer, (start, count), (step, offset), out);
+    }
+}
+
+/// Writes `count` tile columns of each column phase `p` of `buffer`, from tile column
+/// `start`, to their output columns `(start + i) * step + p + offset` inside `out`. Out of
+/// line: compiled once, not into every instance of every geometry's kernel (an instance's
+/// tiles at a row's end, or whose columns are strided, come here, one row at a time).
+#[inline(never)]
+fn scatter(
+    buffer: &[[f32; MAX_TILE]],
+    (start, count): (usize, usize),
+    (step, offset): (usize, isize),
+    out: &mut [MaybeUninit<f32>],
+) {
+    for i in 0..count {
+        for (p, buffer) in buffer.iter().enumerate() {
+            let x = ((start + i) * step + p) as isize + offset;
+            if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
+                slot.write(buffer[i]);
             }
         }
     }
