@@ -76,11 +76,76 @@ fn scatter(
     (step, offset): (usize, isize),
     out: &mut [MaybeUninit<f32>],
 ) {
-    for i in 0..count {
-        for (p, buffer) in buffer.iter().enumerate() {
-            let x = ((start + i) * step + p) as isize + offset;
-            if let Some(slot) = usize::try_from(x).ok().and_then(|x| out.get_mut(x)) {
-                slot.write(buffer[i]);
+    for (p, buffer) in buffer.iter().enumerate() {
+        // Tile column `i` lands at `base + i * step`: inside the row from `first` (the first
+        // at or after column 0) up to `end` (the first at or past the row's end), worked out
+        // once. Tested one value at a time, the scatter was a seventh of down-s2's backward
+        // pass, whose input gradient's phases, two columns apart, all come here: 2.66 ->
+        // 2.46 ms without (Intel Xeon, one thread, fastest of five alternated runs).
+        let base = (start * step + p) as isize + offset;
+        let first = if base >= 0 {
+            0
+        } else {
+            base.unsigned_abs().div_ceil(step)
+        };
+        let end =
+            usize::try_from(out.len() as isize - base).map_or(0, |ahead| ahead.div_ceil(step));
+        let (first, end) = (first.min(count), end.min(count));
+        if first < end {
+            let at = (base + (first * step) as isize) as usize;
+            let columns = out[at..].iter_mut().step_by(step);
+            for (slot, &value) in columns.zip(&buffer[first..end]) {
+                slot.write(value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the definition, value by value: every tile column inside the row lands at
+    /// `(start + i) * step + p + offset`, and nothing else is written, for steps 1 to 3, one
+    /// and two column phases (two only where they fall in different columns, as the paired
+    /// kernels' stride 2), and tiles hanging over either end of the row or past both.
+    #[test]
+    fn scatter_writes_each_column_inside_the_row_and_nothing_else() {
+        for step in 1..=3 {
+            for phases in 1..=step.min(2) {
+                for (start, count, offset, len) in [
+                    (0, 8, 0, 40),
+                    (0, 8, -5, 40),
+                    (3, 8, -2, 20),
+                    (4, 8, 1, 13),
+                    (0, 5, -40, 10),
+                    (10, 8, 0, 9),
+                    (0, 32, -3, 17),
+                ] {
+                    let buffer: Vec<[f32; MAX_TILE]> = (0..phases)
+                        .map(|p| std::array::from_fn(|i| (100 * (p + 1) + i) as f32))
+                        .collect();
+                    let mut out = vec![MaybeUninit::new(-1.0f32); len];
+                    scatter(&buffer, (start, count), (step, offset), &mut out);
+                    let mut expected = vec![-1.0f32; len];
+                    for i in 0..count {
+                        for (p, values) in buffer.iter().enumerate() {
+                            let x = ((start + i) * step + p) as isize + offset;
+                            if (0..len as isize).contains(&x) {
+                                expected[x as usize] = values[i];
+                            }
+                        }
+                    }
+                    // SAFETY: every slot starts initialised.
+                    let written: Vec<f32> = out
+                        .iter()
+                        .map(|slot| unsafe { slot.assume_init() })
+                        .collect();
+                    assert_eq!(
+                        written, expected,
+                        "{step} {phases} {start} {count} {offset}"
+                    );
+                }
             }
         }
     }
