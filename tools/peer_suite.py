@@ -36,9 +36,11 @@ second per case, 0.05 s with `--quick`, at least 5 and at most 2000 runs), as in
 each peer, then again), and each contestant's time is the fastest of its rounds' medians:
 on a shared machine whose speed drifts by a tenth within minutes, timing every case of
 convgen first and the peers a minute later compared different machines, and one slow
-stretch decided a ratio; rounds side by side give every contestant the same chances. GFLOP/s count two flops per multiply-add that touches real data (taps
-in the padding excluded), the same count as `Case::useful_flops` in `src/suite.rs`, for
-every column; "peer/ours" is the peer's time over ours (above 1: convgen is faster).
+stretch decided a ratio; rounds side by side give every contestant the same chances.
+
+GFLOP/s count two flops per multiply-add that touches real data (taps in the padding
+excluded), the same count as `Case::useful_flops` in `src/suite.rs`, for every column;
+"peer/ours" is the peer's time over ours (above 1: convgen is faster).
 """
 
 import argparse
@@ -308,6 +310,8 @@ def main():
     parser.add_argument("--suite", type=pathlib.Path, default=DEFAULT_SUITE,
                         help=f"the suite (default {DEFAULT_SUITE})")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
 
     cases = json.loads(args.suite.read_text())["cases"]
     if args.only:
@@ -360,7 +364,8 @@ def main():
                                     expected))
                 if args.backward:
                     if ("backward", name, threads) in ours:
-                        record(("backward", threads, "convgen"), ours["backward", name, threads][0])
+                        record(("backward", threads, "convgen"),
+                               ours["backward", name, threads][0])
                     if "torch" in peers:
                         record(("backward", threads, "torch"),
                                time_torch_backward(peers["torch"], case, x, weight, bias,
