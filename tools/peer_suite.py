@@ -32,11 +32,13 @@ all three outputs, what autograd calls for a convolution (onnxruntime has no bac
 
 Each timing is a warm-up call, then the median of repeated calls (about a quarter of a
 second per case, 0.05 s with `--quick`, at least 5 and at most 2000 runs), as in
-`examples/suite.rs`. A case is timed in `--rounds` rounds one after another (convgen, then
-each peer, then again), and each contestant's time is the fastest of its rounds' medians:
-on a shared machine whose speed drifts by a tenth within minutes, timing every case of
+`examples/suite.rs`. The suite is timed in `--rounds` rounds, each taking every case in
+turn with convgen and then each peer one after another, and each contestant's time is the
+fastest of its rounds' medians: on a shared machine whose speed drifts by a tenth within
+minutes and whose second core is now and then taken for seconds, timing every case of
 convgen first and the peers a minute later compared different machines, and one slow
-stretch decided a ratio; rounds side by side give every contestant the same chances.
+stretch decided a ratio; rounds spread over the run, each contestant beside the others in
+every round, give every contestant the same chances.
 
 GFLOP/s count two flops per multiply-add that touches real data (taps in the padding
 excluded), the same count as `Case::useful_flops` in `src/suite.rs`, for every column;
@@ -328,25 +330,23 @@ def main():
         print("timing convgen with: cargo run --release --example suite -- --json --only NAME",
               file=sys.stderr)
 
-    results = {threads: [] for threads in thread_counts}
-    backward_results = {threads: [] for threads in thread_counts}
-    for case in cases:
-        name = case["name"]
-        flops = useful_flops(case)
-        x = make_input(case)
-        weight, bias = make_weights(case)
-        # Every round's median of each contestant, keyed by (pass, threads, contestant).
-        rounds = {}
+    # Every round's median of each contestant, keyed by (case, pass, threads, contestant).
+    rounds = {}
 
-        def record(key, ms):
-            rounds.setdefault(key, []).append(ms)
+    def record(key, ms):
+        rounds.setdefault(key, []).append(ms)
 
-        for _ in range(args.rounds):
+    for round_index in range(args.rounds):
+        for case in cases:
+            name = case["name"]
+            flops = useful_flops(case)
+            x = make_input(case)
+            weight, bias = make_weights(case)
             ours = {} if args.skip_rust else run_rust(args, name)
             for threads in thread_counts:
                 if ("forward", name, threads) in ours:
                     ms, rust_flops = ours["forward", name, threads]
-                    record(("forward", threads, "convgen"), ms)
+                    record((name, "forward", threads, "convgen"), ms)
                     if not math.isclose(rust_flops, flops, rel_tol=1e-9):
                         print(f"warning: {name}: useful flops {flops:.0f} here but "
                               f"{rust_flops:.0f} in Rust", file=sys.stderr)
@@ -357,35 +357,39 @@ def main():
                 if "torch" in peers:
                     ms, expected = time_torch(peers["torch"], case, x, weight, bias, threads,
                                               args.quick)
-                    record(("forward", threads, "torch"), ms)
+                    record((name, "forward", threads, "torch"), ms)
                 if "ort" in peers:
-                    record(("forward", threads, "ort"),
+                    record((name, "forward", threads, "ort"),
                            time_ort(peers["ort"], case, x, weight, bias, threads, args.quick,
                                     expected))
                 if args.backward:
                     if ("backward", name, threads) in ours:
-                        record(("backward", threads, "convgen"),
+                        record((name, "backward", threads, "convgen"),
                                ours["backward", name, threads][0])
                     if "torch" in peers:
-                        record(("backward", threads, "torch"),
+                        record((name, "backward", threads, "torch"),
                                time_torch_backward(peers["torch"], case, x, weight, bias,
                                                    threads, args.quick))
+            print(f"timed {name} (round {round_index + 1} of {args.rounds})", file=sys.stderr)
 
-        def fastest(kind, threads):
-            return {contestant: min(times) for (k, t, contestant), times in rounds.items()
-                    if (k, t) == (kind, threads)}
+    def fastest(name, kind, threads):
+        return {contestant: min(times) for (n, k, t, contestant), times in rounds.items()
+                if (n, k, t) == (name, kind, threads)}
 
+    results = {threads: [] for threads in thread_counts}
+    backward_results = {threads: [] for threads in thread_counts}
+    for case in cases:
+        name, flops = case["name"], useful_flops(case)
         for threads in thread_counts:
-            results[threads].append((name, flops, fastest("forward", threads)))
+            results[threads].append((name, flops, fastest(name, "forward", threads)))
             if args.backward:
                 # The input and weight gradients each take the forward pass's multiply-adds.
                 backward_results[threads].append((name, 2 * flops,
-                                                  fastest("backward", threads)))
-        print(f"timed {name}", file=sys.stderr)
+                                                  fastest(name, "backward", threads)))
 
-    print(f"ms per call (fastest of {args.rounds} rounds' medians, convgen and the peers "
-          "alternated case by case), NCHW f32 with bias; GF/s count only taps that touch "
-          "real data; peer/ours above 1 means convgen is faster")
+    print(f"ms per call (fastest of {args.rounds} rounds' medians, each round every case "
+          "with convgen and the peers one after another), NCHW f32 with bias; GF/s count only "
+          "taps that touch real data; peer/ours above 1 means convgen is faster")
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
         print(f"the machine was busy (load average {os.getloadavg()[0]:.1f} on {most} cores): "
               "times are noisy, multi-threaded ones most")
