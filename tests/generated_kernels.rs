@@ -391,15 +391,15 @@ fn one_tap_pixels_match_the_reference() {
 /// on the input's phases): strides 1, 2 and 3 and unequal ones, with padding of less than
 /// a stride, a stride and more, output padding, channel counts around the 16 the family
 /// pads them to, the smallest input and odd sizes (a phase's last tile half outside the
-/// output), blocks of tiles whole and partial, batches, a strided input, one thread and
-/// three: the reference's numbers, on every instruction set; and so is the largest
-/// transposed output asked for at run time.
+/// output), blocks of tiles whole and partial, rows of more tiles than a block (cut into
+/// pieces), batches, a strided input, one thread and three: the reference's numbers, on
+/// every instruction set; and so is the largest transposed output asked for at run time.
 #[test]
 fn two_tap_matches_the_reference() {
     fn check<G: ZeroPadded>(geometry: G) {
         let spec = G::SPEC;
         let (kh, kw) = spec.kernel_size;
-        let sizes = [(1, 1), (2, 3), (5, 8), (9, 17), (16, 16), (7, 33)];
+        let sizes = [(1, 1), (2, 3), (5, 8), (9, 17), (16, 16), (7, 33), (2, 300)];
         for (case, (h, w)) in sizes.into_iter().enumerate() {
             let case = case as u64;
             let min = spec.transposed_min_input_size();

@@ -8,11 +8,11 @@ use ndarray::{ArrayViewMut, Dimension};
 #[derive(Clone, Copy)]
 pub(crate) struct SharedOutput(pub *mut MaybeUninit<f32>);
 
-// SAFETY: tasks write through the pointer only to disjoint ranges or elements (the drivers'
-// contract), and the output outlives the parallel section.
+// SAFETY: tasks write through the pointer only to disjoint ranges (the drivers' contract),
+// and the output outlives the parallel section.
 unsafe impl Send for SharedOutput {}
 // SAFETY: as for `Send`: shared between tasks, the pointer is only ever used to make slices
-// of disjoint ranges or to write disjoint elements.
+// of disjoint ranges.
 unsafe impl Sync for SharedOutput {}
 
 impl SharedOutput {
@@ -34,17 +34,5 @@ impl SharedOutput {
     pub unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [MaybeUninit<f32>] {
         // SAFETY: guaranteed by the caller.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-
-    /// Writes `value` to element `index`, where tasks write single elements of ranges
-    /// they share (interleaved outputs), which no slice may cover.
-    ///
-    /// # Safety
-    ///
-    /// `index` must be inside the output, and no other task may write or read it, nor any
-    /// live slice cover it.
-    pub unsafe fn write(&self, index: usize, value: f32) {
-        // SAFETY: guaranteed by the caller.
-        unsafe { self.0.add(index).write(MaybeUninit::new(value)) }
     }
 }

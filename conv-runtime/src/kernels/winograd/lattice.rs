@@ -24,13 +24,13 @@ use rayon::prelude::*;
 
 use super::Winograd;
 use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels};
-use super::weave::{Weave, WeaveJob, weaves};
 use crate::isa::Compiled;
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::{PlaneLayout, contiguous};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
+use crate::memory::weave::{Weave, WeaveJob, weaves};
 
 /// How `outputs` consecutive outputs (of a row, or of a column) fall into the `dilation`
 /// classes of the lattice, and where each class's tiles start in a row of tiles.

@@ -28,7 +28,6 @@ mod kernel;
 mod lattice;
 mod phases;
 mod strided;
-mod weave;
 
 use std::mem::MaybeUninit;
 

@@ -1,6 +1,7 @@
-//! The lattice's scatter in vectors: a staged row holds each column class's outputs as one
-//! run (class `b`'s outputs are columns `b, b + n, b + 2n, ...`), and the output row is those
-//! `n` runs interleaved. For `n` a power of two that is a perfect shuffle: `log2(n)` rounds
+//! Staged rows woven into output rows in vectors: a staged row holds each column class's
+//! outputs as one run (class `b`'s outputs are columns `b, b + n, b + 2n, ...`), and the
+//! output row is those `n` runs interleaved: the Winograd lattice's classes, and the
+//! two-tap family's column phases. For `n` a power of two that is a perfect shuffle: `log2(n)` rounds
 //! of the two-vector [`Simd::interleave`] turn one vector of each run into `n` vectors of
 //! the output row. Run float by float, through a table or stepping `n` apart, the scatter
 //! was a tenth of context-d4's time (Intel Xeon, `perf record`, one thread).
@@ -16,9 +17,9 @@ impl Family for WeaveFamily {
     type Job<'a> = WeaveJob<'a>;
 }
 
-/// Column classes the weave interleaves in vectors; the lattice scatters other dilations
-/// through its table.
-pub(super) fn weaves(classes: usize) -> bool {
+/// Column classes the weave interleaves in vectors; its callers scatter other counts
+/// through their tables.
+pub(crate) fn weaves(classes: usize) -> bool {
     matches!(classes, 2 | 4 | 8)
 }
 
