@@ -272,18 +272,21 @@ impl TwoTap {
         let mut bias_padded = bias.to_vec();
         bias_padded.resize(out_padded, 0.0);
 
-        // Tasks: blocks of tile rows of one row phase, in every column phase, image by image.
-        let tasks = blocks(&rows, &columns);
-        // The column phases in the order of their first output's column, which is the
-        // order of their runs in a staged row.
-        let mut by_class: Vec<usize> = (0..columns.len()).collect();
-        by_class.sort_by_key(|&c| columns[c].first_output);
-        let weave = weaves(columns.len()).then(|| Compiled::for_isa::<Weave>(self.kernel.isa()));
         let out = SharedOutput::of(output);
         let out_plane = out_h * out_w;
         // The direct layer's: four taps per output for each channel the products sum over.
         let multiply_adds = batch * self.channels * self.out_channels * out_plane * 4;
         let threads = forward_threads(multiply_adds);
+        // Tasks: blocks of tile rows of one row phase, in every column phase, image by
+        // image; at least one a thread. (Two a thread, in blocks of half the tiles, ran
+        // dcgan-up's forward at two threads in 0.81 ms against 0.75 with one a thread, its
+        // backward in 1.80 against 1.69: Intel Xeon, fastest of ten alternated runs.)
+        let tasks = blocks(&rows, &columns, threads);
+        // The column phases in the order of their first output's column, which is the
+        // order of their runs in a staged row.
+        let mut by_class: Vec<usize> = (0..columns.len()).collect();
+        by_class.sort_by_key(|&c| columns[c].first_output);
+        let weave = weaves(columns.len()).then(|| Compiled::for_isa::<Weave>(self.kernel.isa()));
         let phase_weights = POSITIONS * channels * out_padded;
         let transformed_len = POSITIONS * BLOCK_TILES * channels;
         let products_len = POSITIONS * BLOCK_TILES * out_padded;
@@ -473,16 +476,19 @@ struct Block {
 }
 
 /// The tasks of one image: whole rows of tiles, as many as a kernel call takes
-/// (`BLOCK_TILES` of each column phase), or, where a phase's row of tiles holds more,
+/// (`BLOCK_TILES` of each column phase) but few enough to make `least` tasks where there
+/// are rows for them, or, where a phase's row of tiles holds more than a call takes,
 /// pieces of one row, as even as can be.
-fn blocks(rows: &[PhaseAxis], columns: &[PhaseAxis]) -> Vec<Block> {
+fn blocks(rows: &[PhaseAxis], columns: &[PhaseAxis], least: usize) -> Vec<Block> {
     let across = columns.iter().map(PhaseAxis::tiles).max().unwrap_or(0);
     if across == 0 {
         return Vec::new();
     }
     let pieces = across.div_ceil(BLOCK_TILES);
     let piece = across.div_ceil(pieces);
-    let rows_per_block = (BLOCK_TILES / across).max(1);
+    let tile_rows: usize = rows.iter().map(PhaseAxis::tiles).sum();
+    let for_tasks = (tile_rows * pieces / least.max(1)).max(1);
+    let rows_per_block = (BLOCK_TILES / across).min(for_tasks).max(1);
     rows.iter()
         .enumerate()
         .flat_map(|(row_phase, row)| {
@@ -666,9 +672,10 @@ mod tests {
     use super::*;
 
     /// For strides 1 to 3, paddings and sizes with rows of a few tiles, of more than a
-    /// block (cut into pieces) and of an odd count: every tile of every output phase is in
-    /// exactly one block, inside its phase's tiles, and no block holds more tiles of one
-    /// column phase than the kernel takes.
+    /// block (cut into pieces) and of an odd count, one task wanted and several: every
+    /// tile of every output phase is in exactly one block, inside its phase's tiles, no
+    /// block holds more tiles of one column phase than the kernel takes, and there are as
+    /// many blocks as were wanted where there are tile rows for them.
     #[test]
     fn blocks_take_each_tile_once_and_at_most_a_kernel_block_of_each_phase() {
         let cases = [
@@ -679,7 +686,10 @@ mod tests {
             (64, 129, 1, 0),
             (3, 257, 2, 0),
         ];
-        for (out_h, out_w, s, pad) in cases {
+        for ((out_h, out_w, s, pad), least) in cases
+            .into_iter()
+            .flat_map(|case| [1, 4, 7].map(|least| (case, least)))
+        {
             let rows: Vec<PhaseAxis> = (0..s).map(|r| PhaseAxis::new(r, s, pad, out_h)).collect();
             let columns: Vec<PhaseAxis> =
                 (0..s).map(|r| PhaseAxis::new(r, s, pad, out_w)).collect();
@@ -688,7 +698,13 @@ mod tests {
                 .iter()
                 .map(|row| vec![0; row.tiles() * across])
                 .collect();
-            for block in blocks(&rows, &columns) {
+            let made = blocks(&rows, &columns, least);
+            let tile_rows: usize = rows.iter().map(PhaseAxis::tiles).sum();
+            assert!(
+                made.len() >= least.min(tile_rows),
+                "{out_h}x{out_w} s {s}: {least}"
+            );
+            for block in made {
                 let case = (out_h, out_w, s, pad);
                 assert!(block.tile_rows.len() * block.tile_columns.len() <= BLOCK_TILES);
                 assert!(
