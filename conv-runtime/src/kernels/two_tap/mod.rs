@@ -50,7 +50,7 @@ use crate::memory::layout::{contiguous, split_row};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 use crate::memory::transpose::{Transpose, TransposeFamily, TransposeJob};
-use crate::memory::weave::{Weave, WeaveJob, weaves};
+use crate::memory::weave::{Weave, WeaveFamily, WeaveJob, weaves};
 use crate::shape::geometry::{GeometrySpec, PaddingMode};
 
 /// The fewest input and output channels for which the transforms pay for themselves and
@@ -64,6 +64,11 @@ pub(crate) struct TwoTap {
     /// Turns the kernel's results (channels last) into output rows' runs, and a
     /// convolution's input into its channels-last grid.
     transpose: Compiled<TransposeFamily>,
+    /// Weaves the column phases' runs into output rows, where there are 2, 4 or 8 of them.
+    /// (Made with the plan, as every kernel here, not where it runs: so a program links it
+    /// only where one of its geometries can run the family, which the engine decides at
+    /// compile time.)
+    weave: Option<Compiled<WeaveFamily>>,
     direction: Direction,
     stride: (usize, usize),
     /// The padding above and left of the output (transposed) or the input (convolution).
@@ -172,6 +177,7 @@ impl TwoTap {
         Some(TwoTap {
             kernel: Compiled::for_isa::<TileBlock>(isa),
             transpose: Compiled::for_isa::<Transpose>(isa),
+            weave: weaves(sw).then(|| Compiled::for_isa::<Weave>(isa)),
             direction: Direction::Transposed,
             stride: spec.stride,
             pad: spec.pad_before(),
@@ -208,6 +214,8 @@ impl TwoTap {
         Some(TwoTap {
             kernel: Compiled::for_isa::<TileBlock>(isa),
             transpose: Compiled::for_isa::<Transpose>(isa),
+            // One column phase: each staged row is its output row's segment.
+            weave: None,
             direction: Direction::Convolution,
             stride: spec.stride,
             pad: spec.pad_before(),
@@ -286,7 +294,6 @@ impl TwoTap {
         // order of their runs in a staged row.
         let mut by_class: Vec<usize> = (0..columns.len()).collect();
         by_class.sort_by_key(|&c| columns[c].first_output);
-        let weave = weaves(columns.len()).then(|| Compiled::for_isa::<Weave>(self.kernel.isa()));
         let phase_weights = POSITIONS * channels * out_padded;
         let transformed_len = POSITIONS * BLOCK_TILES * channels;
         let products_len = POSITIONS * BLOCK_TILES * out_padded;
@@ -425,7 +432,7 @@ impl TwoTap {
                                     })
                                     .collect();
                                 let staged = &staged[..staged_len];
-                                if let Some(weave) = weave {
+                                if let Some(weave) = self.weave {
                                     weave.run(&mut WeaveJob {
                                         staged,
                                         staged_row,
