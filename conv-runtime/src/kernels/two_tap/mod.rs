@@ -69,6 +69,11 @@ pub(crate) struct TwoTap {
     /// only where one of its geometries can run the family, which the engine decides at
     /// compile time.)
     weave: Option<Compiled<WeaveFamily>>,
+    /// [`TwoTap::drive`], named by the plans only: a program whose geometries cannot run
+    /// the family (its engine never calls a plan) links none of the driver's code either,
+    /// where the engine's call to [`run`](TwoTap::run) linked it into every program (26
+    /// KB of the build-cost script's one-geometry binary, a 3x3 convolution).
+    driver: Driver,
     direction: Direction,
     stride: (usize, usize),
     /// The padding above and left of the output (transposed) or the input (convolution).
@@ -81,6 +86,9 @@ pub(crate) struct TwoTap {
     channels: usize,
     out_channels: usize,
 }
+
+/// The family's driver, as a function pointer.
+type Driver = fn(&TwoTap, &[f32], &ArrayView4<f32>, &mut ArrayViewMut4<MaybeUninit<f32>>);
 
 /// Which way the taps go.
 #[derive(Clone, Copy)]
@@ -178,6 +186,7 @@ impl TwoTap {
             kernel: Compiled::for_isa::<TileBlock>(isa),
             transpose: Compiled::for_isa::<Transpose>(isa),
             weave: weaves(sw).then(|| Compiled::for_isa::<Weave>(isa)),
+            driver: TwoTap::drive,
             direction: Direction::Transposed,
             stride: spec.stride,
             pad: spec.pad_before(),
@@ -216,6 +225,7 @@ impl TwoTap {
             transpose: Compiled::for_isa::<Transpose>(isa),
             // One column phase: each staged row is its output row's segment.
             weave: None,
+            driver: TwoTap::drive,
             direction: Direction::Convolution,
             stride: spec.stride,
             pad: spec.pad_before(),
@@ -228,6 +238,16 @@ impl TwoTap {
     /// The layer on a checked `input` into `output` (standard layout, of the checked
     /// shape), adding `bias` (one per output channel).
     pub fn run(
+        &self,
+        bias: &[f32],
+        input: &ArrayView4<f32>,
+        output: &mut ArrayViewMut4<MaybeUninit<f32>>,
+    ) {
+        (self.driver)(self, bias, input, output);
+    }
+
+    /// [`run`](Self::run)'s body, reached through [`TwoTap::driver`].
+    fn drive(
         &self,
         bias: &[f32],
         input: &ArrayView4<f32>,
@@ -292,8 +312,11 @@ impl TwoTap {
         let tasks = blocks(&rows, &columns, threads);
         // The column phases in the order of their first output's column, which is the
         // order of their runs in a staged row.
-        let mut by_class: Vec<usize> = (0..columns.len()).collect();
-        by_class.sort_by_key(|&c| columns[c].first_output);
+        // (Their first outputs are the columns `0..sw`, each once.)
+        let mut by_class = vec![0; columns.len()];
+        for (c, column) in columns.iter().enumerate() {
+            by_class[column.first_output] = c;
+        }
         let phase_weights = POSITIONS * channels * out_padded;
         let transformed_len = POSITIONS * BLOCK_TILES * channels;
         let products_len = POSITIONS * BLOCK_TILES * out_padded;
