@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::isa::{Family, Kernel, Simd};
+use crate::isa::{Compiled, Family, Kernel, Simd};
 
 /// The weave's family: every kernel computes one [`WeaveJob`].
 pub(crate) struct WeaveFamily;
@@ -36,6 +36,29 @@ pub(crate) struct WeaveJob<'a> {
     pub staged_at: &'a [usize],
     /// Each staged row's output row, `None` for a row past the output's end.
     pub out: &'a mut [Option<&'a mut [MaybeUninit<f32>]>],
+}
+
+/// Writes `job`'s staged rows to their output rows: woven in vectors by `weave` where there
+/// is one (for 2, 4 or 8 classes, see [`weaves`]), else column by column through the table,
+/// or, for one class, whose staged row is its output row, as a copy.
+pub(crate) fn write_rows(weave: Option<Compiled<WeaveFamily>>, job: &mut WeaveJob<'_>) {
+    if let Some(weave) = weave {
+        weave.run(job);
+        return;
+    }
+    let staged_rows = job.staged.chunks_exact(job.staged_row);
+    for (staged, out) in staged_rows.zip(job.out.iter_mut()) {
+        let Some(out) = out else { continue };
+        if job.runs.len() == 1 {
+            for (slot, &value) in out.iter_mut().zip(staged) {
+                slot.write(value);
+            }
+        } else {
+            for (slot, &at) in out.iter_mut().zip(job.staged_at) {
+                slot.write(staged[at]);
+            }
+        }
+    }
 }
 
 /// The kernel: written once, compiled for each instruction set.
@@ -98,7 +121,55 @@ fn weave_rows<S: Simd, const N: usize>(simd: S, job: &mut WeaveJob<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isa::{Compiled, Isa};
+    use crate::isa::Isa;
+
+    /// Without the weave, for one class (a copy) and three: each output column is the
+    /// staged float the table names, and rows marked past the output's end are left alone.
+    #[test]
+    fn without_the_weave_each_column_comes_through_the_table() {
+        for classes in [1, 3] {
+            let width: usize = 11;
+            let counts: Vec<usize> = (0..classes)
+                .map(|b| width.saturating_sub(b).div_ceil(classes))
+                .collect();
+            let runs: Vec<usize> = counts
+                .iter()
+                .scan(0, |start, &count| {
+                    let run = *start;
+                    *start += count;
+                    Some(run)
+                })
+                .collect();
+            let staged_at: Vec<usize> = (0..width)
+                .map(|x| runs[x % classes] + x / classes)
+                .collect();
+            let staged: Vec<f32> = (0..2 * width).map(|i| i as f32).collect();
+            let mut rows = vec![MaybeUninit::new(-1.0f32); 3 * width];
+            let mut out: Vec<Option<&mut [MaybeUninit<f32>]>> =
+                rows.chunks_exact_mut(width).map(Some).collect();
+            out[1] = None;
+            out.truncate(2);
+            write_rows(
+                None,
+                &mut WeaveJob {
+                    staged: &staged,
+                    staged_row: width,
+                    runs: &runs,
+                    shortest: *counts.iter().min().expect("classes"),
+                    staged_at: &staged_at,
+                    out: &mut out,
+                },
+            );
+            for (row, written) in rows.chunks_exact(width).enumerate() {
+                for (x, slot) in written.iter().enumerate() {
+                    // SAFETY: every slot starts initialised.
+                    let value = unsafe { slot.assume_init() };
+                    let expected = if row == 0 { staged[staged_at[x]] } else { -1.0 };
+                    assert_eq!(value, expected, "{classes} {row} {x}");
+                }
+            }
+        }
+    }
 
     /// On every set: for 2, 4 and 8 classes and rows of whole vectors, shorter and longer
     /// ones, each output column is the staged float the table names, and rows marked past

@@ -50,7 +50,7 @@ use crate::memory::layout::{contiguous, split_row};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 use crate::memory::transpose::{Transpose, TransposeFamily, TransposeJob};
-use crate::memory::weave::{Weave, WeaveFamily, WeaveJob, weaves};
+use crate::memory::weave::{Weave, WeaveFamily, WeaveJob, weaves, write_rows};
 use crate::shape::geometry::{GeometrySpec, PaddingMode};
 
 /// The fewest input and output channels for which the transforms pay for themselves and
@@ -455,31 +455,17 @@ impl TwoTap {
                                     })
                                     .collect();
                                 let staged = &staged[..staged_len];
-                                if let Some(weave) = self.weave {
-                                    weave.run(&mut WeaveJob {
+                                write_rows(
+                                    self.weave,
+                                    &mut WeaveJob {
                                         staged,
                                         staged_row,
                                         runs: &runs,
                                         shortest,
                                         staged_at: &staged_at,
                                         out: &mut out_rows,
-                                    });
-                                } else {
-                                    let rows = staged.chunks_exact(staged_row).zip(out_rows);
-                                    for (staged, out_row) in rows {
-                                        let out_row = out_row.expect("every row is written");
-                                        if columns.len() == 1 {
-                                            // A staged row is the output row's segment.
-                                            for (slot, &value) in out_row.iter_mut().zip(staged) {
-                                                slot.write(value);
-                                            }
-                                        } else {
-                                            for (slot, &at) in out_row.iter_mut().zip(&staged_at) {
-                                                slot.write(staged[at]);
-                                            }
-                                        }
-                                    }
-                                }
+                                    },
+                                );
                             }
                         }
                     });

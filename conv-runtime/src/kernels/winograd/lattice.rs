@@ -30,7 +30,7 @@ use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::{PlaneLayout, contiguous};
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
-use crate::memory::weave::{Weave, WeaveJob, weaves};
+use crate::memory::weave::{Weave, WeaveJob, weaves, write_rows};
 
 /// How `outputs` consecutive outputs (of a row, or of a column) fall into the `dilation`
 /// classes of the lattice, and where each class's tiles start in a row of tiles.
@@ -203,23 +203,17 @@ pub(super) fn run(
                                 })
                             })
                             .collect();
-                        if let Some(weave) = weave {
-                            weave.run(&mut WeaveJob {
+                        write_rows(
+                            weave,
+                            &mut WeaveJob {
                                 staged,
                                 staged_row,
                                 runs: &runs,
                                 shortest,
                                 staged_at: &staged_at,
                                 out: &mut out_rows,
-                            });
-                        } else {
-                            let staged_rows = staged.chunks_exact(staged_row);
-                            for (staged, out_row) in staged_rows.zip(out_rows) {
-                                if let Some(out_row) = out_row {
-                                    scatter(&staged_at, staged, out_row);
-                                }
-                            }
-                        }
+                            },
+                        );
                     });
                 };
                 let tile_rows = 0..rows.outputs[class].div_ceil(2);
@@ -235,15 +229,6 @@ pub(super) fn run(
         } else {
             (0..dh).for_each(one_class);
         }
-    }
-}
-
-/// Writes a staged row of outputs, the classes' tiles side by side, to its columns: output
-/// column `x` is `staged[staged_at[x]]` (where the classes are too many or too few for the
-/// weave).
-fn scatter(staged_at: &[usize], staged: &[f32], out_row: &mut [MaybeUninit<f32>]) {
-    for (slot, &at) in out_row.iter_mut().zip(staged_at) {
-        slot.write(staged[at]);
     }
 }
 
