@@ -347,9 +347,10 @@ fn winograd_strided_tiles_match_the_reference() {
     ));
 }
 
-/// Transposed convolutions of a 2x2 filter of stride 2 into few channels run the pixel
-/// kernel (each input pixel's four outputs, read in place): one to seven output channels per
-/// group (blocks of one and of three, a last block partly empty), one input channel and
+/// Transposed convolutions of a 2x2 filter of stride 2 run the pixel kernel (each input
+/// pixel's four outputs): one to seven output channels per group, read in place, and 16 or
+/// more, read from a copy of each call's rows (blocks of one and of three, a last block
+/// partly empty), one input channel and
 /// several, two groups, widths around whole vectors and tiles of every instruction set (4, 8
 /// and 16 lanes, tiles of one and two vectors: a row's last tile partial or whole, a row of
 /// only a partial tile), one row and many, batches, a strided input, one thread and three:
@@ -362,7 +363,8 @@ fn one_tap_pixels_match_the_reference() {
     let sizes = [(1, 1), (3, 7), (2, 16), (5, 17), (1, 31), (40, 33), (4, 64)];
     for (case, (h, w)) in sizes.into_iter().enumerate() {
         let case = case as u64;
-        for (in_per_group, out_per_group) in [(1, 1), (5, 2), (16, 3), (3, 4), (4, 7)] {
+        let pairs = [(1, 1), (5, 2), (16, 3), (3, 4), (4, 7), (3, 17), (17, 16)];
+        for (in_per_group, out_per_group) in pairs {
             for groups in [1, 2] {
                 let in_channels = in_per_group * groups;
                 let weight = random_array((in_channels, out_per_group, 2, 2), case ^ 7);

@@ -128,6 +128,28 @@ pub(crate) fn lay_out_rows(
     }
 }
 
+/// Copies rows `first..first + layout.rows` of every channel of `source`, contiguous planes
+/// `plane` floats apart of rows of `layout.row_stride()` floats (columns not split), into
+/// `target` (`layout`'s planes), zeros after each channel's rows: the caller's rows as they
+/// are, but with the channels an odd number of cache lines apart (see
+/// [`PlaneLayout::channel_stride`]), for a kernel that reads many channels in turn.
+pub(crate) fn copy_rows(
+    source: &[f32],
+    plane: usize,
+    first: usize,
+    layout: PlaneLayout,
+    target: &mut [f32],
+) {
+    let floats = layout.rows * layout.row_stride();
+    let from = first * layout.row_stride();
+    assert!(from + floats <= plane && target.len() == layout.image_stride());
+    for (c, target) in target.chunks_exact_mut(layout.channel_stride()).enumerate() {
+        let (copy, rest) = target.split_at_mut(floats);
+        copy.copy_from_slice(&source[c * plane + from..][..floats]);
+        rest.fill(0.0);
+    }
+}
+
 /// `row` as a slice: itself when contiguous, else its values gathered into `gathered` (one
 /// buffer a caller reuses for all its rows).
 pub(crate) fn contiguous<'a>(
@@ -241,6 +263,37 @@ fn deal_pairs(pairs: &[f32], first: &mut [f32], second: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each channel's rows land at its stride, zeros after them; the stride is an odd number
+    /// of whole lines for planes of one line, an even number and an odd one.
+    #[test]
+    fn rows_are_copied_an_odd_number_of_lines_apart() {
+        for (rows, row_stride) in [(1, 16), (2, 16), (3, 16), (2, 7), (4, 20)] {
+            let (channels, plane, first) = (3, 7 * 20, 2);
+            let source: Vec<f32> = (0..channels * plane).map(|i| i as f32).collect();
+            let layout = PlaneLayout {
+                channels,
+                rows,
+                col_phases: 1,
+                phase_len: row_stride,
+            };
+            let stride = layout.channel_stride();
+            assert_eq!((stride % LINE_FLOATS, stride / LINE_FLOATS % 2), (0, 1));
+            let mut target = vec![f32::NAN; layout.image_stride()];
+            copy_rows(&source, plane, first, layout, &mut target);
+            let floats = rows * row_stride;
+            for c in 0..channels {
+                let copy = &target[c * stride..][..stride];
+                let from = c * plane + first * row_stride;
+                assert_eq!(
+                    copy[..floats],
+                    source[from..][..floats],
+                    "{rows}x{row_stride}"
+                );
+                assert!(copy[floats..].iter().all(|&value| value == 0.0));
+            }
+        }
+    }
 
     /// Every column lands where the definition says, for strides 1 to 4, every shift
     /// within two groups, and lengths around whole groups; the rest is untouched.

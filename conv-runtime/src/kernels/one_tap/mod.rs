@@ -7,13 +7,15 @@
 //! The row kernel ran these as two column phases per call and one output row per call,
 //! reading every input row twice (once per row phase) from a copy of the input in its
 //! layout; the copy alone was a fifth of the seed's upconvolution (Zen 4, `perf record`).
-//! Here each input vector is loaded once, from the caller's array, for the four phases of
-//! a block of output channels, and each call writes two whole output rows per input row.
+//! Here each input vector is loaded once for the four phases of a block of output channels,
+//! and each call writes two whole output rows per input row. The input is read from the
+//! caller's array, or, for layers of many output channels, whose channels' planes would
+//! fight over the same cache sets, from a copy of each call's rows (a `panel`).
 //!
 //! The convolutions of that geometry (a 2x2 filter of stride 2: patch embeddings, and the
 //! input gradient of every such upconvolution) are the same product turned around: each
-//! output pixel from its own 2x2 patch. The patch kernel (`patches`) reads the caller's
-//! input in place too, splitting each pair of input vectors into its even and odd columns
+//! output pixel from its own 2x2 patch. The patch kernel (`patches`) reads its input the
+//! same way, splitting each pair of input vectors into its even and odd columns
 //! in registers, where the row kernel copies the input into its column phases first.
 //!
 //! The taps need no constants: compiled once, in this crate, for every instruction set, so
@@ -34,6 +36,8 @@ use self::patches::{PatchFamily, PatchJob, Patches};
 use crate::isa::{Compiled, Detected, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::aligned::AlignedFloats;
+use crate::memory::layout::{PlaneLayout, copy_rows};
+use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
 use crate::shape::geometry::GeometrySpec;
 
@@ -221,55 +225,90 @@ impl OneTap {
         let blocks = self.out_per_group.div_ceil(self.block);
         let block_weights = self.in_per_group * PHASES * self.block;
 
-        // Rows `rows` of image `image`'s group `group` for every block.
+        // Where the layer has many output channels, each call's input rows are read from a
+        // copy, a panel, whose channels are an odd number of cache lines apart (see
+        // `PlaneLayout::channel_stride`), not in place: the kernels read a vector or two of
+        // every channel in turn, and a 64x64 plane is 16 KiB, so in place all of unet-up's
+        // 128 channels fell into one set of L1 and a few of L2, and the multiply-adds after
+        // each load waited on L2 or beyond. unet-up, the copy included (Intel Xeon, fastest of
+        // six alternated `suite --only unet-up --quick --json --backward` runs): forward
+        // 2.115 -> 1.724 ms at one thread, 1.119 -> 0.898 at two; backward, whose input
+        // gradient (the patch kernel) reads a panel too, 5.025 -> 4.869 and 2.740 -> 2.685.
+        // Each float copied feeds at least 64 multiply-adds (four phases of at least 16
+        // channels); with few channels the copy costs more than it saves: the seed's
+        // upconvolution (16 channels into 3) ran 0.0128 -> 0.0189 ms from a panel (one
+        // thread, three alternated runs).
+        let use_panel = self.out_per_group >= PANEL_MIN_OUT;
+
+        // Rows `rows` of image `image`'s group `group` for every block, from `input`: the
+        // group's channels `plane` apart, the rows of `rows` from `in_rows`.
+        let blocks_of =
+            |(image, group): (usize, usize),
+             rows: Range<usize>,
+             (input, plane, in_rows): (&[f32], usize, Range<usize>)| {
+                for b in 0..blocks {
+                    let first = b * self.block;
+                    let count = self.block.min(self.out_per_group - first);
+                    let channel0 = group * self.out_per_group + first;
+                    let mut slices: [&mut [MaybeUninit<f32>]; MAX_BLOCK] =
+                        std::array::from_fn(|_| <&mut [MaybeUninit<f32>]>::default());
+                    for (j, slice) in slices.iter_mut().take(count).enumerate() {
+                        let start = (image * out_channels + channel0 + j) * out_plane
+                            + rows.start * out_per_row;
+                        // SAFETY: `out` points at the whole output, `batch * out_channels *
+                        // out_plane` floats in standard layout; the output rows of `rows` (two
+                        // per row when transposed) of channel `channel0 + j` of `image` are
+                        // inside it. Tasks take disjoint row ranges of disjoint (image, group)s,
+                        // each block its own channels, one call at a time: no two live slices
+                        // overlap.
+                        *slice = unsafe { out.slice(start, rows.len() * out_per_row) };
+                    }
+                    let weights =
+                        &self.weights[(group * blocks + b) * block_weights..][..block_weights];
+                    let bias = &bias[channel0..channel0 + count];
+                    let out = &mut slices[..count];
+                    match self.kernel {
+                        Direction::Spread(kernel) => kernel.run(&mut PixelJob {
+                            input,
+                            channels: self.in_per_group,
+                            plane,
+                            width: in_w,
+                            rows: in_rows.clone(),
+                            weights,
+                            bias,
+                            out,
+                        }),
+                        Direction::Gather(kernel) => kernel.run(&mut PatchJob {
+                            input,
+                            channels: self.in_per_group,
+                            plane,
+                            in_w,
+                            out_w,
+                            rows: in_rows.clone(),
+                            weights,
+                            bias,
+                            out,
+                        }),
+                    }
+                }
+            };
         let call = |image: usize, group: usize, rows: Range<usize>| {
             let first_in = (image * self.groups + group) * self.in_per_group;
             let input = &input[first_in * in_plane..][..self.in_per_group * in_plane];
-            for b in 0..blocks {
-                let first = b * self.block;
-                let count = self.block.min(self.out_per_group - first);
-                let channel0 = group * self.out_per_group + first;
-                let mut slices: [&mut [MaybeUninit<f32>]; MAX_BLOCK] =
-                    std::array::from_fn(|_| <&mut [MaybeUninit<f32>]>::default());
-                for (j, slice) in slices.iter_mut().take(count).enumerate() {
-                    let start = (image * out_channels + channel0 + j) * out_plane
-                        + rows.start * out_per_row;
-                    // SAFETY: `out` points at the whole output, `batch * out_channels *
-                    // out_plane` floats in standard layout; the output rows of `rows` (two
-                    // per row when transposed) of channel `channel0 + j` of `image` are
-                    // inside it. Tasks take disjoint row ranges of disjoint (image, group)s,
-                    // each block its own channels, one call at a time: no two live slices
-                    // overlap.
-                    *slice = unsafe { out.slice(start, rows.len() * out_per_row) };
-                }
-                let weights =
-                    &self.weights[(group * blocks + b) * block_weights..][..block_weights];
-                let bias = &bias[channel0..channel0 + count];
-                let out = &mut slices[..count];
-                match self.kernel {
-                    Direction::Spread(kernel) => kernel.run(&mut PixelJob {
-                        input,
-                        channels: self.in_per_group,
-                        plane: in_plane,
-                        width: in_w,
-                        rows: rows.clone(),
-                        weights,
-                        bias,
-                        out,
-                    }),
-                    Direction::Gather(kernel) => kernel.run(&mut PatchJob {
-                        input,
-                        channels: self.in_per_group,
-                        plane: in_plane,
-                        in_w,
-                        out_w,
-                        rows: rows.clone(),
-                        weights,
-                        bias,
-                        out,
-                    }),
-                }
+            if !use_panel {
+                return blocks_of((image, group), rows.clone(), (input, in_plane, rows));
             }
+            let panel = PlaneLayout {
+                channels: self.in_per_group,
+                rows: rows.len(),
+                col_phases: 1,
+                phase_len: in_per_row,
+            };
+            with_scratch(panel.image_stride(), |copy| {
+                copy_rows(input, in_plane, rows.start, panel, copy);
+                let stride = panel.channel_stride();
+                blocks_of((image, group), rows.clone(), (copy, stride, 0..rows.len()));
+            });
         };
         let task = |index: usize| {
             let (image, chunk) = (index / chunks, index % chunks);
@@ -289,6 +328,9 @@ impl OneTap {
 
 /// The largest block of any blocking.
 const MAX_BLOCK: usize = 16;
+
+/// The fewest output channels per group whose layers read their input from a panel.
+const PANEL_MIN_OUT: usize = 16;
 
 /// The blocking for `out_per_group` output channels on `isa`, and its block; none where the
 /// row kernel runs the layer faster.
