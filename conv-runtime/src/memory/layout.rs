@@ -35,14 +35,21 @@ impl PlaneLayout {
     /// the 8-way L1, and every channel's load came from L2. An odd number of lines steps
     /// through all 64 sets of a page before repeating one.
     pub fn channel_stride(&self) -> usize {
-        let lines = (self.rows * self.row_stride()).div_ceil(LINE_FLOATS);
-        (lines | 1) * LINE_FLOATS
+        odd_lines(self.rows * self.row_stride())
     }
 
     /// Floats of one image.
     pub fn image_stride(&self) -> usize {
         self.channels * self.channel_stride()
     }
+}
+
+/// `floats` rounded up to whole cache lines and then to an odd number of them: the stride
+/// at which runs of `floats` floats that a kernel reads (or writes) one after another at the
+/// same offset fall into different cache sets, all 64 sets of a page before one repeats.
+pub(crate) fn odd_lines(floats: usize) -> usize {
+    let lines = floats.div_ceil(LINE_FLOATS);
+    (lines | 1) * LINE_FLOATS
 }
 
 /// Lays one channel, `source`, out in `target` (one channel of `layout`): `above` zero rows,

@@ -24,7 +24,9 @@ use std::mem::MaybeUninit;
 use ndarray::{Array4, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
-use super::kernel::{MAX_TILES, Products, TileRowJob, WinogradFamily, store_pairs, sub};
+use super::kernel::{
+    MAX_TILES, Products, TileRowJob, WinogradFamily, position_stride, store_pairs, sub,
+};
 use super::{K, MIN_CHANNELS};
 use crate::isa::{Compiled, Detected, Isa, Kernel, Simd};
 use crate::kernels::forward_threads;
@@ -109,8 +111,8 @@ impl Kernel<WinogradFamily> for StridedTiles {
         let channels = job.channels;
         let padded_out = job.out_channels.next_multiple_of(STEP);
         assert_eq!(job.weights.len(), POSITIONS * channels * padded_out);
-        assert!(job.transformed.len() >= POSITIONS * channels * block);
-        assert!(job.products.len() >= POSITIONS * padded_out * block);
+        assert!(job.transformed.len() >= POSITIONS * position_stride(channels * block));
+        assert!(job.products.len() >= POSITIONS * position_stride(padded_out * block));
         assert_eq!(job.out.len(), 2 * TILE_ROWS * job.out_channels);
         assert_eq!(job.bias.len(), job.out_channels);
         let products = Products {
@@ -164,6 +166,7 @@ fn transform<S: Simd>(simd: S, d: [S::Vector; 5]) -> [S::Vector; 5] {
 fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
     let block = TILE_ROWS * S::LANES;
     let channels = job.channels;
+    let stride = position_stride(channels * block);
     for index in 0..channels * TILE_ROWS {
         let (channel, tile_row) = (index / TILE_ROWS, index % TILE_ROWS);
         let plane = channel * job.channel_stride;
@@ -189,7 +192,7 @@ fn transform_input<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize) {
         for i in 0..5 {
             let v = transform(simd, t[i]);
             for (j, &v) in v.iter().enumerate() {
-                let at = ((i * 5 + j) * channels + channel) * block + tile_row * S::LANES;
+                let at = (i * 5 + j) * stride + channel * block + tile_row * S::LANES;
                 simd.store(&mut job.transformed[at..], v);
             }
         }
@@ -211,13 +214,14 @@ fn inverse<S: Simd>(simd: S, m: [S::Vector; 5]) -> [S::Vector; 2] {
 #[inline(always)]
 fn transform_output<S: Simd>(simd: S, job: &mut TileRowJob<'_>, first: usize, padded_out: usize) {
     let block = TILE_ROWS * S::LANES;
+    let stride = position_stride(padded_out * block);
     for index in 0..job.out_channels * TILE_ROWS {
         let (channel, tile_row) = (index / TILE_ROWS, index % TILE_ROWS);
         let bias = simd.splat(job.bias[channel]);
         let mut m = [[simd.splat(0.0); 5]; 5];
         for (i, m) in m.iter_mut().enumerate() {
             for (j, m) in m.iter_mut().enumerate() {
-                let at = ((i * 5 + j) * padded_out + channel) * block + tile_row * S::LANES;
+                let at = (i * 5 + j) * stride + channel * block + tile_row * S::LANES;
                 let lanes = &job.products[at..at + S::LANES];
                 // SAFETY: `lanes` holds `LANES` floats.
                 *m = unsafe { simd.load(lanes.as_ptr()) };
@@ -279,8 +283,8 @@ pub(super) fn run(
             // `2 * first_row..` (those below the output's last are empty slices).
             let call_rows = 2 * TILE_ROWS;
             let tile_rows_from = |first_row: usize| {
-                let transformed_len = POSITIONS * channels * TILE_ROWS * lanes;
-                let products_len = POSITIONS * out_padded * TILE_ROWS * lanes;
+                let transformed_len = POSITIONS * position_stride(channels * TILE_ROWS * lanes);
+                let products_len = POSITIONS * position_stride(out_padded * TILE_ROWS * lanes);
                 with_scratch(transformed_len + products_len, |scratch| {
                     let (transformed, products) = scratch.split_at_mut(transformed_len);
                     let rows = (out_h - 2 * first_row).min(call_rows);
