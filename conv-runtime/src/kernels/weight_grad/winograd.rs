@@ -33,6 +33,7 @@ use rayon::prelude::*;
 use super::winograd_kernel::{CHUNK, GradTiles, GradTilesFamily, GradTilesJob, padded_outs};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::row::prepare::each_channel;
+use crate::kernels::winograd::position_stride;
 use crate::memory::scratch::with_scratch;
 use crate::memory::transpose::{Transpose, TransposeFamily, TransposeJob};
 use crate::shape::geometry::GeometrySpec;
@@ -153,8 +154,9 @@ fn filters(
     // Each block's filters, `[out_channel][its input channels][3][3]`.
     let one_block = |first_in: usize| -> Vec<f32> {
         let ins = block.min(tiling.in_stride - first_in);
-        let (sums_len, input_len) = (16 * outs * ins, 16 * CHUNK * ins);
-        with_scratch(sums_len + input_len + 16 * outs * CHUNK, |scratch| {
+        let (sums_len, input_len) = (16 * outs * ins, 16 * position_stride(CHUNK * ins));
+        let grad_len = 16 * position_stride(outs * CHUNK);
+        with_scratch(sums_len + input_len + grad_len, |scratch| {
             let (sums, transformed) = scratch.split_at_mut(sums_len);
             let (transformed_input, transformed_grad) = transformed.split_at_mut(input_len);
             sums.fill(0.0);

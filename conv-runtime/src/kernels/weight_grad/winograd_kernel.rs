@@ -12,7 +12,7 @@
 //! vector of tiles at a time (each tile's two columns split with `deinterleave`).
 
 use crate::isa::{Family, Isa, Kernel, Simd};
-use crate::kernels::winograd::{sub, transform_tile};
+use crate::kernels::winograd::{position_stride, sub, transform_tile};
 
 /// Tile slots per chunk: each position's products sweep a chunk's tiles with their
 /// accumulators in registers. A chunk's transformed operands (`16 * CHUNK` runs of
@@ -43,7 +43,8 @@ pub(crate) struct GradTilesJob<'a> {
     pub tiles_per_row: usize,
     /// Scratch for a chunk's transformed input, `[16][CHUNK][ins]`, and transformed grad,
     /// `[16][padded_outs(out_channels)][CHUNK]` (whose channels past the real ones must
-    /// be zeros on entry: the kernel leaves them as they are).
+    /// be zeros on entry: the kernel leaves them as they are), each position
+    /// [`position_stride`] floats from the last, as the forward kernels'.
     pub transformed_input: &'a mut [f32],
     pub transformed_grad: &'a mut [f32],
     /// The block's sums, `[16][padded_outs(out_channels)][ins]`: zeros on entry, on return
@@ -93,8 +94,8 @@ impl Kernel<GradTilesFamily> for GradTiles {
         let planes = job.images * job.out_channels;
         assert!(job.grad.len() >= planes * job.grad_rows * job.grad_width);
         assert!(2 * job.tile_rows >= job.grad_rows && 2 * job.tiles_per_row >= job.grad_width);
-        assert!(job.transformed_input.len() >= 16 * CHUNK * ins);
-        assert!(job.transformed_grad.len() >= 16 * outs * CHUNK);
+        assert!(job.transformed_input.len() >= 16 * position_stride(CHUNK * ins));
+        assert!(job.transformed_grad.len() >= 16 * position_stride(outs * CHUNK));
         assert!(job.sums.len() >= 16 * outs * ins);
         // A row's tiles in segments of at most `CHUNK`; as many rows per chunk as fit.
         let segment = job.tiles_per_row.min(CHUNK);
@@ -129,6 +130,7 @@ fn transform_inputs<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) 
     let (in_stride, ins) = (job.in_stride, job.ins);
     let (input_rows, input_cols) = (2 * job.tile_rows + 2, 2 * job.tiles_per_row + 2);
     let row_stride = input_cols * in_stride;
+    let position = position_stride(CHUNK * ins);
     for k in 0..chunk.rows {
         let row = chunk.image * input_rows + 2 * (chunk.first_row + k);
         for t in 0..chunk.tiles {
@@ -153,7 +155,7 @@ fn transform_inputs<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) 
                 }
                 for (i, v) in transform_tile(simd, &d).iter().enumerate() {
                     for (j, &v) in v.iter().enumerate() {
-                        let at = ((i * 4 + j) * CHUNK + slot) * ins + channel;
+                        let at = (i * 4 + j) * position + slot * ins + channel;
                         simd.store(&mut job.transformed_input[at..], v);
                     }
                 }
@@ -170,6 +172,7 @@ fn transform_inputs<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) 
 fn transform_grads<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) {
     let (rows, width) = (job.grad_rows, job.grad_width);
     let outs = padded_outs(job.out_channels);
+    let position = position_stride(outs * CHUNK);
     let zero = simd.splat(0.0);
     for channel in 0..job.out_channels {
         let plane = &job.grad[(chunk.image * job.out_channels + channel) * rows * width..];
@@ -196,7 +199,7 @@ fn transform_grads<S: Simd>(simd: S, job: &mut GradTilesJob<'_>, chunk: Chunk) {
                 for (i, [p, q]) in rows.into_iter().enumerate() {
                     let values = [p, simd.add(p, q), sub(simd, p, q), sub(simd, zero, q)];
                     for (j, value) in values.into_iter().enumerate() {
-                        let at = ((i * 4 + j) * outs + channel) * CHUNK + slot;
+                        let at = (i * 4 + j) * position + channel * CHUNK + slot;
                         simd.store(&mut job.transformed_grad[at..], value);
                     }
                 }
@@ -268,8 +271,8 @@ fn add_block<S: Simd, const O: usize, const IV: usize>(
     first: usize,
 ) {
     let (ins, outs) = (job.ins, padded_outs(job.out_channels));
-    let input = &job.transformed_input[position * CHUNK * ins..][..CHUNK * ins];
-    let grad = &job.transformed_grad[position * outs * CHUNK..][..outs * CHUNK];
+    let input = &job.transformed_input[position * position_stride(CHUNK * ins)..][..CHUNK * ins];
+    let grad = &job.transformed_grad[position * position_stride(outs * CHUNK)..][..outs * CHUNK];
     let sums = &mut job.sums[position * outs * ins..][..outs * ins];
     let column = first * S::LANES;
     assert!(column + IV * S::LANES <= ins && outs.is_multiple_of(O));

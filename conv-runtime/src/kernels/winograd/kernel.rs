@@ -58,8 +58,13 @@ pub(super) const MAX_TILES: usize = 32;
 /// 64 channels of a block of 32 tiles put them 8 KiB apart, all in one set of L1, and the
 /// loads that followed waited on stores to addresses equal in their low 12 bits: the input
 /// transform was a fifth of unet-enc's kernel samples, three times its share of the
-/// instructions (Intel Xeon, `perf annotate`).
-pub(super) fn position_stride(floats: usize) -> usize {
+/// instructions (Intel Xeon, `perf annotate`). Padded (the same machine, one thread,
+/// fastest of five alternated `suite --only CASE --quick` runs): unet-enc 5.42 -> 4.77 ms,
+/// context-d4 1.34 -> 1.24, sr-x3 0.386 -> 0.339, down-s2 (the strided kernel's 25
+/// positions) 0.841 -> 0.820; the weight gradient's kernel, padded alike, unet-enc's
+/// backward 10.87 -> 10.12 ms (four runs). The two-tap family's nine positions, fewer than
+/// the ways of a set, measured level padded, and are not.
+pub(crate) fn position_stride(floats: usize) -> usize {
     odd_lines(floats)
 }
 

@@ -34,10 +34,8 @@ use std::mem::MaybeUninit;
 use ndarray::{Array4, ArrayView3, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
-use self::kernel::{
-    MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels, position_stride,
-};
-pub(crate) use self::kernel::{sub, transform_tile};
+use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels};
+pub(crate) use self::kernel::{position_stride, sub, transform_tile};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
 use crate::memory::aligned::AlignedFloats;
