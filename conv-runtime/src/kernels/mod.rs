@@ -23,7 +23,7 @@ const PARALLEL_THRESHOLD: usize = 1 << 19;
 pub(crate) const TASKS_PER_THREAD: usize = 4;
 
 /// The threads a forward call of `multiply_adds` runs on: one below the threshold, else all
-/// of rayon's (and the call is then marked parallel, see [`pool::layer_call`]).
+/// of rayon's (and the call is then marked parallel, see [`pool::parallel_call`]).
 pub(crate) fn forward_threads(multiply_adds: usize) -> usize {
     if multiply_adds < PARALLEL_THRESHOLD {
         1
