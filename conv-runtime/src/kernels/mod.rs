@@ -6,7 +6,6 @@
 
 pub(crate) mod depthwise;
 pub(crate) mod one_tap;
-pub(crate) mod pool;
 pub(crate) mod row;
 pub(crate) mod two_tap;
 pub(crate) mod weight_grad;
@@ -23,15 +22,11 @@ const PARALLEL_THRESHOLD: usize = 1 << 19;
 pub(crate) const TASKS_PER_THREAD: usize = 4;
 
 /// The threads a forward call of `multiply_adds` runs on: one below the threshold, else all
-/// of rayon's (and the call is then marked parallel, see [`pool::parallel_call`]).
+/// of rayon's.
 pub(crate) fn forward_threads(multiply_adds: usize) -> usize {
     if multiply_adds < PARALLEL_THRESHOLD {
         1
     } else {
-        let threads = rayon::current_num_threads();
-        if threads > 1 {
-            pool::mark_parallel();
-        }
-        threads
+        rayon::current_num_threads()
     }
 }
