@@ -302,15 +302,24 @@ impl Products<'_> {
         assert!(k % out_block + STEP <= out_block);
         let mut acc = [[simd.splat(0.0); V]; STEP];
         let weights = &weights[k / out_block * self.channels * out_block + k % out_block..];
-        for (x, w) in input.chunks_exact(block).zip(weights.chunks(out_block)) {
+        // Every channel's block of tiles and step of weights is inside the slices, checked
+        // once here: the loop reads them unchecked. (Iterating over chunks of each, the loop
+        // tested the weights' end besides its own every pass: 30 instructions for 16
+        // multiply-adds, Intel Xeon, `perf annotate` of down-s2.)
+        let channels = self.channels;
+        assert!(input.len() >= channels * block);
+        assert!(channels == 0 || weights.len() >= (channels - 1) * out_block + STEP);
+        for c in 0..channels {
             let mut vectors = [simd.splat(0.0); V];
             for (v, vector) in vectors.iter_mut().enumerate() {
-                // SAFETY: `x` holds `V * LANES` floats.
-                *vector = unsafe { simd.load(x.as_ptr().add(v * S::LANES)) };
+                // SAFETY: `c * block + (v + 1) * LANES <= channels * block`, asserted to be
+                // inside `input`.
+                *vector = unsafe { simd.load(input.as_ptr().add(c * block + v * S::LANES)) };
             }
-            let w = &w[..STEP];
-            for (acc, &w) in acc.iter_mut().zip(w) {
-                let w = simd.splat(w);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `c * out_block + j < (channels - 1) * out_block + STEP`, asserted
+                // to be inside `weights`.
+                let w = simd.splat(unsafe { *weights.get_unchecked(c * out_block + j) });
                 for (acc, &x) in acc.iter_mut().zip(&vectors) {
                     *acc = simd.mul_add(w, x, *acc);
                 }
