@@ -68,6 +68,16 @@ pub(crate) fn position_stride(floats: usize) -> usize {
     odd_lines(floats)
 }
 
+/// Floats of the transformed input and of the products a [`TileRowJob`] of the dense
+/// kernel needs for `channels` input and `out_padded` (padded) output channels, on any set:
+/// 16 positions of a block of [`MAX_TILES`] tiles, [`position_stride`] apart.
+pub(super) fn scratch_lens(channels: usize, out_padded: usize) -> (usize, usize) {
+    (
+        16 * position_stride(channels * MAX_TILES),
+        16 * position_stride(out_padded * MAX_TILES),
+    )
+}
+
 /// One row of output tiles (two output rows), all channels; for the strided kernel, two
 /// rows of tiles (four output rows).
 pub(crate) struct TileRowJob<'a> {

@@ -23,7 +23,7 @@ use ndarray::{ArrayView2, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use super::Winograd;
-use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels, position_stride};
+use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels, scratch_lens};
 use crate::isa::Compiled;
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
@@ -155,8 +155,7 @@ pub(super) fn run(
                 );
                 let prepared = &*prepared;
                 let tile_row = |r: usize| {
-                    let transformed_len = 16 * position_stride(channels * MAX_TILES);
-                    let products_len = 16 * position_stride(out_padded * MAX_TILES);
+                    let (transformed_len, products_len) = scratch_lens(channels, out_padded);
                     let staged_row = 2 * columns.tiles;
                     let staged_len = 2 * winograd.out_channels * staged_row;
                     with_scratch(transformed_len + products_len + staged_len, |scratch| {

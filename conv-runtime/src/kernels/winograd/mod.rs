@@ -34,7 +34,9 @@ use std::mem::MaybeUninit;
 use ndarray::{Array4, ArrayView3, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
-use self::kernel::{MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels};
+use self::kernel::{
+    MAX_TILES, TileRowJob, Tiles, WinogradFamily, out_block, padded_out_channels, scratch_lens,
+};
 pub(crate) use self::kernel::{position_stride, sub, transform_tile};
 use crate::isa::{Compiled, Isa};
 use crate::kernels::{TASKS_PER_THREAD, forward_threads};
@@ -220,8 +222,7 @@ impl Winograd {
             let run = |run: usize| {
                 let tile_rows_here = run * run_len..((run + 1) * run_len).min(tile_rows);
                 let prepared_len = layout.image_stride();
-                let transformed_len = 16 * position_stride(channels * MAX_TILES);
-                let products_len = 16 * position_stride(out_padded * MAX_TILES);
+                let (transformed_len, products_len) = scratch_lens(channels, out_padded);
                 with_scratch(prepared_len + transformed_len + products_len, |scratch| {
                     let (prepared, scratch) = scratch.split_at_mut(prepared_len);
                     let (transformed, products) = scratch.split_at_mut(transformed_len);
