@@ -16,13 +16,20 @@ pub(crate) struct Specialised<T, const OCB: usize, const WV: usize, const CP: us
 );
 
 impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Specialised<T, OCB, WV, CP> {
-    /// Whether a call may compute several consecutive output rows: only the one-channel
-    /// kernels of a convolution. They run strided depthwise layers (the plane kernel runs
-    /// those of stride 1), whose row of one channel is too little work to pay for a call
-    /// (one call per row cost depthwise-d2 more in setting up calls than in its taps). For
-    /// every other kernel the row loop is a constant single pass: looping over rows made
-    /// LLVM duplicate each kernel's tile loop, 43% more code.
-    pub const MULTI_ROW: bool = OCB == 1 && CP == 1 && T::PHASES.len() == 1;
+    /// Whether a call may compute several consecutive output rows: the one-channel kernels
+    /// of a convolution, and AVX-512's eight channels by two vectors. The first run strided
+    /// depthwise layers (the plane kernel runs those of stride 1), whose row of one channel
+    /// is too little work to pay for a call (one call per row cost depthwise-d2 more in
+    /// setting up calls than in its taps). The second runs stride-1 layers of few input
+    /// channels (seed-dilated: three, two 32-column tiles a row): a call per row and block
+    /// cost the calls' setting up as much again, and sixteen rows a call ran seed-dilated
+    /// 0.0262 -> 0.0249 ms at one thread (Intel Xeon, medians of twelve alternated
+    /// `suite --only seed-dilated --quick --backward` runs; its backward and two threads
+    /// level), for 1.1 KB more code in the suite's program. For every other kernel the row
+    /// loop is a constant single pass: looping over rows made LLVM duplicate each kernel's
+    /// tile loop, 43% more code.
+    pub const MULTI_ROW: bool =
+        (OCB == 1 || (OCB == 8 && WV == 2)) && CP == 1 && T::PHASES.len() == 1;
 
     /// Whether the kernel has edge instances where its geometry reads padding with whole
     /// vectors: only the blockings of four or more output channels, which run the layers
