@@ -111,7 +111,8 @@ fn row<T: TapList, S: Simd, const CV: usize, const PX: usize>(simd: S, job: &mut
     let block = CV * S::LANES;
     // Several rows only where every row is of the one phase (a convolution's).
     assert!(job.rows == 1 || T::PHASES.len() == 1, "one row per call");
-    assert!(job.bias.len() <= block && job.out.len() == job.bias.len() * job.rows);
+    assert!(job.bias.len() <= block);
+    job.check_out();
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * block);
     assert!(job.phase < T::PHASES.len());
@@ -385,8 +386,9 @@ fn store<S: Simd>(
         // The row's output slices, reborrowed for this call (the job's own are of the
         // job's lifetime).
         let mut storage = [const { MaybeUninit::uninit() }; MAX_CHANNELS];
-        let rows = job.out[row * count..][..count].iter_mut();
-        let out = rows_in(&mut storage, rows.map(|row| &mut **row));
+        let len = job.out_row_len;
+        let rows = job.out[..count].iter_mut();
+        let out = rows_in(&mut storage, rows.map(|out| &mut out[row * len..][..len]));
         sums_out.run(&mut SumsJob {
             sums: &sums[(at - pixels.start) * block..(row_end - pixels.start) * block],
             block,

@@ -290,7 +290,7 @@ fn run(
         let by_work = JOB_WORK.div_ceil(per_row.max(1));
         // As many whole rows as one of the kernel's strips holds.
         let by_strip = blocked.kernel.strip / out_w.next_multiple_of(blocked.kernel.tile);
-        // A job's output rows are one slice each: at most `MAX_SLICES` of them.
+        // At most `MAX_SLICES` output rows a job.
         by_work
             .max(by_strip)
             .clamp(1, chunk_rows.min(MAX_SLICES / packed.block))
@@ -330,38 +330,27 @@ fn run(
                     if cols.is_empty() {
                         continue;
                     }
-                    // Only the job's `job_rows * count` rows are written: filling all 32
+                    assert!(
+                        job_rows * count <= MAX_SLICES,
+                        "jobs have at most MAX_SLICES rows"
+                    );
+                    // One slice per channel: its `job_rows` rows are consecutive in the
+                    // output. Only the job's `count` entries are written: filling all 32
                     // entries per job (`Default::default()`) was 4% of depthwise-d2's time,
                     // which made 8192 jobs of one channel per image (Zen 3, `perf record`).
-                    let slices = job_rows * count;
-                    assert!(slices <= MAX_SLICES, "jobs have at most MAX_SLICES rows");
-                    // Row by row, channel by channel, each start a step from the last: a
-                    // division per slice to find its row and channel was a twentieth of
-                    // seed-dilated's time (Intel Xeon, `perf record`). A `flat_map` over rows
-                    // and channels kept `rows_in` out of line, 4% of the samples on its own;
-                    // with this stepping it is inlined, and setting up a job fell from 8.0%
-                    // to 6.7% (one row of 8 channels a job, the same machine).
-                    let (mut channel, mut row_start) = (0, y * out_w + channel0 * plane);
-                    let starts = (0..slices).map(move |_| {
-                        let start = row_start + channel * plane;
-                        channel += 1;
-                        if channel == count {
-                            (channel, row_start) = (0, row_start + out_w);
-                        }
-                        start
-                    });
+                    let first_row = y * out_w + channel0 * plane;
                     let mut storage = [const { MaybeUninit::uninit() }; MAX_SLICES];
-                    let row_slices = rows_in(
+                    let channel_rows = rows_in(
                         &mut storage,
-                        starts.map(|start| {
+                        (0..count).map(|j| {
                             // SAFETY: `out` points at this image's output, `plane *
-                            // out_channels` floats in standard layout, so row `y + r` (`y +
-                            // job_rows` stops at the row chunk's end, at most `out_h`) of
-                            // channel `channel0 + j` is inside it. Every task writes only the
-                            // rows of its row chunk in the channels of its group's blocks
-                            // `part`, and the slices of one task live one kernel call at a
-                            // time, so no two live slices overlap.
-                            unsafe { out.slice(start, out_w) }
+                            // out_channels` floats in standard layout, so rows `y..y +
+                            // job_rows` (`y + job_rows` stops at the row chunk's end, at most
+                            // `out_h`) of channel `channel0 + j` are inside it. Every task
+                            // writes only the rows of its row chunk in the channels of its
+                            // group's blocks `part`, and the slices of one task live one
+                            // kernel call at a time, so no two live slices overlap.
+                            unsafe { out.slice(first_row + j * plane, job_rows * out_w) }
                         }),
                     );
                     let mut job = RowJob {
@@ -374,7 +363,8 @@ fn run(
                         weights: packed.block(group, b),
                         bias: &engine.bias[channel0..channel0 + count],
                         cols,
-                        out: row_slices,
+                        out: channel_rows,
+                        out_row_len: out_w,
                         out_step: step,
                         out_offset: offset,
                         taps: engine.taps,
@@ -434,5 +424,6 @@ fn run(
 /// depthwise-d2 (64 columns by 9 taps per call) more in setting up calls than in its taps.
 const JOB_WORK: usize = 1 << 16;
 
-/// The most output rows (rows times channels) one kernel call writes.
+/// The most output rows (rows times channels) one kernel call writes, and the most channels
+/// of a block.
 const MAX_SLICES: usize = 128;

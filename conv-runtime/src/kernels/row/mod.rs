@@ -88,7 +88,7 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// `rows` (at most `N`) placed in `storage`, as the slice of output rows a job holds: no
+/// `rows` (at most `N` output slices) placed in `storage`, as the slice a job holds: no
 /// entry past them is written (filling all of an array of 128 per job was 4% of
 /// depthwise-d2's time, Zen 3, `perf record`), and no allocation made.
 #[inline]
@@ -132,10 +132,15 @@ pub(crate) struct RowJob<'a> {
     pub bias: &'a [f32],
     /// The tile columns (output columns, or phase columns `q`) to compute.
     pub cols: Range<usize>,
-    /// Whole output rows: for each of the job's `rows` rows, one per channel of the block
-    /// (at most `OCB`, as many as `bias` has). Possibly uninitialised: kernels only write
-    /// them, every column of every row.
+    /// The block's output rows: one slice per channel of the block (at most `OCB`, as many
+    /// as `bias` has), holding the job's `rows` rows one after another, `out_row_len` floats
+    /// each. Possibly uninitialised: kernels only write them, every column of every row.
+    /// (A slice per row and channel, the driver made 128 of them a call for
+    /// seed-dilated's sixteen rows of eight channels, and making them was a twentieth of
+    /// its time, Intel Xeon, `perf record`.)
     pub out: &'a mut [&'a mut [MaybeUninit<f32>]],
+    /// The length of an output row.
+    pub out_row_len: usize,
     /// Tile column `c` of the kernel's `p`-th column phase is output column
     /// `c * out_step + p + out_offset`; outputs that fall outside the row are dropped.
     pub out_step: usize,
@@ -143,4 +148,28 @@ pub(crate) struct RowJob<'a> {
     /// The direction's taps as data, for [`run_time::RunTimeRow`]; the specialised kernels
     /// have the same as constants of their [`TapList`].
     pub taps: RunTimeTaps,
+}
+
+impl RowJob<'_> {
+    /// Asserts that the job has one output slice per bias, each of its `rows` whole rows:
+    /// what the kernels' stores rely on.
+    pub fn check_out(&self) {
+        assert_eq!(
+            self.out.len(),
+            self.bias.len(),
+            "one output slice per channel"
+        );
+        let len = self.rows * self.out_row_len;
+        assert!(
+            self.out.iter().all(|out| out.len() == len),
+            "whole output rows"
+        );
+    }
+
+    /// Output row `row` of the block's channel `j`.
+    #[inline(always)]
+    pub fn out_row(&mut self, j: usize, row: usize) -> &mut [MaybeUninit<f32>] {
+        let len = self.out_row_len;
+        &mut self.out[j][row * len..][..len]
+    }
 }

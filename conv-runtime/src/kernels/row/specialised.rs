@@ -184,7 +184,8 @@ fn row<T: TapList, S: Simd, const OCB: usize, const WV: usize, const CP: usize>(
     const { assert!(CP * WV * S::LANES <= MAX_TILE) };
     let layout = job.input.layout;
     let tile = WV * S::LANES;
-    assert!(job.bias.len() <= OCB && job.out.len() == job.bias.len() * job.rows);
+    assert!(job.bias.len() <= OCB);
+    job.check_out();
     assert!(job.channels.end <= layout.channels);
     assert!(job.weights.len() >= job.channels.len() * T::FILTER_LEN * OCB);
     // The phases this call computes exist; two at once only for column stride 2, from the

@@ -18,14 +18,14 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
 ) {
     let tile = WV * S::LANES;
     let (step, offset) = (job.out_step, job.out_offset);
-    // Output column of the tile's first value, and whether the whole tile lands in every
-    // row as one contiguous run: then it is written with vector stores.
+    // Output column of the tile's first value, and whether the whole tile lands in the row
+    // (every channel's rows are of one length, `RowJob::check_out`) as one contiguous run:
+    // then it is written with vector stores.
     let first = (start * step) as isize + offset;
     let channels = job.bias.len();
-    let outs = &mut job.out[row * channels..][..channels];
-    let run = usize::try_from(first).ok().filter(|&first| {
-        step == CP && count == tile && outs.iter().all(|out| first + CP * tile <= out.len())
-    });
+    let run = usize::try_from(first)
+        .ok()
+        .filter(|&first| step == CP && count == tile && first + CP * tile <= job.out_row_len);
     if let Some(first) = run {
         // Channel by channel over the `OCB` of the tile, a constant, so that every
         // accumulator is named by a constant and stays in its register: a loop over the
@@ -33,10 +33,12 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
         // before the output (an eighth of seed-dilated's kernel time, Intel Xeon, `perf
         // annotate`).
         for (j, vectors) in acc[0].iter().enumerate() {
-            let Some(out) = outs.get_mut(j) else { break };
+            if j == channels {
+                break;
+            }
             // A slice of constant length (inside the row, tested above), so that the stores
             // into it need no bounds test of their own: less code in every geometry.
-            let out = &mut out[first..first + CP * tile];
+            let out = &mut job.out_row(j, row)[first..first + CP * tile];
             if CP == 1 {
                 for (v, &vector) in vectors.iter().enumerate() {
                     simd.store_uninit(&mut out[v * S::LANES..], vector);
@@ -54,7 +56,8 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
         }
         return;
     }
-    for (j, out) in outs.iter_mut().enumerate() {
+    for j in 0..channels {
+        let out = job.out_row(j, row);
         let mut buffer = [[0.0f32; MAX_TILE]; CP];
         for (p, buffer) in buffer.iter_mut().enumerate() {
             for (v, &vector) in acc[p][j].iter().enumerate() {
