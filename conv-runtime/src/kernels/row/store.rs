@@ -57,14 +57,13 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
         return;
     }
     for j in 0..channels {
-        let out = job.out_row(j, row);
         let mut buffer = [[0.0f32; MAX_TILE]; CP];
-        for (p, buffer) in buffer.iter_mut().enumerate() {
-            for (v, &vector) in acc[p][j].iter().enumerate() {
+        for (buffer, phase) in buffer.iter_mut().zip(&acc) {
+            for (v, &vector) in phase[j].iter().enumerate() {
                 simd.store(&mut buffer[v * S::LANES..], vector);
             }
         }
-        scatter(&buffer, (start, count), (step, offset), out);
+        scatter(&buffer, (start, count), (step, offset), job.out_row(j, row));
     }
 }
 
