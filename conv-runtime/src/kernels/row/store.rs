@@ -27,6 +27,7 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
         .ok()
         .filter(|&first| step == CP && count == tile && first + CP * tile <= job.out_row_len);
     if let Some(first) = run {
+        let at = row * job.out_row_len + first;
         // Channel by channel over the `OCB` of the tile, a constant, so that every
         // accumulator is named by a constant and stays in its register: a loop over the
         // run-time channel count indexed them, and the tile went to the stack and back
@@ -38,7 +39,7 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
             }
             // A slice of constant length (inside the row, tested above), so that the stores
             // into it need no bounds test of their own: less code in every geometry.
-            let out = &mut job.out_row(j, row)[first..first + CP * tile];
+            let out = &mut job.out[j][at..at + CP * tile];
             if CP == 1 {
                 for (v, &vector) in vectors.iter().enumerate() {
                     simd.store_uninit(&mut out[v * S::LANES..], vector);
