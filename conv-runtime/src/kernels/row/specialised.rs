@@ -23,7 +23,7 @@ impl<T: TapList, const OCB: usize, const WV: usize, const CP: usize> Specialised
     /// setting up calls than in its taps). The second runs stride-1 layers of few input
     /// channels (seed-dilated: three, two 32-column tiles a row): a call per row and block
     /// cost the calls' setting up as much again, and sixteen rows a call ran seed-dilated
-    /// 0.0262 -> 0.0249 ms at one thread (Intel Xeon, medians of twelve alternated
+    /// 0.0263 -> 0.0251 ms at one thread (Intel Xeon, medians of twelve alternated
     /// `suite --only seed-dilated --quick --backward` runs; its backward and two threads
     /// level), for 1.1 KB more code in the suite's program. For every other kernel the row
     /// loop is a constant single pass: looping over rows made LLVM duplicate each kernel's
