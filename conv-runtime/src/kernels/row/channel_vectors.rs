@@ -377,8 +377,8 @@ fn store<S: Simd>(
     pixels: Range<usize>,
     width: usize,
 ) {
-    let count = job.bias.len();
     let sums_out = Compiled::new::<SumsOut, S>(simd);
+    let (first_column, out_step, out_offset) = (job.cols.start, job.out_step, job.out_offset);
     let mut at = pixels.start;
     while at < pixels.end {
         let row = at / width;
@@ -386,15 +386,13 @@ fn store<S: Simd>(
         // The row's output slices, reborrowed for this call (the job's own are of the
         // job's lifetime).
         let mut storage = [const { MaybeUninit::uninit() }; MAX_CHANNELS];
-        let len = job.out_row_len;
-        let rows = job.out[..count].iter_mut();
-        let out = rows_in(&mut storage, rows.map(|out| &mut out[row * len..][..len]));
+        let out = rows_in(&mut storage, job.out_rows(row));
         sums_out.run(&mut SumsJob {
             sums: &sums[(at - pixels.start) * block..(row_end - pixels.start) * block],
             block,
-            first_column: job.cols.start + at % width,
-            out_step: job.out_step,
-            out_offset: job.out_offset,
+            first_column: first_column + at % width,
+            out_step,
+            out_offset,
             out,
         });
         at = row_end;

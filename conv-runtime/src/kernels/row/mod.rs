@@ -166,10 +166,12 @@ impl RowJob<'_> {
         );
     }
 
-    /// Output row `row` of the block's channel `j`.
+    /// Output row `row` of each of the block's channels, in order.
     #[inline(always)]
-    pub fn out_row(&mut self, j: usize, row: usize) -> &mut [MaybeUninit<f32>] {
+    pub fn out_rows(&mut self, row: usize) -> impl Iterator<Item = &mut [MaybeUninit<f32>]> {
         let len = self.out_row_len;
-        &mut self.out[j][row * len..][..len]
+        self.out
+            .iter_mut()
+            .map(move |out| &mut out[row * len..][..len])
     }
 }

@@ -57,14 +57,14 @@ pub(super) fn store_tile<S: Simd, const OCB: usize, const WV: usize, const CP: u
         }
         return;
     }
-    for j in 0..channels {
+    for (j, out) in job.out_rows(row).enumerate() {
         let mut buffer = [[0.0f32; MAX_TILE]; CP];
-        for (buffer, phase) in buffer.iter_mut().zip(&acc) {
-            for (v, &vector) in phase[j].iter().enumerate() {
+        for (p, buffer) in buffer.iter_mut().enumerate() {
+            for (v, &vector) in acc[p][j].iter().enumerate() {
                 simd.store(&mut buffer[v * S::LANES..], vector);
             }
         }
-        scatter(&buffer, (start, count), (step, offset), job.out_row(j, row));
+        scatter(&buffer, (start, count), (step, offset), out);
     }
 }
 
