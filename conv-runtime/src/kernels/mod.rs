@@ -6,6 +6,7 @@
 
 pub(crate) mod depthwise;
 pub(crate) mod one_tap;
+pub(crate) mod pool;
 pub(crate) mod row;
 pub(crate) mod two_tap;
 pub(crate) mod weight_grad;
@@ -22,11 +23,15 @@ const PARALLEL_THRESHOLD: usize = 1 << 19;
 pub(crate) const TASKS_PER_THREAD: usize = 4;
 
 /// The threads a forward call of `multiply_adds` runs on: one below the threshold, else all
-/// of rayon's.
+/// of rayon's (and the call is then marked parallel, see [`pool::mark_parallel`]).
 pub(crate) fn forward_threads(multiply_adds: usize) -> usize {
     if multiply_adds < PARALLEL_THRESHOLD {
         1
     } else {
-        rayon::current_num_threads()
+        let threads = rayon::current_num_threads();
+        if threads > 1 {
+            pool::mark_parallel();
+        }
+        threads
     }
 }

@@ -16,6 +16,7 @@ use super::{Forward, RunTimeTaps, TapList, Transposed};
 use crate::isa::Isa;
 use crate::kernels::depthwise::Depthwise;
 use crate::kernels::one_tap::OneTap;
+use crate::kernels::pool;
 use crate::kernels::two_tap::TwoTap;
 use crate::kernels::winograd::Winograd;
 use crate::memory::aligned::uninit_aligned;
@@ -199,6 +200,11 @@ impl Engine {
         if out.is_empty() {
             return;
         }
+        pool::layer_call(|| self.run_family(input, out));
+    }
+
+    /// [`run_standard`](Self::run_standard) by the family that runs the layer.
+    fn run_family(&self, input: &ArrayView4<f32>, out: &mut ArrayViewMut4<MaybeUninit<f32>>) {
         if let Some(depthwise) = &self.depthwise {
             depthwise.run(&self.bias, input, out);
         } else if let Some(one_tap) = &self.one_tap

@@ -47,6 +47,7 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::isa::{Detected, Isa};
+use crate::kernels::pool;
 use crate::memory::layout::PlaneLayout;
 use crate::memory::scratch::with_scratch;
 use crate::memory::shared_output::SharedOutput;
@@ -77,6 +78,17 @@ pub(crate) fn correlate(
     grad: &ArrayView4<f32>,
     groups: usize,
 ) -> Array4<f32> {
+    pool::layer_call(|| correlate_here(spec, isa, input, grad, groups))
+}
+
+/// [`correlate`], as one layer call.
+fn correlate_here(
+    spec: GeometrySpec,
+    isa: Isa,
+    input: &ArrayView4<f32>,
+    grad: &ArrayView4<f32>,
+    groups: usize,
+) -> Array4<f32> {
     let (kh, kw) = spec.kernel_size;
     let (images, in_channels, in_h, in_w) = input.dim();
     let (_, out_channels, rows, width) = grad.dim();
@@ -88,6 +100,9 @@ pub(crate) fn correlate(
     }
     let work = images * rows * width * out_channels * in_per_group * kh * kw;
     let parallel = work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1;
+    if parallel {
+        pool::mark_parallel();
+    }
     if winograd::fits(&spec, groups, in_channels, out_channels)
         && let Some(result) = winograd::correlate(spec, isa, input, grad, parallel)
     {
