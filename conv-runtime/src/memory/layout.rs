@@ -302,6 +302,49 @@ mod tests {
         }
     }
 
+    /// Every float of a laid-out plane is its source value or zero, whatever the target held
+    /// before: unsplit and split rows, with and without zero rows above and below and
+    /// columns of margin, from a contiguous source and a transposed one.
+    #[test]
+    fn a_plane_is_its_rows_among_zeros() {
+        let width: usize = 5;
+        for phases in 1..=2 {
+            for (above, shift, rows, below) in
+                [(0, 0, 3, 0), (2, 2, 3, 1), (1, 0, 4, 2), (0, 3, 1, 3)]
+            {
+                let layout = PlaneLayout {
+                    channels: 1,
+                    rows: above + rows + below,
+                    col_phases: phases,
+                    phase_len: (shift + width + 3).div_ceil(phases),
+                };
+                let value = |r: usize, c: usize| (r * 10 + c) as f32 + 1.0;
+                let standard = ndarray::Array2::from_shape_fn((rows, width), |(r, c)| value(r, c));
+                let columns = ndarray::Array2::from_shape_fn((width, rows), |(c, r)| value(r, c));
+                let mut expected = vec![0.0; layout.channel_stride()];
+                for r in 0..rows {
+                    for c in 0..width {
+                        let column = shift + c;
+                        let at = (above + r) * layout.row_stride()
+                            + column % phases * layout.phase_len
+                            + column / phases;
+                        expected[at] = value(r, c);
+                    }
+                }
+                for source in [standard.view(), columns.t()] {
+                    let mut target = vec![f32::NAN; layout.channel_stride()];
+                    let mut inspected = 0;
+                    lay_out_plane(&source, layout, (above, shift), &mut target, |row| {
+                        assert_eq!(row.len(), width);
+                        inspected += 1;
+                    });
+                    assert_eq!(target, expected, "{layout:?} above {above} shift {shift}");
+                    assert_eq!(inspected, rows);
+                }
+            }
+        }
+    }
+
     /// Every column lands where the definition says, for strides 1 to 4, every shift
     /// within two groups, and lengths around whole groups; the rest is untouched.
     #[test]
