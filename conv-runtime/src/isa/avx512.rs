@@ -104,6 +104,21 @@ unsafe impl Simd for Avx512 {
         }
     }
 
+    #[inline(always)]
+    fn select(self, row: &[__m512; 4], index: &[u32], live: u32) -> __m512 {
+        let index = &index[..16];
+        // SAFETY: token; `index` holds 16 `u32`s, read unaligned. Each permute picks by the
+        // index's low five bits from its two vectors (floats 0..32, and 32..64); bit 5 says
+        // which of the two picks a lane takes.
+        unsafe {
+            let index = _mm512_loadu_si512(index.as_ptr().cast());
+            let low = _mm512_permutex2var_ps(row[0], index, row[1]);
+            let high = _mm512_permutex2var_ps(row[2], index, row[3]);
+            let upper = _mm512_test_epi32_mask(index, _mm512_set1_epi32(32));
+            _mm512_maskz_mov_ps(live as u16, _mm512_mask_blend_ps(upper, low, high))
+        }
+    }
+
     fn compile<F: Family, K: Kernel<F>>(self) -> KernelFn<F> {
         #[target_feature(enable = "avx512f")]
         fn enabled<F: Family, K: Kernel<F>>(job: &mut F::Job<'_>) {

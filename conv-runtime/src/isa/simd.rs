@@ -4,6 +4,10 @@ use std::mem::MaybeUninit;
 
 use super::{Family, Isa, Kernel, KernelFn};
 
+/// The most lanes of any set's vectors (AVX-512's sixteen): the size of
+/// [`Simd::select`]'s buffers.
+pub(crate) const MAX_SELECT_LANES: usize = 16;
+
 /// An instruction set's token: a value of the type proves that the running CPU supports the
 /// set, and the methods are the few vector operations direct convolution needs, on vectors of
 /// `LANES` `f32`s. Kernels are written once, generic over `Simd`, and take the token as a
@@ -61,6 +65,27 @@ pub(crate) unsafe trait Simd: Copy + Send + Sync + 'static {
     /// The even and the odd lanes of `a` followed by `b`: `[a0, a2, ..., b0, b2, ...]` and
     /// `[a1, a3, ..., b1, b3, ...]`, the inverse of [`interleave`](Self::interleave).
     fn deinterleave(self, a: Self::Vector, b: Self::Vector) -> (Self::Vector, Self::Vector);
+
+    /// One vector of values picked from `row`, four vectors of consecutive floats: lane `i`
+    /// is float `index[i]` of them (each index below `4 * LANES`) where bit `i` of `live` is
+    /// set, else zero. Through memory, float by float, unless the set has a vector way
+    /// (AVX-512's two-source permutes: the dilated lattice's layout in vectors).
+    #[inline(always)]
+    fn select(self, row: &[Self::Vector; 4], index: &[u32], live: u32) -> Self::Vector {
+        let lanes = Self::LANES;
+        let mut floats = [0.0f32; 4 * MAX_SELECT_LANES];
+        for (v, &vector) in row.iter().enumerate() {
+            self.store(&mut floats[v * lanes..], vector);
+        }
+        let mut picked = [0.0f32; MAX_SELECT_LANES];
+        for (i, (slot, &index)) in picked.iter_mut().zip(&index[..lanes]).enumerate() {
+            if live >> i & 1 == 1 {
+                *slot = floats[..4 * lanes][index as usize];
+            }
+        }
+        // SAFETY: `picked` holds `MAX_SELECT_LANES >= LANES` floats.
+        unsafe { self.load(picked.as_ptr()) }
+    }
 
     /// Kernel `K` compiled for this set: a function compiled for the set's features, with
     /// `K`'s body, and every operation above in it, inlined into it. Calling it is sound only
@@ -125,6 +150,57 @@ mod tests {
                 values[..2 * lanes],
                 "{isa} interleave"
             );
+        }
+    }
+
+    /// Four vectors of a row, an index and a live mask per lane in; the selection out.
+    struct Selection;
+
+    /// `(row, index, live, out)`.
+    type SelectionJob = ([f32; 64], [u32; 16], u32, [f32; 16]);
+
+    impl Family for Selection {
+        type Job<'a> = SelectionJob;
+    }
+
+    impl Kernel<Selection> for Selection {
+        #[inline(always)]
+        fn run<S: Simd>(simd: S, job: &mut SelectionJob) {
+            // SAFETY: `job.0` holds 64 floats, four vectors of the widest set.
+            let row =
+                std::array::from_fn(|v| unsafe { simd.load(job.0.as_ptr().add(v * S::LANES)) });
+            let picked = simd.select(&row, &job.1, job.2);
+            simd.store(&mut job.3, picked);
+        }
+    }
+
+    /// On every set this CPU has: `select` picks each live lane's float from anywhere in the
+    /// four vectors (both ends of each, every vector), and zero for the others.
+    #[test]
+    fn select_picks_each_live_lane_from_the_four_vectors() {
+        for isa in Isa::available() {
+            let lanes = isa.lanes();
+            let row: [f32; 64] = std::array::from_fn(|i| i as f32 + 0.5);
+            for pattern in 0..5u32 {
+                let index: [u32; 16] = std::array::from_fn(|i| {
+                    let i = i as u32;
+                    (i * 7 + pattern * 13 + i / 3 * (lanes as u32 - 1)) % (4 * lanes as u32)
+                });
+                let live =
+                    [u32::MAX, 0, 0b1010_0110_0101_1001, 1, 1 << (lanes - 1)][pattern as usize];
+                let mut job = (row, index, live, [f32::NAN; 16]);
+                Compiled::<Selection>::for_isa::<Selection>(isa).run(&mut job);
+                let expected: Vec<f32> = (0..lanes)
+                    .map(|i| {
+                        if live >> i & 1 == 1 {
+                            row[index[i] as usize]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                assert_eq!(job.3[..lanes], expected[..], "{isa} pattern {pattern}");
+            }
         }
     }
 }

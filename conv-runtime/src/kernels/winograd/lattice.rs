@@ -24,7 +24,8 @@ use rayon::prelude::*;
 
 use super::Winograd;
 use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels, scratch_lens};
-use crate::isa::Compiled;
+use super::lattice_rows::{LatticeRows, LatticeRowsFamily, LatticeRowsJob, VectorMap};
+use crate::isa::{Compiled, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::{PlaneLayout, contiguous};
@@ -124,6 +125,13 @@ pub(super) fn run(
         phase_len: columns.tiles.next_multiple_of(MAX_TILES),
     };
     let row_map = RowMap::new(&Gather::all(&columns, winograd.pad.1, in_w), layout);
+    // In vectors where the set selects in vectors (AVX-512's permutes; elsewhere `select`
+    // goes through memory, no faster than the gather) and the source row fits its four.
+    let isa = winograd.kernel.isa();
+    let vector_rows = (isa == Isa::Avx512)
+        .then(|| VectorMap::new(&row_map.from, isa.lanes()))
+        .flatten()
+        .map(|map| (Compiled::for_isa::<LatticeRows>(isa), map));
     let staged_at = columns.staged_positions();
     // Each class's run of outputs in a staged row, woven into the output in vectors where
     // there are 2, 4 or 8 classes.
@@ -148,7 +156,7 @@ pub(super) fn run(
                     &image,
                     winograd.pad.0,
                     (class, dh),
-                    &row_map,
+                    (&row_map, vector_rows.as_ref()),
                     layout,
                     prepared,
                     layout_threads,
@@ -235,12 +243,13 @@ pub(super) fn run(
 /// rows `first, first + step, ...` (input row `y` at padded row `y + pad_top`, zero rows
 /// around), each four runs of `layout.phase_len` floats; run `j` holds, for each tile of
 /// the row, the padded column `b + dw * (2 * t + j)` that tile `t` of column class `b` reads
-/// as its column `j` (as `row_map` says), and zeros after the last tile.
+/// as its column `j` (as `row_map` says), and zeros after the last tile. In vectors where
+/// there is a `VectorMap` (see [`lattice_rows`](super::lattice_rows)).
 fn lay_out(
     image: &ndarray::ArrayView3<f32>,
     pad_top: usize,
     padded_rows: (usize, usize),
-    row_map: &RowMap,
+    (row_map, vector_rows): (&RowMap, Option<&(Compiled<LatticeRowsFamily>, VectorMap)>),
     layout: PlaneLayout,
     scratch: &mut [f32],
     threads: usize,
@@ -252,7 +261,17 @@ fn lay_out(
         threads,
         |channel, target| {
             let source = image.index_axis(Axis(0), channel);
-            lay_out_plane(&source, pad_top, padded_rows, row_map, layout, target);
+            match vector_rows {
+                Some((kernel, map)) => kernel.run(&mut LatticeRowsJob {
+                    source,
+                    pad_top,
+                    rows: padded_rows,
+                    layout,
+                    map,
+                    target,
+                }),
+                None => lay_out_plane(&source, pad_top, padded_rows, row_map, layout, target),
+            }
         },
     );
 }

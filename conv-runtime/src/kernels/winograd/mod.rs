@@ -26,6 +26,7 @@
 
 mod kernel;
 mod lattice;
+mod lattice_rows;
 mod phases;
 mod strided;
 
