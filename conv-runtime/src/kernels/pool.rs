@@ -193,7 +193,7 @@ fn look(chain: Arc<Chain>, period: Duration) {
     // that another thread runs: queued again at once, the job lets it go back to the call
     // as soon as that part is done, and another thread that is idle may take it.
     if CALLS_HERE.get() > 0 {
-        rayon::spawn(move || look(chain, period));
+        queue(chain, period);
         return;
     }
     LOOKING_HERE.set(true);
@@ -218,10 +218,14 @@ fn look(chain: Arc<Chain>, period: Duration) {
     if done {
         chain.end();
     } else {
-        // Queued on this thread's own deque: taken next when the thread is idle (or by
-        // another thread of the pool that is).
-        rayon::spawn(move || look(chain, period));
+        queue(chain, period);
     }
+}
+
+/// Queues the chain's next looking job on this thread's own deque: taken next when the
+/// thread is idle (or by another thread of the pool that is).
+fn queue(chain: Arc<Chain>, period: Duration) {
+    rayon::spawn(move || look(chain, period));
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ use rayon::prelude::*;
 
 use super::Winograd;
 use super::kernel::{MAX_TILES, TileRowJob, padded_out_channels, scratch_lens};
-use super::lattice_rows::{LatticeRows, LatticeRowsFamily, LatticeRowsJob, VectorMap};
-use crate::isa::{Compiled, Isa};
+use super::lattice_rows::{LatticeRowsFamily, LatticeRowsJob, VectorMap};
+use crate::isa::{Compiled, Detected, Isa};
 use crate::kernels::forward_threads;
 use crate::kernels::row::prepare::each_channel;
 use crate::memory::layout::{PlaneLayout, contiguous};
@@ -125,13 +125,7 @@ pub(super) fn run(
         phase_len: columns.tiles.next_multiple_of(MAX_TILES),
     };
     let row_map = RowMap::new(&Gather::all(&columns, winograd.pad.1, in_w), layout);
-    // In vectors where the set selects in vectors (AVX-512's permutes; elsewhere `select`
-    // goes through memory, no faster than the gather) and the source row fits its four.
-    let isa = winograd.kernel.isa();
-    let vector_rows = (isa == Isa::Avx512)
-        .then(|| VectorMap::new(&row_map.from, isa.lanes()))
-        .flatten()
-        .map(|map| (Compiled::for_isa::<LatticeRows>(isa), map));
+    let vector_rows = vector_rows(winograd.kernel.isa(), &row_map);
     let staged_at = columns.staged_positions();
     // Each class's run of outputs in a staged row, woven into the output in vectors where
     // there are 2, 4 or 8 classes.
@@ -236,6 +230,24 @@ pub(super) fn run(
         } else {
             (0..dh).for_each(one_class);
         }
+    }
+}
+
+/// The layout in vectors and its map, where the set selects in vectors (AVX-512's
+/// permutes; elsewhere `Simd::select` goes through memory, no faster than the gather, so
+/// the kernel is compiled for AVX-512 only: 5 KB less in every program that uses the
+/// lattice) and the source row fits in four vectors.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn vector_rows(isa: Isa, row_map: &RowMap) -> Option<(Compiled<LatticeRowsFamily>, VectorMap)> {
+    match Detected::or_portable(isa) {
+        #[cfg(target_arch = "x86_64")]
+        Detected::Avx512(simd) => VectorMap::new(&row_map.from, isa.lanes()).map(|map| {
+            (
+                Compiled::new::<super::lattice_rows::LatticeRows, _>(simd),
+                map,
+            )
+        }),
+        _ => None,
     }
 }
 
