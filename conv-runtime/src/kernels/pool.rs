@@ -191,9 +191,15 @@ fn look(chain: Arc<Chain>, period: Duration) {
     }
     // A thread inside a layer call has taken this job while it waits for part of the call
     // that another thread runs: queued again at once, the job lets it go back to the call
-    // as soon as that part is done, and another thread that is idle may take it.
+    // as soon as that part is done, and another thread that is idle may take it. Until the
+    // looking's end: past it, the waiting thread would take the job again and again for as
+    // long as it waits rather than park.
     if CALLS_HERE.get() > 0 {
-        queue(chain, period);
+        if now_ns() >= LOOK_UNTIL.load(Ordering::Relaxed) {
+            chain.end();
+        } else {
+            queue(chain, period);
+        }
         return;
     }
     LOOKING_HERE.set(true);

@@ -4,7 +4,8 @@
 //! rows), a vector of the laid-out row is one [`Simd::select`] from the row's four vectors
 //! (two permutes and a blend on AVX-512) instead of sixteen loads of an index and a value.
 //! Float by float the layout took a fifth of context-d4's time: 68-77 µs a row class against
-//! 37 µs a tile row (Intel Xeon, one thread, the layer's sections timed inside it).
+//! 37 µs a tile row; in vectors 35-40 µs (Intel Xeon, one thread, the layer's sections timed
+//! inside it).
 
 use ndarray::ArrayView2;
 
