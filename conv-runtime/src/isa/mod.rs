@@ -37,7 +37,7 @@ pub(crate) use avx2::Avx2;
 pub(crate) use avx512::Avx512;
 pub(crate) use compiled::{Compiled, Family, Kernel, KernelFn};
 pub(crate) use portable::Portable;
-pub(crate) use simd::Simd;
+pub(crate) use simd::{MAX_SELECT_LANES, Simd};
 
 /// An instruction set the kernels are compiled for.
 ///

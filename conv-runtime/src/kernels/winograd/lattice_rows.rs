@@ -9,7 +9,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::isa::{Family, Kernel, Simd};
+use crate::isa::{Family, Kernel, MAX_SELECT_LANES, Simd};
 use crate::memory::layout::{PlaneLayout, contiguous};
 
 /// The family: every kernel lays out one channel's [`LatticeRowsJob`].
@@ -77,7 +77,7 @@ impl Kernel<LatticeRowsFamily> for LatticeRows {
         let (first, step) = job.rows;
         let in_h = job.source.nrows();
         // The source row's first `4 * LANES` floats, zeros after a shorter row.
-        let mut buffer = [0.0f32; 64];
+        let mut buffer = [0.0f32; 4 * MAX_SELECT_LANES];
         let row_floats = 4 * S::LANES;
         assert!(row_floats <= buffer.len());
         let mut gathered = Vec::new();
