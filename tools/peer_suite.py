@@ -11,7 +11,7 @@ must be on the PATH unless `--skip-rust` is given. Run from anywhere, e.g.:
     /work/venv-torch/bin/python tools/peer_suite.py --quick --only unet-enc --threads 1
 
 Options: `--backward` (also the backward pass, against PyTorch's), `--quick` (fewer timed
-runs, here and in Rust), `--only NAME` (one case), `--rounds N` (default 3, see below),
+runs, here and in Rust), `--only NAME` (one case), `--rounds N` (default 5, see below),
 `--threads 1|all|both` (default both), `--skip-rust` (peers only), `--suite PATH`
 (default `../shared/bench-suite.json` beside the repository).
 
@@ -38,7 +38,11 @@ fastest of its rounds' medians: on a shared machine whose speed drifts by a tent
 minutes and whose second core is now and then taken for seconds, timing every case of
 convgen first and the peers a minute later compared different machines, and one slow
 stretch decided a ratio; rounds spread over the run, each contestant beside the others in
-every round, give every contestant the same chances.
+every round, give every contestant the same chances. Five rounds, not three, since a
+machine drifted by far more: on an Intel Xeon (model 207, 2026-12-07) sr-x3's backward took
+0.96 to 1.59 ms in 25 medians of convgen over two minutes and 1.18 to 1.72 ms in 8 of
+PyTorch's, and with three rounds a contestant's slow stretch still decided ratios run to
+run (0.85x to 1.06x for that case in three runs).
 
 GFLOP/s count two flops per multiply-add that touches real data (taps in the padding
 excluded), the same count as `Case::useful_flops` in `src/suite.rs`, for every column;
@@ -304,8 +308,8 @@ def main():
     parser.add_argument("--backward", action="store_true",
                         help="also time the backward pass (against PyTorch)")
     parser.add_argument("--only", metavar="NAME", help="time one case")
-    parser.add_argument("--rounds", type=int, default=3, metavar="N",
-                        help="rounds per case; each contestant's fastest counts (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, metavar="N",
+                        help="rounds per case; each contestant's fastest counts (default 5)")
     parser.add_argument("--threads", choices=["1", "all", "both"], default="both",
                         help="thread counts to time (default both)")
     parser.add_argument("--skip-rust", action="store_true", help="time the peers only")
