@@ -39,10 +39,10 @@ minutes and whose second core is now and then taken for seconds, timing every ca
 convgen first and the peers a minute later compared different machines, and one slow
 stretch decided a ratio; rounds spread over the run, each contestant beside the others in
 every round, give every contestant the same chances. Five rounds, not three, since a
-machine drifted by far more: on an Intel Xeon (model 207, 2026-12-07) sr-x3's backward took
-0.96 to 1.59 ms in 25 medians of convgen over two minutes and 1.18 to 1.72 ms in 8 of
-PyTorch's, and with three rounds a contestant's slow stretch still decided ratios run to
-run (0.85x to 1.06x for that case in three runs).
+machine drifted by far more: on an Intel Xeon (model 207, 2026-12-07), of 25 medians of
+convgen's sr-x3 backward over two minutes the fastest was 0.96 ms and the median 1.59, 8 of
+PyTorch's ranged 1.18 to 1.72 ms, and with three rounds a contestant's slow stretch still
+decided ratios run to run (0.85x to 1.06x for that case in three runs).
 
 GFLOP/s count two flops per multiply-add that touches real data (taps in the padding
 excluded), the same count as `Case::useful_flops` in `src/suite.rs`, for every column;
