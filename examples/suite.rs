@@ -156,8 +156,8 @@ fn check(case: &Case) {
     );
 }
 
-/// The median time of `call`, after a first call.
-/// The median time of `call` over enough runs (the fastest run with `fastest`).
+/// The median time of `call` over enough runs after a first call (the fastest run with
+/// `fastest`).
 fn median_time(call: impl Fn(), quick: bool, fastest: bool) -> Duration {
     // Enough runs for about a quarter of a second per case, at least 5.
     let start = Instant::now();
